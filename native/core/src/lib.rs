@@ -1,0 +1,10 @@
+//! marquee-core: the pure Rust core of Marquee.
+//!
+//! Nothing in this crate knows about Python; the `marquee-native` crate is the thin PyO3 binding over it.
+//! Every fallible operation returns [`Error`], which the binding maps onto typed Python exceptions.
+
+pub mod error;
+pub mod manifest;
+pub mod token;
+
+pub use error::{Error, Result};

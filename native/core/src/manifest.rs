@@ -1,0 +1,1 @@
+//! Manifest generation (HLS, DASH). Filled in by the encoding work.

@@ -1,0 +1,18 @@
+//! marquee._native: the thin PyO3 binding over marquee-core.
+//!
+//! Each submodule wraps one concern of the core crate; errors go through `errors::to_py` so every
+//! core error surfaces as a typed Python exception, and every blocking call releases the GIL via `detach`.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod manifest;
+mod token;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    token::register(m)?;
+    manifest::register(m)?;
+    Ok(())
+}

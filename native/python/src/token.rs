@@ -1,0 +1,7 @@
+//! Binding for marquee_core::token.
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
