@@ -1,0 +1,156 @@
+"""Access tokens (JWT, HS256 with key ids for rotation) and the authorization checks handlers make.
+
+An access token is short-lived and names the account, and (after SelectProfile) the profile and device, in its
+claims: ``sub`` (account id), ``pid`` (profile id), ``did`` (device id), ``roles``, ``plan``, ``jti``. Every
+service verifies it locally with the shared keys; refresh tokens are opaque and live in the accounts service.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jwt
+
+from services.common.config import AuthConfig
+from services.common.context import Principal, principal_var
+from services.common.errors import PermissionDenied, Unauthenticated
+
+_ALGORITHM = "HS256"
+MAX_TOKEN_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: int  # unix seconds
+
+
+class AccessTokens:
+    """Issues and verifies access JWTs with the configured keyring."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        if not config.keys:
+            raise ValueError("auth.keys is empty: configure a signing key (or use with_generated_key())")
+        self._config = config
+        self._keys = {kid: s.get_secret_value().encode() for kid, s in config.keys.items()}
+
+    @property
+    def ttl(self) -> int:
+        return self._config.access_token_ttl
+
+    def issue(
+        self,
+        account_id: str,
+        *,
+        profile_id: str | None = None,
+        device_id: str | None = None,
+        roles: Iterable[str] = (),
+        plan: str = "",
+        now: float | None = None,
+        ttl: int | None = None,
+    ) -> IssuedToken:
+        issued = int(now if now is not None else time.time())
+        exp = issued + (ttl if ttl is not None else self._config.access_token_ttl)
+        claims: dict[str, object] = {
+            "iss": self._config.issuer,
+            "aud": self._config.audience,
+            "sub": account_id,
+            "iat": issued,
+            "exp": exp,
+            "jti": uuid.uuid4().hex,
+        }
+        if profile_id:
+            claims["pid"] = profile_id
+        if device_id:
+            claims["did"] = device_id
+        role_list = sorted(set(roles))
+        if role_list:
+            claims["roles"] = role_list
+        if plan:
+            claims["plan"] = plan
+        kid = self._config.signing_kid
+        token = jwt.encode(claims, self._keys[kid], algorithm=_ALGORITHM, headers={"kid": kid})
+        return IssuedToken(token, exp)
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token; UNAUTHENTICATED with the reason otherwise."""
+        if not token or len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("access token is missing or too long", reason="INVALID_TOKEN")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("access token is malformed", reason="INVALID_TOKEN") from exc
+        kid = header.get("kid")
+        if header.get("alg") != _ALGORITHM:
+            raise Unauthenticated("access token uses an unsupported algorithm", reason="INVALID_TOKEN")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthenticated("access token was signed with an unknown key", reason="INVALID_TOKEN")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[_ALGORITHM],
+                audience=self._config.audience,
+                issuer=self._config.issuer,
+                leeway=self._config.leeway,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("access token has expired", reason="TOKEN_EXPIRED") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"access token is invalid: {exc}", reason="INVALID_TOKEN") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthenticated("access token has no subject", reason="INVALID_TOKEN")
+        roles = claims.get("roles", [])
+        return Principal(
+            account_id=sub,
+            profile_id=_opt_str(claims.get("pid")),
+            device_id=_opt_str(claims.get("did")),
+            roles=frozenset(r for r in roles if isinstance(r, str))
+            if isinstance(roles, list)
+            else frozenset(),
+            token_id=str(claims.get("jti", "")),
+            plan=str(claims.get("plan", "")),
+        )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def current_principal() -> Principal:
+    """The verified caller of the current RPC (UNAUTHENTICATED when the RPC is public and had none)."""
+    principal = principal_var.get()
+    if principal is None:
+        raise Unauthenticated("this call needs an access token", reason="INVALID_TOKEN")
+    return principal
+
+
+def require_account(account_id: str) -> Principal:
+    """The caller must be ``account_id`` (or an admin); PERMISSION_DENIED otherwise."""
+    principal = current_principal()
+    if principal.account_id != account_id and not principal.is_admin:
+        raise PermissionDenied("the caller may not access another account's resources")
+    return principal
+
+
+def require_profile(account_id: str, profile_id: str) -> Principal:
+    """The caller must hold a token for this profile of this account (or be an admin)."""
+    principal = require_account(account_id)
+    if principal.is_admin:
+        return principal
+    if principal.profile_id != profile_id:
+        raise PermissionDenied("the caller's token is for another profile; select this profile first")
+    return principal
+
+
+def require_admin() -> Principal:
+    principal = current_principal()
+    if not principal.is_admin:
+        raise PermissionDenied("this call needs the admin role")
+    return principal
