@@ -111,9 +111,7 @@ class AccessTokens:
             account_id=sub,
             profile_id=_opt_str(claims.get("pid")),
             device_id=_opt_str(claims.get("did")),
-            roles=frozenset(r for r in roles if isinstance(r, str))
-            if isinstance(roles, list)
-            else frozenset(),
+            roles=frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset(),
             token_id=str(claims.get("jti", "")),
             plan=str(claims.get("plan", "")),
         )

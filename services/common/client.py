@@ -47,14 +47,10 @@ class _Propagate(
     grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
     grpc.aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
 ):
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(_outgoing(details), request)
 
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(_outgoing(details), request)
 
     async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, it: Any) -> Any:

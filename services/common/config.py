@@ -12,7 +12,6 @@ Each service owns a typed section under ``[services.<name>]`` and validates it i
 from __future__ import annotations
 
 import os
-import secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -47,9 +46,7 @@ class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     grace_period: float = Field(10.0, ge=0, description="seconds in-flight RPCs get to finish on shutdown")
-    drain_delay: float = Field(
-        1.0, ge=0, description="seconds health reports NOT_SERVING before the listener closes"
-    )
+    drain_delay: float = Field(1.0, ge=0, description="seconds health reports NOT_SERVING before the listener closes")
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_send_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     max_concurrent_rpcs: int | None = Field(None, gt=0)
@@ -75,14 +72,6 @@ class AuthConfig(Section):
         if self.keys and self.signing_kid not in self.keys:
             raise ValueError(f"auth.signing_kid {self.signing_kid!r} is not one of auth.keys")
         return self
-
-    def with_generated_key(self) -> AuthConfig:
-        """A copy with a random signing key when none is configured (all-in-one, tests)."""
-        if self.keys:
-            return self
-        return self.model_copy(
-            update={"keys": {"k1": SecretStr(secrets.token_urlsafe(48))}, "signing_kid": "k1"}
-        )
 
 
 class StoreConfig(Section):
@@ -110,9 +99,7 @@ class LoggingConfig(Section):
 class PlatformConfig(BaseSettings):
     """The whole platform's configuration (one file for the all-in-one, one per Deployment in Kubernetes)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
     data_dir: Path = Path("data")
     auth: AuthConfig = AuthConfig()

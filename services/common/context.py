@@ -34,12 +34,8 @@ class Principal:
         return "admin" in self.roles
 
 
-principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "marquee_principal", default=None
-)
-access_token_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "marquee_access_token", default=None
-)
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("marquee_principal", default=None)
+access_token_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("marquee_access_token", default=None)
 
 
 def new_request_id(incoming: str | None = None) -> str:

@@ -55,9 +55,7 @@ class ServiceError(Exception):
     def to_status(self) -> grpc.Status:
         detail_msgs: list[any_pb2.Any] = []
         if self.reason:
-            info = error_details_pb2.ErrorInfo(
-                reason=self.reason, domain=ERROR_DOMAIN, metadata=dict(self.metadata)
-            )
+            info = error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=dict(self.metadata))
             packed = any_pb2.Any()
             packed.Pack(info)
             detail_msgs.append(packed)
@@ -109,23 +107,17 @@ class AlreadyExists(ServiceError):
 
 class PermissionDenied(ServiceError):
     def __init__(self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(
-            message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.PERMISSION_DENIED
-        )
+        super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.PERMISSION_DENIED)
 
 
 class Unauthenticated(ServiceError):
     def __init__(self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(
-            message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.UNAUTHENTICATED
-        )
+        super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.UNAUTHENTICATED)
 
 
 class FailedPrecondition(ServiceError):
     def __init__(self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(
-            message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.FAILED_PRECONDITION
-        )
+        super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class Aborted(ServiceError):
@@ -155,9 +147,7 @@ class ResourceExhausted(ServiceError):
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.retry_after = retry_after
-        super().__init__(
-            message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.RESOURCE_EXHAUSTED
-        )
+        super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def details(self) -> list[any_pb2.Any]:
         if self.retry_after is None:

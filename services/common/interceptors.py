@@ -37,9 +37,7 @@ log = logging.getLogger("marquee.server")
 # Methods of the standard services that are always public (health checks, reflection).
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
-Around = Callable[
-    [str, Mapping[str, str], grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]
-]
+Around = Callable[[str, Mapping[str, str], grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -51,9 +49,7 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
     return out
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str, str], around: Around
-) -> Any:
+def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str, str], around: Around) -> Any:
     """A copy of ``handler`` whose behaviour runs inside ``around(method, metadata, context)``."""
     h: Any = handler
     if h.unary_unary is not None:
@@ -75,9 +71,7 @@ def _wrap(
     if h.unary_stream is not None:
         inner_us = h.unary_stream
 
-        async def unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             async with around(method, md, context):
                 async for item in inner_us(request, context):
                     yield item
@@ -85,9 +79,7 @@ def _wrap(
         return h._replace(unary_stream=unary_stream)
     inner_ss = h.stream_stream
 
-    async def stream_stream(
-        request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         async with around(method, md, context):
             async for item in inner_ss(request_iter, context):
                 yield item

@@ -19,9 +19,7 @@ RPC_LATENCY = Histogram(
     ["grpc_service", "grpc_method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-RPC_IN_FLIGHT = Gauge(
-    "marquee_grpc_server_in_flight", "RPCs being handled now.", ["grpc_service", "grpc_method"]
-)
+RPC_IN_FLIGHT = Gauge("marquee_grpc_server_in_flight", "RPCs being handled now.", ["grpc_service", "grpc_method"])
 
 
 def split_method(full_method: str) -> tuple[str, str]:

@@ -22,9 +22,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_precedence_defaults_file_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _write(
-        tmp_path, '[auth]\naccess_token_ttl = 100\nissuer = "file"\n[services.accounts]\nmax_profiles = 3\n'
-    )
+    path = _write(tmp_path, '[auth]\naccess_token_ttl = 100\nissuer = "file"\n[services.accounts]\nmax_profiles = 3\n')
     assert load_config().auth.access_token_ttl == 900
     cfg = load_config(path)
     assert (cfg.auth.access_token_ttl, cfg.auth.issuer) == (100, "file")

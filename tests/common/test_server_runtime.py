@@ -91,9 +91,7 @@ async def running(auth_config: AuthConfig) -> AsyncIterator[tuple[Server, grpc.a
 
 
 def _call(channel: grpc.aio.Channel, method: str) -> Any:
-    return channel.unary_unary(
-        f"/{SERVICE}/{method}", request_serializer=_ident, response_deserializer=_ident
-    )
+    return channel.unary_unary(f"/{SERVICE}/{method}", request_serializer=_ident, response_deserializer=_ident)
 
 
 def _bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -143,9 +141,7 @@ async def test_auth_expired_forged_and_unknown_key(
     _, channel, _ = running
     tokens = AccessTokens(auth_config)
     expired = tokens.issue("acc1", now=time.time() - 3600).token
-    other_key = (
-        AccessTokens(AuthConfig(keys={"k1": SecretStr("x" * 40)}, signing_kid="k1")).issue("acc1").token
-    )
+    other_key = AccessTokens(AuthConfig(keys={"k1": SecretStr("x" * 40)}, signing_kid="k1")).issue("acc1").token
     unknown_kid = AccessTokens(AuthConfig(keys={"k9": SecretStr(KEY)}, signing_kid="k9")).issue("acc1").token
     good = tokens.issue("acc1").token
     tampered = good[:-2] + ("AA" if good[-2:] != "AA" else "BB")
@@ -192,9 +188,7 @@ async def test_streaming_rpcs_pass_through_interceptors(
 ) -> None:
     _, channel, _ = running
     md = _bearer(AccessTokens(auth_config).issue("acc1").token)
-    stream = channel.unary_stream(
-        f"/{SERVICE}/Count", request_serializer=_ident, response_deserializer=_ident
-    )
+    stream = channel.unary_stream(f"/{SERVICE}/Count", request_serializer=_ident, response_deserializer=_ident)
     assert [x async for x in stream(b"3", metadata=md)] == [b"0", b"1", b"2"]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         _ = [x async for x in stream(b"3")]
@@ -247,9 +241,7 @@ async def test_metrics_count_each_rpc_and_are_served(
     endpoint = start_metrics_endpoint("127.0.0.1", 0)
     try:
         body = await asyncio.to_thread(
-            lambda: (
-                urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5).read().decode()
-            )
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5).read().decode()
         )
     finally:
         endpoint.stop()
