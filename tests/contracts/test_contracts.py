@@ -28,17 +28,19 @@ FILES: list[FileDescriptor] = [
 SERVICES = [s for f in FILES for s in f.services_by_name.values()]
 
 
+def _nested_enums(msgs: list[Descriptor]) -> list[EnumDescriptor]:
+    out: list[EnumDescriptor] = []
+    for m in msgs:
+        out += list(m.enum_types)
+        out += _nested_enums(list(m.nested_types))
+    return out
+
+
 def _enums() -> list[EnumDescriptor]:
     out: list[EnumDescriptor] = []
     for f in FILES:
-        out += f.enum_types_by_name.values()
-
-        def walk(msgs: list[Descriptor]) -> None:
-            for m in msgs:
-                out.extend(m.enum_types)
-                walk(list(m.nested_types))
-
-        walk(list(f.message_types_by_name.values()))
+        out += list(f.enum_types_by_name.values())
+        out += _nested_enums(list(f.message_types_by_name.values()))
     return out
 
 
