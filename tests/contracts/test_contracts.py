@@ -81,7 +81,9 @@ def test_update_methods_take_a_field_mask() -> None:
         for method in service.methods:
             if method.name.startswith("Update") and method.name != "UpdatePosition":
                 mask = method.input_type.fields_by_name.get("update_mask")
-                assert mask is not None and mask.message_type.full_name == "google.protobuf.FieldMask", method.full_name
+                assert mask is not None, method.full_name
+                assert mask.message_type is not None, method.full_name
+                assert mask.message_type.full_name == "google.protobuf.FieldMask", method.full_name
 
 
 def test_error_reasons_used_by_services_are_declared() -> None:
