@@ -32,7 +32,10 @@ pub fn to_py(err: Error) -> PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("InvalidArgumentError", py.get_type::<InvalidArgumentError>())?;
+    m.add(
+        "InvalidArgumentError",
+        py.get_type::<InvalidArgumentError>(),
+    )?;
     m.add("TokenError", py.get_type::<TokenError>())?;
     m.add("TokenInvalidError", py.get_type::<TokenInvalidError>())?;
     m.add("TokenExpiredError", py.get_type::<TokenExpiredError>())?;

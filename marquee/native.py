@@ -1,0 +1,40 @@
+"""The typed front of Marquee's Rust core (``marquee._native``, built from ``native/`` by maturin).
+
+Signed URL tokens
+-----------------
+``TokenKeyring(keys, signing_kid)`` holds HMAC keys by id (at least 16 bytes each). ``sign(acl, expires_at,
+session_id=None)`` returns a URL-safe token granting every path matched by one of the ACL patterns (absolute
+paths where ``*`` matches any run of characters, ``/`` included) until ``expires_at`` (unix seconds), optionally
+bound to a playback session. ``verify(token, path, now=None, session_id=None)`` returns the ``TokenClaims`` or
+raises, in this order of checks: ``TokenInvalidError`` (malformed, or the signature does not match: a tampered
+token is never reported as anything else), ``UnknownKeyError`` (a key id not in the ring), ``TokenExpiredError``,
+``TokenForbiddenError`` (the path is not covered, is not normalised, or the session differs). All token errors
+derive from ``TokenError``; bad arguments raise ``InvalidArgumentError`` (a ``ValueError``). Verification takes
+about a microsecond, so it keeps the GIL.
+"""
+
+from __future__ import annotations
+
+from marquee._native import (
+    InvalidArgumentError,
+    TokenClaims,
+    TokenError,
+    TokenExpiredError,
+    TokenForbiddenError,
+    TokenInvalidError,
+    TokenKeyring,
+    UnknownKeyError,
+    acl_matches,
+)
+
+__all__ = [
+    "InvalidArgumentError",
+    "TokenClaims",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenForbiddenError",
+    "TokenInvalidError",
+    "TokenKeyring",
+    "UnknownKeyError",
+    "acl_matches",
+]
