@@ -1,0 +1,1 @@
+"""AccountService: accounts, sign-in and tokens, profiles, devices, plans."""

@@ -1,0 +1,449 @@
+"""AccountService over gRPC: maps protobuf to the accounts domain and back, and checks who may do what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from marquee.v1 import accounts_pb2, accounts_pb2_grpc, common_pb2
+from services.accounts.config import AccountsConfig, Plan
+from services.accounts.devices import Devices
+from services.accounts.identity import Identity, NewAccount
+from services.accounts.profiles import ProfileInput, Profiles
+from services.accounts.records import AccountRecord, DeviceRecord, ProfileRecord
+from services.accounts.refresh import RefreshGrant, RefreshTokens
+from services.common.auth import AccessTokens, require_account
+from services.common.context import Principal
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.common.names import NamePattern
+from services.common.paging import PageTokens, page_size, query_fingerprint
+
+ACCOUNT = NamePattern("accounts/{account}")
+PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
+DEVICE = NamePattern("accounts/{account}/devices/{device}")
+PLAN = NamePattern("plans/{plan}")
+
+SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
+PUBLIC_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{m}" for m in ("SignUp", "SignIn", "RefreshTokens", "SignOut", "ListPlans", "GetPlan")
+)
+KIDS_MAX_MATURITY = common_pb2.MATURITY_RATING_KIDS_7
+_MATURITY_VALUES = frozenset(common_pb2.MaturityRating.values()) - {common_pb2.MATURITY_RATING_UNSPECIFIED}
+_DEVICE_TYPES = frozenset(common_pb2.DeviceType.values())
+PROFILE_MUTABLE = ("display_name", "kids", "maturity_limit", "language", "avatar_uri")
+ACCOUNT_MUTABLE = ("display_name", "plan")
+
+
+def _ts(micros: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(micros)
+    return ts
+
+
+def _ts_seconds(seconds: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromSeconds(seconds)
+    return ts
+
+
+def _mask_paths(mask: field_mask_pb2.FieldMask, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The mask's paths (all updatable fields when empty); INVALID_ARGUMENT for anything else."""
+    paths = tuple(mask.paths) or allowed
+    bad = [p for p in paths if p not in allowed]
+    if bad:
+        raise InvalidArgument(
+            f"update_mask has fields that cannot be updated: {', '.join(bad)} (updatable: {', '.join(allowed)})",
+            field_name="update_mask",
+        )
+    return paths
+
+
+def client_address(context: grpc.aio.ServicerContext[Any, Any], trust_forwarded_for: bool) -> str:
+    """The caller's IP: x-forwarded-for's first hop behind a trusted gateway, else the transport peer."""
+    if trust_forwarded_for:
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
+                return value.split(",")[0].strip()[:64]
+    peer = context.peer() or "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1 : rest.index("]")] if "]" in rest else rest
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return peer[:64]
+
+
+class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
+    def __init__(
+        self,
+        config: AccountsConfig,
+        identity: Identity,
+        profiles: Profiles,
+        devices: Devices,
+        refresh: RefreshTokens,
+        access: AccessTokens,
+        page_tokens: PageTokens,
+    ) -> None:
+        self._config = config
+        self._identity = identity
+        self._profiles = profiles
+        self._devices = devices
+        self._refresh = refresh
+        self._access = access
+        self._pages = page_tokens
+
+    # -- mapping ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _account_pb(a: AccountRecord) -> accounts_pb2.Account:
+        return accounts_pb2.Account(
+            name=ACCOUNT.format(account=a.account_id),
+            email=a.email,
+            display_name=a.display_name,
+            plan=PLAN.format(plan=a.plan),
+            roles=list(a.roles),
+            create_time=_ts(a.create_time),
+            update_time=_ts(a.update_time),
+        )
+
+    @staticmethod
+    def _profile_pb(p: ProfileRecord) -> accounts_pb2.Profile:
+        return accounts_pb2.Profile(
+            name=PROFILE.format(account=p.account_id, profile=p.profile_id),
+            display_name=p.display_name,
+            kids=p.kids,
+            maturity_limit=p.maturity_limit,  # type: ignore[arg-type]
+            language=p.language,
+            avatar_uri=p.avatar_uri,
+            create_time=_ts(p.create_time),
+            update_time=_ts(p.update_time),
+        )
+
+    @staticmethod
+    def _device_pb(d: DeviceRecord) -> accounts_pb2.Device:
+        return accounts_pb2.Device(
+            name=DEVICE.format(account=d.account_id, device=d.device_id),
+            display_name=d.display_name,
+            type=d.type,  # type: ignore[arg-type]
+            create_time=_ts(d.create_time),
+            last_seen_time=_ts(d.last_seen_time),
+        )
+
+    @staticmethod
+    def _plan_pb(p: Plan) -> accounts_pb2.Plan:
+        return accounts_pb2.Plan(
+            name=PLAN.format(plan=p.id),
+            display_name=p.display_name,
+            max_concurrent_streams=p.max_concurrent_streams,
+            max_resolution_height=p.max_resolution_height,
+            max_devices=p.max_devices,
+            monthly_price_minor=p.monthly_price_cents,
+            currency_code=p.currency,
+        )
+
+    def _tokens(self, account: AccountRecord, grant: RefreshGrant) -> accounts_pb2.TokenPair:
+        access = self._access.issue(
+            account.account_id,
+            profile_id=grant.profile_id or None,
+            device_id=grant.device_id or None,
+            roles=account.roles,
+            plan=account.plan,
+        )
+        return accounts_pb2.TokenPair(
+            access_token=access.token,
+            access_token_expire_time=_ts_seconds(access.expires_at),
+            refresh_token=grant.token,
+            refresh_token_expire_time=_ts_seconds(grant.expires_at),
+        )
+
+    def _maturity(self, value: int, kids: bool, field: str) -> int:
+        if value == common_pb2.MATURITY_RATING_UNSPECIFIED:
+            return KIDS_MAX_MATURITY if kids else common_pb2.MATURITY_RATING_ADULT
+        if value not in _MATURITY_VALUES:
+            raise InvalidArgument(f"{field} {value} is not a MaturityRating", field_name=field)
+        return value
+
+    def _plan_id(self, name: str, field: str) -> str:
+        if not name:
+            return ""
+        plan_id = PLAN.parse(name, field)["plan"]
+        if self._config.plan(plan_id) is None:
+            raise InvalidArgument(f"{field} {name!r} is not a plan", field_name=field)
+        return plan_id
+
+    def _required_plan(self, name: str) -> str:
+        if not name:
+            raise InvalidArgument("account.plan is required when the mask names it", field_name="account.plan")
+        return self._plan_id(name, "account.plan")
+
+    async def _own_account(self, name: str, field: str = "name") -> tuple[Principal, str]:
+        account_id = ACCOUNT.parse(name, field)["account"]
+        return require_account(account_id), account_id
+
+    async def _device_of(self, account_id: str, device_name: str, field: str) -> str:
+        if not device_name:
+            return ""
+        ids = DEVICE.parse(device_name, field)
+        if ids["account"] != account_id:
+            raise PermissionDenied(f"{field} belongs to another account")
+        await self._devices.get(account_id, ids["device"])
+        return ids["device"]
+
+    # -- sign-in and tokens -----------------------------------------------------------------------------------
+
+    async def SignUp(
+        self, request: accounts_pb2.SignUpRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignUpResponse:
+        plan_id = self._plan_id(request.plan, "plan")
+        account = await self._identity.sign_up(
+            NewAccount(request.email, request.password, request.display_name, plan_id),
+            client_address=client_address(context, self._config.trust_forwarded_for),
+        )
+        profile = await self._profiles.create(
+            account.account_id,
+            ProfileInput(
+                display_name=account.display_name[:50],
+                kids=False,
+                maturity_limit=common_pb2.MATURITY_RATING_ADULT,
+                language="",
+                avatar_uri="",
+            ),
+        )
+        grant = await self._refresh.start_family(account.account_id)
+        account = await self._identity.get(account.account_id)
+        return accounts_pb2.SignUpResponse(
+            account=self._account_pb(account), profile=self._profile_pb(profile), tokens=self._tokens(account, grant)
+        )
+
+    async def SignIn(
+        self, request: accounts_pb2.SignInRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInResponse:
+        account = await self._identity.sign_in(
+            request.email,
+            request.password,
+            client_address=client_address(context, self._config.trust_forwarded_for),
+        )
+        device_id = await self._device_of(account.account_id, request.device, "device")
+        if device_id:
+            await self._devices.touch(account.account_id, device_id)
+        grant = await self._refresh.start_family(account.account_id, device_id=device_id)
+        return accounts_pb2.SignInResponse(account=self._account_pb(account), tokens=self._tokens(account, grant))
+
+    async def RefreshTokens(
+        self, request: accounts_pb2.RefreshTokensRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.RefreshTokensResponse:
+        grant = await self._refresh.rotate(request.refresh_token)
+        account = await self._identity.find(grant.account_id)
+        if account is None:
+            raise Unauthenticated("the account no longer exists", reason="INVALID_TOKEN")
+        return accounts_pb2.RefreshTokensResponse(tokens=self._tokens(account, grant))
+
+    async def SignOut(
+        self, request: accounts_pb2.SignOutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignOutResponse:
+        family = await self._refresh.family_of(request.refresh_token)
+        if family is not None:
+            await self._refresh.revoke_family(*family)
+        return accounts_pb2.SignOutResponse()
+
+    async def RevokeAllSessions(
+        self, request: accounts_pb2.RevokeAllSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.RevokeAllSessionsResponse:
+        _, account_id = await self._own_account(request.account, "account")
+        await self._identity.get(account_id)
+        revoked = await self._refresh.revoke_all(account_id)
+        return accounts_pb2.RevokeAllSessionsResponse(revoked_sessions=revoked)
+
+    async def ChangePassword(
+        self, request: accounts_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ChangePasswordResponse:
+        _, account_id = await self._own_account(request.account, "account")
+        await self._identity.change_password(account_id, request.current_password, request.new_password)
+        return accounts_pb2.ChangePasswordResponse()
+
+    # -- accounts and plans -----------------------------------------------------------------------------------
+
+    async def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetAccountResponse:
+        _, account_id = await self._own_account(request.name)
+        return accounts_pb2.GetAccountResponse(account=self._account_pb(await self._identity.get(account_id)))
+
+    async def UpdateAccount(
+        self, request: accounts_pb2.UpdateAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.UpdateAccountResponse:
+        _, account_id = await self._own_account(request.account.name, "account.name")
+        paths = _mask_paths(request.update_mask, ACCOUNT_MUTABLE)
+        account = await self._identity.update(
+            account_id,
+            display_name=request.account.display_name if "display_name" in paths else None,
+            plan=self._required_plan(request.account.plan) if "plan" in paths else None,
+        )
+        return accounts_pb2.UpdateAccountResponse(account=self._account_pb(account))
+
+    async def DeleteAccount(
+        self, request: accounts_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.DeleteAccountResponse:
+        _, account_id = await self._own_account(request.name)
+        await self._identity.delete(account_id)
+        return accounts_pb2.DeleteAccountResponse()
+
+    async def ListPlans(
+        self, request: accounts_pb2.ListPlansRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListPlansResponse:
+        size = page_size(request.page_size)
+        fingerprint = query_fingerprint({"list": "plans"})
+        state = self._pages.decode(request.page_token, fingerprint)
+        start = int(state or b"0")
+        plans = self._config.plans[start : start + size]
+        more = start + size < len(self._config.plans)
+        return accounts_pb2.ListPlansResponse(
+            plans=[self._plan_pb(p) for p in plans],
+            next_page_token=self._pages.encode(str(start + size).encode() if more else None, fingerprint),
+        )
+
+    async def GetPlan(
+        self, request: accounts_pb2.GetPlanRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetPlanResponse:
+        plan_id = PLAN.parse(request.name)["plan"]
+        plan = self._config.plan(plan_id)
+        if plan is None:
+            raise NotFound(f"plan {request.name} does not exist", reason="PLAN_NOT_FOUND")
+        return accounts_pb2.GetPlanResponse(plan=self._plan_pb(plan))
+
+    # -- profiles ---------------------------------------------------------------------------------------------
+
+    def _profile_input(self, p: accounts_pb2.Profile) -> ProfileInput:
+        return ProfileInput(
+            display_name=p.display_name,
+            kids=p.kids,
+            maturity_limit=self._maturity(p.maturity_limit, p.kids, "profile.maturity_limit"),
+            language=p.language,
+            avatar_uri=p.avatar_uri,
+        )
+
+    async def CreateProfile(
+        self, request: accounts_pb2.CreateProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.CreateProfileResponse:
+        _, account_id = await self._own_account(request.parent, "parent")
+        profile = await self._profiles.create(account_id, self._profile_input(request.profile))
+        return accounts_pb2.CreateProfileResponse(profile=self._profile_pb(profile))
+
+    async def GetProfile(
+        self, request: accounts_pb2.GetProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetProfileResponse:
+        ids = PROFILE.parse(request.name)
+        require_account(ids["account"])
+        profile = await self._profiles.get(ids["account"], ids["profile"])
+        return accounts_pb2.GetProfileResponse(profile=self._profile_pb(profile))
+
+    async def ListProfiles(
+        self, request: accounts_pb2.ListProfilesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListProfilesResponse:
+        _, account_id = await self._own_account(request.parent, "parent")
+        size = page_size(request.page_size)
+        fingerprint = query_fingerprint({"parent": request.parent, "list": "profiles"})
+        after = self._pages.decode(request.page_token, fingerprint)
+        profiles, page = await self._profiles.list(account_id, size, after)
+        return accounts_pb2.ListProfilesResponse(
+            profiles=[self._profile_pb(p) for p in profiles],
+            next_page_token=self._pages.encode(page.next, fingerprint),
+        )
+
+    async def UpdateProfile(
+        self, request: accounts_pb2.UpdateProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.UpdateProfileResponse:
+        ids = PROFILE.parse(request.profile.name, "profile.name")
+        require_account(ids["account"])
+        paths = _mask_paths(request.update_mask, PROFILE_MUTABLE)
+        current = await self._profiles.get(ids["account"], ids["profile"])
+        p = request.profile
+        kids = p.kids if "kids" in paths else current.kids
+        changes: dict[str, object] = {}
+        for path in paths:
+            if path == "maturity_limit":
+                changes[path] = self._maturity(p.maturity_limit, kids, "profile.maturity_limit")
+            else:
+                changes[path] = getattr(p, path)
+        if "kids" in paths and kids and "maturity_limit" not in paths and current.maturity_limit > KIDS_MAX_MATURITY:
+            changes["maturity_limit"] = KIDS_MAX_MATURITY
+        profile = await self._profiles.update(ids["account"], ids["profile"], changes)
+        return accounts_pb2.UpdateProfileResponse(profile=self._profile_pb(profile))
+
+    async def DeleteProfile(
+        self, request: accounts_pb2.DeleteProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.DeleteProfileResponse:
+        ids = PROFILE.parse(request.name)
+        require_account(ids["account"])
+        await self._profiles.delete(ids["account"], ids["profile"])
+        return accounts_pb2.DeleteProfileResponse()
+
+    async def SelectProfile(
+        self, request: accounts_pb2.SelectProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SelectProfileResponse:
+        ids = PROFILE.parse(request.profile, "profile")
+        require_account(ids["account"])
+        account_id = ids["account"]
+        profile = await self._profiles.get(account_id, ids["profile"])
+        device_id = await self._device_of(account_id, request.device, "device")
+        if request.refresh_token:
+            family = await self._refresh.family_of(request.refresh_token)
+            if family is None or family[0] != account_id:
+                raise Unauthenticated("refresh_token does not belong to this account", reason="INVALID_TOKEN")
+            grant = await self._refresh.rotate(
+                request.refresh_token, profile_id=profile.profile_id, device_id=device_id or None
+            )
+        else:
+            grant = await self._refresh.start_family(account_id, profile_id=profile.profile_id, device_id=device_id)
+        if device_id:
+            await self._devices.touch(account_id, device_id)
+        account = await self._identity.get(account_id)
+        return accounts_pb2.SelectProfileResponse(
+            profile=self._profile_pb(profile), tokens=self._tokens(account, grant)
+        )
+
+    # -- devices ----------------------------------------------------------------------------------------------
+
+    async def RegisterDevice(
+        self, request: accounts_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.RegisterDeviceResponse:
+        _, account_id = await self._own_account(request.parent, "parent")
+        if request.device.type not in _DEVICE_TYPES:
+            raise InvalidArgument(f"device.type {request.device.type} is not a DeviceType", field_name="device.type")
+        account = await self._identity.get(account_id)
+        plan = self._config.plan(account.plan)
+        max_devices = plan.max_devices if plan else 1
+        device = await self._devices.register(account_id, request.device.display_name, request.device.type, max_devices)
+        return accounts_pb2.RegisterDeviceResponse(device=self._device_pb(device))
+
+    async def GetDevice(
+        self, request: accounts_pb2.GetDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetDeviceResponse:
+        ids = DEVICE.parse(request.name)
+        require_account(ids["account"])
+        return accounts_pb2.GetDeviceResponse(
+            device=self._device_pb(await self._devices.get(ids["account"], ids["device"]))
+        )
+
+    async def ListDevices(
+        self, request: accounts_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListDevicesResponse:
+        _, account_id = await self._own_account(request.parent, "parent")
+        size = page_size(request.page_size)
+        fingerprint = query_fingerprint({"parent": request.parent, "list": "devices"})
+        after = self._pages.decode(request.page_token, fingerprint)
+        devices, page = await self._devices.list(account_id, size, after)
+        return accounts_pb2.ListDevicesResponse(
+            devices=[self._device_pb(d) for d in devices],
+            next_page_token=self._pages.encode(page.next, fingerprint),
+        )
+
+    async def DeleteDevice(
+        self, request: accounts_pb2.DeleteDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.DeleteDeviceResponse:
+        ids = DEVICE.parse(request.name)
+        require_account(ids["account"])
+        await self._devices.remove(ids["account"], ids["device"])
+        return accounts_pb2.DeleteDeviceResponse()
