@@ -1,0 +1,1 @@
+"""The all-in-one platform: service discovery by plugin and the supervisor behind `marquee up`."""

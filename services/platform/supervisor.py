@@ -1,0 +1,146 @@
+"""`marquee up`: start every discovered service in one process, health-check it, print the endpoints, and
+stop everything cleanly (reverse order, graceful) on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import PlatformConfig
+from services.common.metrics import start_metrics_endpoint
+from services.platform.plugins import Endpoint, RunningService, ServicePlugin, discover
+from services.platform.runtime import Runtime, open_runtime
+
+log = logging.getLogger("marquee.platform")
+
+HEALTH_TIMEOUT = 30.0
+METRICS_DEFAULT_PORT = 9464
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        await asyncio.to_thread(fn)
+
+    return run
+
+
+class StartupError(Exception):
+    """A service failed to start or never became healthy."""
+
+
+async def wait_healthy(address: str, services: tuple[str, ...] = ("",), timeout: float = HEALTH_TIMEOUT) -> None:
+    """Poll grpc.health.v1 on ``address`` until every named service is SERVING."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in services:
+            while True:
+                try:
+                    resp = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)
+                    if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StartupError(f"{address} did not report {name or 'overall'} health SERVING in {timeout}s")
+                await asyncio.sleep(0.1)
+
+
+class Platform:
+    """The running all-in-one platform."""
+
+    def __init__(self, runtime: Runtime, plugins: list[ServicePlugin]) -> None:
+        self.runtime = runtime
+        self.plugins = plugins
+        self.running: list[RunningService] = []
+
+    async def start(self) -> None:
+        try:
+            metrics_cfg = self.runtime.config.metrics
+            if metrics_cfg.enabled:
+                port = 0 if self.runtime.ephemeral_ports else metrics_cfg.port or METRICS_DEFAULT_PORT
+                endpoint = start_metrics_endpoint(metrics_cfg.host, port)
+                self.running.append(
+                    RunningService(
+                        name="platform",
+                        endpoints=[Endpoint("metrics", f"http://{metrics_cfg.host}:{endpoint.port}/metrics", "http")],
+                        stop=_async(endpoint.stop),
+                    )
+                )
+            for plugin in self.plugins:
+                missing = [r for r in plugin.requires if r not in self.runtime.addresses]
+                if missing:
+                    raise StartupError(f"{plugin.name} needs {', '.join(missing)}, which did not start")
+                log.info("starting %s", plugin.name)
+                svc = await plugin.start(self.runtime)
+                self.running.append(svc)
+                if svc.grpc_address:
+                    await wait_healthy(svc.grpc_address, ("", *svc.health_services))
+                    self.runtime.addresses[svc.name] = svc.grpc_address
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        while self.running:
+            svc = self.running.pop()
+            try:
+                await svc.stop()
+            except Exception:
+                log.exception("error stopping %s", svc.name)
+        await self.runtime.close()
+
+    def describe(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            svc.name: [{"label": e.label, "address": e.address, "kind": e.kind} for e in svc.endpoints]
+            for svc in self.running
+        }
+
+
+def print_endpoints(platform: Platform, out: TextIO = sys.stdout) -> None:
+    out.write("\nMarquee is up. Endpoints:\n")
+    for name, endpoints in platform.describe().items():
+        for e in endpoints:
+            out.write(f"  {name:<16} {e['label']:<18} {e['address']}\n")
+    out.write(f"\nData directory: {platform.runtime.config.data_dir.resolve()}\nPress Ctrl-C to stop.\n")
+    out.flush()
+
+
+async def run(
+    config: PlatformConfig,
+    *,
+    ephemeral_ports: bool = False,
+    ready_file: Path | None = None,
+    only: set[str] | None = None,
+) -> None:
+    """Run the platform until SIGINT/SIGTERM. ``ready_file`` receives the endpoints as JSON once healthy."""
+    plugins = [p for p in discover() if only is None or p.name in only]
+    runtime = open_runtime(config, ephemeral_ports=ephemeral_ports)
+    platform = Platform(runtime, plugins)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await platform.start()
+    try:
+        print_endpoints(platform)
+        if ready_file is not None:
+            tmp = ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(platform.describe()))
+            tmp.replace(ready_file)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await platform.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    sys.stdout.write("Marquee stopped.\n")
