@@ -5,6 +5,7 @@ from typing import final
 
 __all__ = [
     "InvalidArgumentError",
+    "Presentation",
     "TokenClaims",
     "TokenError",
     "TokenExpiredError",
@@ -51,3 +52,40 @@ class TokenKeyring:
     ) -> TokenClaims: ...
 
 def acl_matches(pattern: str, path: str) -> bool: ...
+
+# --- manifests ---
+
+@final
+class Presentation:
+    @staticmethod
+    def from_json(text: str) -> Presentation: ...
+    @property
+    def title_id(self) -> str: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def video_ids(self) -> list[str]: ...
+    @property
+    def audio_ids(self) -> list[str]: ...
+    @property
+    def video_heights(self) -> list[int]: ...
+    def hls_multivariant(
+        self,
+        *,
+        token: str | None = None,
+        token_param: str = "token",
+        pathways: Sequence[tuple[str, str]] | None = None,
+        steering: tuple[str, str] | None = None,
+        max_height: int | None = None,
+    ) -> str: ...
+    def hls_media(self, rendition_id: str, *, token: str | None = None, token_param: str = "token") -> str: ...
+    def hls_iframes(self, rendition_id: str, *, token: str | None = None, token_param: str = "token") -> str: ...
+    def dash_mpd(
+        self,
+        *,
+        token: str | None = None,
+        token_param: str = "token",
+        pathways: Sequence[tuple[str, str]] | None = None,
+        steering: tuple[str, str] | None = None,
+        max_height: int | None = None,
+    ) -> str: ...

@@ -11,12 +11,22 @@ token is never reported as anything else), ``UnknownKeyError`` (a key id not in 
 ``TokenForbiddenError`` (the path is not covered, is not normalised, or the session differs). All token errors
 derive from ``TokenError``; bad arguments raise ``InvalidArgumentError`` (a ``ValueError``). Verification takes
 about a microsecond, so it keeps the GIL.
+
+Manifests
+---------
+``Presentation.from_json(text)`` parses and validates a title's media description (docs/media-description.md;
+``InvalidArgumentError`` names the bad field). Per playback request it renders ``hls_multivariant``,
+``hls_media(rendition_id)``, ``hls_iframes(rendition_id)`` and ``dash_mpd``, with ``token`` appended to every
+URI as ``?{token_param}={token}``, ``pathways`` as ``[(pathway_id, base_uri), ...]`` for content steering (absolute
+URIs per pathway; without them URIs are relative), ``steering`` as ``(server_uri, default_pathway)``, and
+``max_height`` dropping taller video renditions (never the last one). Rendering releases the GIL.
 """
 
 from __future__ import annotations
 
 from marquee._native import (
     InvalidArgumentError,
+    Presentation,
     TokenClaims,
     TokenError,
     TokenExpiredError,
@@ -29,6 +39,7 @@ from marquee._native import (
 
 __all__ = [
     "InvalidArgumentError",
+    "Presentation",
     "TokenClaims",
     "TokenError",
     "TokenExpiredError",

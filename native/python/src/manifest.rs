@@ -1,7 +1,145 @@
-//! Binding for marquee_core::manifest.
+//! Binding for marquee_core::manifest: `Presentation` renders HLS and DASH manifests per request.
 
+use marquee_core::manifest::{Pathway, Presentation as CorePresentation, RenderOptions, Steering};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::errors::to_py;
+
+/// A title's media description, parsed and validated once; renders manifests per playback request.
+#[pyclass(module = "marquee._native", frozen)]
+pub struct Presentation {
+    inner: CorePresentation,
+}
+
+fn options(
+    token: Option<String>,
+    token_param: &str,
+    pathways: Option<Vec<(String, String)>>,
+    steering: Option<(String, String)>,
+    max_height: Option<u32>,
+) -> RenderOptions {
+    RenderOptions {
+        token: token.map(|t| (token_param.to_owned(), t)),
+        pathways: pathways
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, base_uri)| Pathway { id, base_uri })
+            .collect(),
+        steering: steering.map(|(server_uri, default_pathway)| Steering {
+            server_uri,
+            default_pathway,
+        }),
+        max_height,
+    }
+}
+
+#[pymethods]
+impl Presentation {
+    /// Parse and validate a media description (JSON text).
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str) -> PyResult<Self> {
+        let inner = py
+            .detach(|| CorePresentation::from_json(text))
+            .map_err(to_py)?;
+        Ok(Self { inner })
+    }
+
+    #[getter]
+    fn title_id(&self) -> &str {
+        &self.inner.title_id
+    }
+
+    #[getter]
+    fn duration(&self) -> f64 {
+        self.inner.duration
+    }
+
+    #[getter]
+    fn video_ids(&self) -> Vec<String> {
+        self.inner.video.iter().map(|r| r.id.clone()).collect()
+    }
+
+    #[getter]
+    fn audio_ids(&self) -> Vec<String> {
+        self.inner.audio.iter().map(|r| r.id.clone()).collect()
+    }
+
+    /// Heights of the video renditions, highest first.
+    #[getter]
+    fn video_heights(&self) -> Vec<u32> {
+        self.inner
+            .video
+            .iter()
+            .map(|r| r.height.unwrap_or(0))
+            .collect()
+    }
+
+    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None))]
+    fn hls_multivariant(
+        &self,
+        py: Python<'_>,
+        token: Option<String>,
+        token_param: &str,
+        pathways: Option<Vec<(String, String)>>,
+        steering: Option<(String, String)>,
+        max_height: Option<u32>,
+    ) -> PyResult<String> {
+        let opts = options(token, token_param, pathways, steering, max_height);
+        py.detach(|| self.inner.hls_multivariant(&opts))
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (rendition_id, *, token=None, token_param="token"))]
+    fn hls_media(
+        &self,
+        py: Python<'_>,
+        rendition_id: &str,
+        token: Option<String>,
+        token_param: &str,
+    ) -> PyResult<String> {
+        let opts = options(token, token_param, None, None, None);
+        py.detach(|| self.inner.hls_media(rendition_id, &opts))
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (rendition_id, *, token=None, token_param="token"))]
+    fn hls_iframes(
+        &self,
+        py: Python<'_>,
+        rendition_id: &str,
+        token: Option<String>,
+        token_param: &str,
+    ) -> PyResult<String> {
+        let opts = options(token, token_param, None, None, None);
+        py.detach(|| self.inner.hls_iframes(rendition_id, &opts))
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None))]
+    fn dash_mpd(
+        &self,
+        py: Python<'_>,
+        token: Option<String>,
+        token_param: &str,
+        pathways: Option<Vec<(String, String)>>,
+        steering: Option<(String, String)>,
+        max_height: Option<u32>,
+    ) -> PyResult<String> {
+        let opts = options(token, token_param, pathways, steering, max_height);
+        py.detach(|| self.inner.dash_mpd(&opts)).map_err(to_py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Presentation(title_id={:?}, video={:?}, audio={:?})",
+            self.inner.title_id,
+            self.video_ids(),
+            self.audio_ids()
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Presentation>()?;
     Ok(())
 }

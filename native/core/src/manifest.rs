@@ -1,1 +1,0 @@
-//! Manifest generation (HLS, DASH). Filled in by the encoding work.
