@@ -1,0 +1,1 @@
+"""The encode itself (PyAV): probe, ladder, transcode, CMAF packaging, thumbnails, media description."""
