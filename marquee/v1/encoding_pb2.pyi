@@ -400,3 +400,46 @@ class WatchEncodingJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEncodingJobResponse: _TypeAlias = WatchEncodingJobResponse  # noqa: Y015
+
+@_typing.final
+class EncodingDoneEvent(_message.Message):
+    """Published on the bus topic "encoding.done" when a title's media is complete and playable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    MEDIA_PATH_FIELD_NUMBER: _builtins.int
+    HEIGHTS_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    DONE_TIME_FIELD_NUMBER: _builtins.int
+    job: _builtins.str
+    """`encodingJobs/{job}`."""
+    title: _builtins.str
+    """`titles/{title}`."""
+    media_path: _builtins.str
+    """Where the title's media description is, relative to the origin root: `{title}/media.json`."""
+    duration_seconds: _builtins.float
+    @_builtins.property
+    def heights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Video rendition heights, highest first."""
+
+    @_builtins.property
+    def done_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job: _builtins.str = ...,
+        title: _builtins.str = ...,
+        media_path: _builtins.str = ...,
+        heights: _abc.Iterable[_builtins.int] | None = ...,
+        duration_seconds: _builtins.float = ...,
+        done_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done_time", b"done_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done_time", b"done_time", "duration_seconds", b"duration_seconds", "heights", b"heights", "job", b"job", "media_path", b"media_path", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncodingDoneEvent: _TypeAlias = EncodingDoneEvent  # noqa: Y015

@@ -1,0 +1,28 @@
+"""EncodingService configuration: the ``[services.encoder]`` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.config import ServerConfig
+
+
+class DemoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    synthetic_seconds: float = Field(60.0, gt=0, le=3600, description="length of each synthetic demo master")
+
+
+class EncoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerConfig = ServerConfig()
+    origin: Path | None = Field(None, description="origin store root; default {data_dir}/origin")
+    workers: int = Field(1, ge=1, le=64, description="encoder worker processes")
+    preset: str = Field("veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow)$")
+    threads: int = Field(0, ge=0, le=64, description="x264 threads per encoder (0: automatic)")
+    max_source_uri: int = 2048
+    demo: DemoConfig = DemoConfig()
