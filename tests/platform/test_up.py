@@ -22,7 +22,10 @@ from services.platform.plugins import discover
 STARTUP_TIMEOUT = 60
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+FAST_ENV = {"MARQUEE_LOGGING__LEVEL": "WARNING", "MARQUEE_SERVICES__ENCODER__PRESET": "ultrafast"}
+
+
+def _start(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     ready = tmp_path / "ready.json"
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
@@ -40,7 +43,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "MARQUEE_LOGGING__LEVEL": "WARNING"},
+        env={**os.environ, **FAST_ENV, **(env or {})},
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not ready.exists():
@@ -65,12 +68,13 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
 
 def test_plugins_are_discovered() -> None:
     names = [p.name for p in discover()]
-    assert "accounts" in names
+    assert {"accounts", "encoder"} <= set(names)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_up_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
-    proc, endpoints = _start(tmp_path)
+    no_demo = {"MARQUEE_SERVICES__ENCODER__DEMO__ENABLED": "false"}
+    proc, endpoints = _start(tmp_path, no_demo)
     try:
         address = endpoints["accounts"][0]["address"]
         with grpc.insecure_channel(address) as channel:
@@ -92,7 +96,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
     assert "Marquee is up" in out and "Marquee stopped." in out
     assert "Traceback" not in err
     # the data survived: a second start sees the account (sign-in works with the persisted signing key too)
-    proc, endpoints = _start(tmp_path)
+    proc, endpoints = _start(tmp_path, no_demo)
     try:
         with grpc.insecure_channel(endpoints["accounts"][0]["address"]) as channel:
             stub = accounts_pb2_grpc.AccountServiceStub(channel)
@@ -105,6 +109,70 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
                 timeout=10,
             )
             assert got.account.email == "up@example.com"
+    finally:
+        code, _, err = _stop(proc, signal.SIGTERM)
+    assert code == 0, err
+
+
+def test_up_encodes_the_demo_content_and_ingests(tmp_path: Path) -> None:
+    from marquee.v1 import encoding_pb2, encoding_pb2_grpc
+    from services.common.config import load_config
+    from services.platform.admin import admin_metadata
+    from tests.encoder.conftest import make_source
+
+    proc, endpoints = _start(tmp_path, {"MARQUEE_SERVICES__ENCODER__DEMO__SYNTHETIC_SECONDS": "4"})
+    try:
+        address = endpoints["encoder"][0]["address"]
+        origin = Path(endpoints["encoder"][1]["address"])
+        clip = make_source(tmp_path / "mine.mp4", width=640, height=360, seconds=5)
+        ingest = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.platform.cli",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "ingest",
+                str(clip),
+                "--title",
+                "my-clip",
+                "--priority",
+                "50",
+                "--address",
+                address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, **FAST_ENV},
+        )
+        assert ingest.returncode == 0, ingest.stderr
+        assert "titles/my-clip is playable" in ingest.stdout
+        assert "100.0%" in ingest.stderr
+        md = admin_metadata(load_config(data_dir=tmp_path / "data"))
+        expected = {
+            "titles/big-buck-bunny",
+            "titles/bikes",
+            "titles/test-pattern",
+            "titles/counter-pattern",
+            "titles/my-clip",
+        }
+        deadline = time.monotonic() + 240
+        with grpc.insecure_channel(address) as channel:
+            stub = encoding_pb2_grpc.EncodingServiceStub(channel)
+            while True:
+                jobs = stub.ListEncodingJobs(encoding_pb2.ListEncodingJobsRequest(), metadata=md, timeout=10).jobs
+                states = {j.title: j.state for j in jobs}
+                if set(states) == expected and all(
+                    s == encoding_pb2.ENCODING_JOB_STATE_SUCCEEDED for s in states.values()
+                ):
+                    break
+                assert not any(s == encoding_pb2.ENCODING_JOB_STATE_FAILED for s in states.values()), jobs
+                assert time.monotonic() < deadline, states
+                time.sleep(1)
+        for title in expected:
+            media = json.loads((origin / title.split("/")[1] / "media.json").read_text())
+            assert media["video"], title
     finally:
         code, _, err = _stop(proc, signal.SIGTERM)
     assert code == 0, err
