@@ -3,6 +3,9 @@ audio (AAC-LC) into fragmented MP4 files, one per rendition; hand sampled frames
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,8 +15,9 @@ from typing import Any
 
 import av
 import av.error
+import av.video.reformatter
 
-from services.encoder.media.errors import EncodeCancelled, SourceError
+from services.encoder.media.errors import EncodeCancelled, MediaError, SourceError
 from services.encoder.media.ladder import PlannedRung
 
 KEY = av.video.frame.PictureType.I
@@ -103,6 +107,79 @@ def _video_stream(out: Any, planned: PlannedRung, rate: Fraction, gop: int, pres
     return stream
 
 
+class _RungEncoder:
+    """Scales and encodes one rung on its own thread (PyAV releases the GIL in swscale and libx264), fed in
+    order through a bounded queue, so the rungs of a ladder encode in parallel like ffmpeg's filter graph."""
+
+    def __init__(self, planned: PlannedRung, stream: Any, output: Any, gop: int, frame_tb: Fraction) -> None:
+        self._planned = planned
+        self._stream = stream
+        self._output = output
+        self._gop = gop
+        self._tb = frame_tb
+        self._queue: queue.Queue[tuple[Any, int] | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._aborted = False
+        # a scaler of its own: VideoFrame.reformat caches one on the shared source frame, unsafe across threads
+        self._scaler = av.video.reformatter.VideoReformatter()
+        self._thread = threading.Thread(target=self._loop, name=f"encode-{planned.rung.name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if self._aborted:
+                    return
+                if item is None:
+                    for packet in self._stream.encode(None):
+                        self._output.mux(packet)
+                    return
+                frame, index = item
+                p = self._planned
+                scaled = self._scaler.reformat(frame, width=p.width, height=p.height, format="yuv420p", threads=1)
+                scaled.pts = index
+                scaled.time_base = self._tb
+                # a keyframe exactly at every segment boundary, and the encoder's choice elsewhere
+                # (decoded frames carry the source's picture types, which must not leak through)
+                scaled.pict_type = KEY if index % self._gop == 0 else ANY
+                for packet in self._stream.encode(scaled):
+                    self._output.mux(packet)
+        except BaseException as exc:  # reported to the feeding thread
+            self._error = exc
+            while True:  # drain so the feeder never blocks on a dead consumer
+                try:
+                    if self._queue.get_nowait() is None:
+                        return
+                except queue.Empty:
+                    return
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise MediaError(f"encoding {self._planned.rung.name} failed: {self._error}") from self._error
+
+    def put(self, frame: Any, index: int) -> None:
+        self._check()
+        self._queue.put((frame, index))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+    def abort(self) -> None:
+        """Stop the thread if still running (after an error or a cancel elsewhere): pending frames are dropped."""
+        if not self._thread.is_alive():
+            return
+        self._aborted = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join(timeout=30)
+
+
 def transcode(
     source: Path,
     info: SourceInfo,
@@ -142,6 +219,7 @@ def transcode(
         audio_stream.bit_rate = AUDIO_BITRATE
         audio_stream.layout = "stereo"
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+    encoders = [_RungEncoder(p, streams[p.rung.name], outputs[p.rung.name], gop, frame_tb) for p in rungs]
     pending_samples = sorted(sample_times or [])
     sampled: list[tuple[float, Any]] = []
     frames = 0
@@ -165,15 +243,8 @@ def transcode(
                     if not isinstance(frame, av.VideoFrame):
                         continue
                     seconds = frames / info.frame_rate
-                    for p in rungs:
-                        scaled = frame.reformat(width=p.width, height=p.height, format="yuv420p")
-                        scaled.pts = frames
-                        scaled.time_base = frame_tb
-                        # a keyframe exactly at every segment boundary, and the encoder's choice elsewhere
-                        # (decoded frames carry the source's picture types, which must not leak through)
-                        scaled.pict_type = KEY if frames % gop == 0 else ANY
-                        for out_packet in streams[p.rung.name].encode(scaled):
-                            outputs[p.rung.name].mux(out_packet)
+                    for encoder in encoders:
+                        encoder.put(frame, frames)
                     while pending_samples and float(seconds) >= pending_samples[0]:
                         sampled.append((pending_samples.pop(0), frame.reformat(format="rgb24")))
                     frames += 1
@@ -188,9 +259,8 @@ def transcode(
                         )
             if frames == 0:
                 raise SourceError("the source's video stream has no decodable frames")
-            for name, stream in streams.items():
-                for out_packet in stream.encode(None):
-                    outputs[name].mux(out_packet)
+            for encoder in encoders:
+                encoder.finish()
             if audio_stream is not None and audio_out is not None and resampler is not None:
                 for rf in resampler.resample(None):
                     for out_packet in audio_stream.encode(rf):
@@ -200,6 +270,8 @@ def transcode(
     except av.error.FFmpegError as exc:
         raise SourceError(f"decoding the source failed at frame {frames}: {exc}") from exc
     finally:
+        for encoder in encoders:
+            encoder.abort()
         for out in outputs.values():
             out.close()
         if audio_out is not None:
