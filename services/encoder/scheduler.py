@@ -15,6 +15,7 @@ from google.protobuf import timestamp_pb2
 
 from marquee.v1 import encoding_pb2
 from services.common.bus.port import EventBus
+from services.common.topics import ENCODING_DONE
 from services.encoder import worker
 from services.encoder.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, Jobs
 from services.encoder.media.ladder import Rung
@@ -22,7 +23,6 @@ from services.encoder.media.pipeline import STAGING
 
 log = logging.getLogger("marquee.encoder")
 
-DONE_TOPIC = "encoding.done"
 POLL_SECONDS = 0.5
 PROGRESS_EVERY = 1.0
 
@@ -142,7 +142,7 @@ class Scheduler:
                 duration_seconds=summary["duration"],
                 done_time=done_time,
             )
-            await self._bus.publish(DONE_TOPIC, event.SerializeToString(), key=job.title_id)
+            await self._bus.publish(ENCODING_DONE, event.SerializeToString(), key=job.title_id)
             log.info("job %s succeeded: title %s is playable", job.job_id, job.title_id)
         elif kind == "cancelled":
             await self._jobs.finish(job, CANCELLED)
@@ -167,4 +167,4 @@ class Scheduler:
         await self._jobs.requeue_running()
 
 
-__all__ = ["DONE_TOPIC", "RUNNING", "Scheduler"]
+__all__ = ["RUNNING", "Scheduler"]

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from services.common.store.port import InvalidKeyError, Store
+from services.common.store.port import MAX_BATCH_ROWS, InvalidKeyError, Store
 from services.common.store.schema import Column, Migration, Order, Schema, SchemaError, Table
 
 KS = "conformance"
@@ -120,6 +120,22 @@ async def test_range_filter_on_first_clustering_column(db: Store) -> None:
         await db.insert(ITEMS, {"owner": "r", "item": f"i{i}", "n": i, "state": "s"})
     page = await db.query(ITEMS, {"owner": "r"}, limit=100, min_value="i3", max_value="i6")
     assert [r["item"] for r in page.rows] == ["i3", "i4", "i5", "i6"]
+
+
+async def test_insert_many_writes_every_row_and_validates_first(db: Store) -> None:
+    rows = [{"owner": f"o{i % 7}", "item": f"i{i:04d}", "n": i, "state": "new"} for i in range(1200)]
+    await db.insert_many(ITEMS, rows)
+    page = await db.query(ITEMS, {"owner": "o3"}, limit=MAX_BATCH_ROWS)
+    assert [r["n"] for r in page.rows] == [i for i in range(1200) if i % 7 == 3]
+    await db.insert_many(ITEMS, [{**rows[0], "state": "replaced"}])  # an upsert, like insert
+    assert (await db.get(ITEMS, {"owner": "o0", "item": "i0000"}) or {})["state"] == "replaced"
+    bad: list[dict[str, object]] = [{"owner": "z", "item": "ok", "n": 1}, {"owner": "z", "item": "bad", "n": "x"}]
+    with pytest.raises(InvalidKeyError):
+        await db.insert_many(ITEMS, bad)
+    assert await db.get(ITEMS, {"owner": "z", "item": "ok"}) is None  # nothing written
+    with pytest.raises(InvalidKeyError, match="at most"):
+        await db.insert_many(ITEMS, [{"owner": "z", "item": str(i)} for i in range(MAX_BATCH_ROWS + 1)])
+    await db.insert_many(ITEMS, [])
 
 
 async def test_insert_if_not_exists_has_exactly_one_winner(db: Store) -> None:

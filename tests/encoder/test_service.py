@@ -21,9 +21,9 @@ from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.server import Server
 from services.common.store.sqlite import SqliteStore
+from services.common.topics import ENCODING_DONE
 from services.encoder import schema
 from services.encoder.config import EncoderConfig
-from services.encoder.scheduler import DONE_TOPIC
 from services.encoder.server import create_server
 from tests.encoder.conftest import make_source
 
@@ -99,7 +99,7 @@ def small_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def test_job_runs_to_success_and_announces_it(harness: Harness, small_source: Path) -> None:
-    events = await harness.bus.subscribe(DONE_TOPIC, "test", "c1")
+    events = await harness.bus.subscribe(ENCODING_DONE, "test", "c1")
     job = await harness.submit(small_source, "small", priority=5)
     assert job.state in (S.ENCODING_JOB_STATE_QUEUED, S.ENCODING_JOB_STATE_RUNNING)
     updates: list[S.EncodingJob] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -68,7 +69,8 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
 
 def test_plugins_are_discovered() -> None:
     names = [p.name for p in discover()]
-    assert {"accounts", "encoder"} <= set(names)
+    assert {"accounts", "catalog", "encoder"} <= set(names)
+    assert names.index("catalog") < names.index("encoder")  # it follows encoding.done from the first event
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -173,6 +175,33 @@ def test_up_encodes_the_demo_content_and_ingests(tmp_path: Path) -> None:
         for title in expected:
             media = json.loads((origin / title.split("/")[1] / "media.json").read_text())
             assert media["video"], title
+        playable = asyncio.run(_playable_titles(load_config(data_dir=tmp_path / "data").sqlite_path))
+        deadline = time.monotonic() + 30  # the catalog follows encoding.done asynchronously
+        while playable != (1682, 1682) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            playable = asyncio.run(_playable_titles(load_config(data_dir=tmp_path / "data").sqlite_path))
+        assert playable == (1682, 1682)  # the MovieLens demo catalog, every title on an encoded demo asset
     finally:
         code, _, err = _stop(proc, signal.SIGTERM)
     assert code == 0, err
+
+
+async def _playable_titles(db: Path) -> tuple[int, int]:
+    """(titles, playable titles) in the catalog store, read through the demo assets' title links."""
+    from services.catalog.config import DEMO_MEDIA
+    from services.catalog.schema import SCHEMA, TITLES, TITLES_BY_MEDIA
+    from services.common.store.sqlite import SqliteStore
+
+    store = SqliteStore(db)
+    try:
+        await store.migrate(SCHEMA)
+        total = playable = 0
+        for media_id in DEMO_MEDIA:
+            links = await store.query(TITLES_BY_MEDIA, {"media_id": media_id}, limit=5000)
+            for link in links.rows:
+                row = await store.get(TITLES, {"title_id": link["title_id"]})
+                total += 1
+                playable += bool(row and row["playable"])
+        return total, playable
+    finally:
+        await store.close()

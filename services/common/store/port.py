@@ -4,6 +4,8 @@ Semantics follow CQL so the ScyllaDB adapter is a direct mapping:
 
 - ``insert`` writes a whole row (upsert); ``if_not_exists`` makes it a lightweight transaction that applies only
   when no live row has that primary key, and returns whether it applied.
+- ``insert_many`` upserts many rows of one table (an unlogged batch in CQL): every row is validated before any is
+  written, each row is atomic, the batch as a whole is not; at most :data:`MAX_BATCH_ROWS` rows.
 - ``update`` sets columns of one row (an upsert unless ``if_exists`` or ``if_`` is given); ``if_`` applies only
   when the row exists and every named column equals the given value (compare-and-set).
 - ``delete`` removes one row (full primary key) or a whole partition (partition key only); ``if_exists`` /
@@ -16,7 +18,7 @@ Semantics follow CQL so the ScyllaDB adapter is a direct mapping:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +28,7 @@ PagingState = bytes
 Row = dict[str, Any]
 
 MAX_QUERY_LIMIT = 5000
+MAX_BATCH_ROWS = 5000
 
 
 class StoreError(Exception):
@@ -54,6 +57,8 @@ class Store(Protocol):
     async def insert(
         self, table: Table, row: Mapping[str, Any], *, if_not_exists: bool = False, ttl: int | None = None
     ) -> bool: ...
+
+    async def insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
     async def get(self, table: Table, key: Mapping[str, Any]) -> Row | None: ...
 

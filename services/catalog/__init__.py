@@ -1,0 +1,1 @@
+"""CatalogService: titles, genres, search, ratings and reviews."""
