@@ -20,12 +20,23 @@ Manifests
 URI as ``?{token_param}={token}``, ``pathways`` as ``[(pathway_id, base_uri), ...]`` for content steering (absolute
 URIs per pathway; without them URIs are relative), ``steering`` as ``(server_uri, default_pathway)``, and
 ``max_height`` dropping taller video renditions (never the last one). Rendering releases the GIL.
+
+Edge data plane
+---------------
+``EdgeServer(config_json)`` starts an edge cache (``edge.config.EdgeConfig`` writes the JSON): hyper on a tokio
+runtime of its own serves ``{prefix}{key}`` from a memory and a disk tier, coalescing misses into one upstream
+fetch. Its methods are the control surface: ``stats()``, ``cached_titles()``, ``purge(prefix)``, ``fetch(key)``,
+``prefetch(key)``, ``set_rate_limit(bytes_per_sec)``, ``stop()``. ``NotFoundError`` (a ``LookupError``) is raised
+for objects the upstream does not have, ``OSError`` for bind, disk and upstream failures.
+``replay_policy(policy, capacity, ids, sizes)`` replays a request trace through an eviction policy.
 """
 
 from __future__ import annotations
 
 from marquee._native import (
+    EdgeServer,
     InvalidArgumentError,
+    NotFoundError,
     Presentation,
     TokenClaims,
     TokenError,
@@ -35,10 +46,13 @@ from marquee._native import (
     TokenKeyring,
     UnknownKeyError,
     acl_matches,
+    replay_policy,
 )
 
 __all__ = [
+    "EdgeServer",
     "InvalidArgumentError",
+    "NotFoundError",
     "Presentation",
     "TokenClaims",
     "TokenError",
@@ -48,4 +62,5 @@ __all__ = [
     "TokenKeyring",
     "UnknownKeyError",
     "acl_matches",
+    "replay_policy",
 ]

@@ -74,6 +74,23 @@ class AuthConfig(Section):
         return self
 
 
+class UrlSigningConfig(Section):
+    """Signed URL tokens for media (manifests and segments): playback signs, edges verify (in Rust).
+    ``keys`` maps key id -> secret (at least 16 bytes); several keys allow rotation."""
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    signing_kid: str = ""
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> UrlSigningConfig:
+        for kid, secret in self.keys.items():
+            if len(secret.get_secret_value().encode()) < 16:
+                raise ValueError(f"url_signing.keys.{kid}: secret must be at least 16 bytes")
+        if self.keys and self.signing_kid not in self.keys:
+            raise ValueError(f"url_signing.signing_kid {self.signing_kid!r} is not one of url_signing.keys")
+        return self
+
+
 class StoreConfig(Section):
     """Where services keep their data. ``sqlite`` is embedded; distributed adapters plug in later."""
 
@@ -103,6 +120,7 @@ class PlatformConfig(BaseSettings):
 
     data_dir: Path = Path("data")
     auth: AuthConfig = AuthConfig()
+    url_signing: UrlSigningConfig = UrlSigningConfig()
     store: StoreConfig = StoreConfig()
     bus: BusConfig = BusConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -42,9 +42,9 @@ class Runtime:
         await self.deps.store.close()
 
 
-def _local_key(data_dir: Path) -> str:
-    """The all-in-one's signing key, made once and kept (0600) so sessions survive a restart."""
-    path = data_dir / "secrets" / "auth-signing-key"
+def _local_key(data_dir: Path, name: str = "auth-signing-key") -> str:
+    """One of the all-in-one's signing keys, made once and kept (0600) so sessions survive a restart."""
+    path = data_dir / "secrets" / name
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,13 +56,17 @@ def _local_key(data_dir: Path) -> str:
 
 
 def local_config(config: PlatformConfig) -> PlatformConfig:
-    """The config with the all-in-one's generated signing key when none is configured."""
-    if config.auth.keys:
-        return config
-    auth = config.auth.model_copy(
-        update={"keys": {"local": SecretStr(_local_key(config.data_dir))}, "signing_kid": "local"}
-    )
-    return config.model_copy(update={"auth": auth})
+    """The config with the all-in-one's generated signing keys (access tokens, signed URLs) where none are set."""
+    if not config.auth.keys:
+        auth = config.auth.model_copy(
+            update={"keys": {"local": SecretStr(_local_key(config.data_dir))}, "signing_kid": "local"}
+        )
+        config = config.model_copy(update={"auth": auth})
+    if not config.url_signing.keys:
+        key = SecretStr(_local_key(config.data_dir, "url-signing-key"))
+        url_signing = config.url_signing.model_copy(update={"keys": {"local": key}, "signing_kid": "local"})
+        config = config.model_copy(update={"url_signing": url_signing})
+    return config
 
 
 def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Runtime:

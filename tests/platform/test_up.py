@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
 
 def test_plugins_are_discovered() -> None:
     names = [p.name for p in discover()]
-    assert {"accounts", "catalog", "encoder"} <= set(names)
+    assert {"accounts", "catalog", "encoder", "edge"} <= set(names)
     assert names.index("catalog") < names.index("encoder")  # it follows encoding.done from the first event
 
 
@@ -181,9 +182,31 @@ def test_up_encodes_the_demo_content_and_ingests(tmp_path: Path) -> None:
             time.sleep(0.5)
             playable = asyncio.run(_playable_titles(load_config(data_dir=tmp_path / "data").sqlite_path))
         assert playable == (1682, 1682)  # the MovieLens demo catalog, every title on an encoded demo asset
+        _check_edges(endpoints, origin, tmp_path / "data")
     finally:
         code, _, err = _stop(proc, signal.SIGTERM)
     assert code == 0, err
+
+
+def _check_edges(endpoints: dict[str, Any], origin: Path, data_dir: Path) -> None:
+    """Two edges and a shield serve the origin's segments; the edges only with a signed URL."""
+    from marquee.native import TokenKeyring
+    from services.common.config import load_config
+    from services.platform.runtime import local_config
+
+    edges = {e["label"]: e["address"] for e in endpoints["edge"]}
+    assert set(edges) == {"shield", "edge-a", "edge-b"}
+    signing = local_config(load_config(data_dir=data_dir)).url_signing
+    keyring = TokenKeyring({k: v.get_secret_value().encode() for k, v in signing.keys.items()}, signing.signing_kid)
+    token = keyring.sign(["/v/bikes/*"], int(time.time()) + 60)
+    rendition = json.loads((origin / "bikes" / "media.json").read_text())["video"][0]["id"]
+    key = f"bikes/{rendition}/seg-1.m4s"
+    for name in ("edge-a", "edge-b"):
+        with urllib.request.urlopen(f"{edges[name]}{key}?token={token}", timeout=10) as reply:
+            assert reply.read() == (origin / key).read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{edges[name]}{key}", timeout=10)
+        assert refused.value.code == 403
 
 
 async def _playable_titles(db: Path) -> tuple[int, int]:

@@ -19,6 +19,12 @@ pub enum Error {
     /// A token signed with a key id the verifier does not know.
     #[error("unknown key id: {0}")]
     UnknownKey(String),
+    /// The object or thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An operating system or upstream I/O failure (bind, disk, an upstream that failed).
+    #[error("i/o error: {0}")]
+    Io(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

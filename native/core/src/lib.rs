@@ -3,6 +3,7 @@
 //! Nothing in this crate knows about Python; the `marquee-native` crate is the thin PyO3 binding over it.
 //! Every fallible operation returns [`Error`], which the binding maps onto typed Python exceptions.
 
+pub mod edge;
 pub mod error;
 pub mod manifest;
 pub mod token;

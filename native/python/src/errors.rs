@@ -6,9 +6,11 @@
 //!     TokenExpiredError                   well-formed, signed, past its expiry
 //!     TokenForbiddenError                 valid, but not for this path or session
 //!     UnknownKeyError                     signed with a key id the verifier does not hold
+//!   NotFoundError(LookupError)            the object asked for does not exist
+//!   OSError                               bind, disk or upstream failures
 
 use marquee_core::Error;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyLookupError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(_native, InvalidArgumentError, PyValueError);
@@ -17,6 +19,7 @@ pyo3::create_exception!(_native, TokenInvalidError, TokenError);
 pyo3::create_exception!(_native, TokenExpiredError, TokenError);
 pyo3::create_exception!(_native, TokenForbiddenError, TokenError);
 pyo3::create_exception!(_native, UnknownKeyError, TokenError);
+pyo3::create_exception!(_native, NotFoundError, PyLookupError);
 
 /// The one place core errors become Python exceptions.
 pub fn to_py(err: Error) -> PyErr {
@@ -27,6 +30,8 @@ pub fn to_py(err: Error) -> PyErr {
         Error::TokenExpired { .. } => TokenExpiredError::new_err(msg),
         Error::TokenForbidden(_) => TokenForbiddenError::new_err(msg),
         Error::UnknownKey(_) => UnknownKeyError::new_err(msg),
+        Error::NotFound(_) => NotFoundError::new_err(msg),
+        Error::Io(_) => PyOSError::new_err(msg),
     }
 }
 
@@ -41,5 +46,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TokenExpiredError", py.get_type::<TokenExpiredError>())?;
     m.add("TokenForbiddenError", py.get_type::<TokenForbiddenError>())?;
     m.add("UnknownKeyError", py.get_type::<UnknownKeyError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     Ok(())
 }

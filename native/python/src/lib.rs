@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod edge;
 mod errors;
 mod manifest;
 mod token;
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     token::register(m)?;
     manifest::register(m)?;
+    edge::register(m)?;
     Ok(())
 }

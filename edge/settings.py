@@ -1,0 +1,36 @@
+"""The all-in-one's edge tier: the ``[services.edge]`` section."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from edge.config import NAME_PATTERN, MiB
+from services.common.config import Section
+
+
+class EdgeTierConfig(Section):
+    enabled: bool = True
+    edges: tuple[str, ...] = Field(("edge-a", "edge-b"), min_length=1, description="edge names (pathway ids)")
+    zone: str = "local"
+    first_edge_port: int = Field(8081, ge=0, le=65535, description="edges take consecutive ports; 0: any")
+    shield_port: int = Field(8090, ge=0, le=65535)
+    memory_bytes: int = Field(128 * MiB, ge=0)
+    disk_bytes: int = Field(1024 * MiB, ge=0)
+    shield_memory_bytes: int = Field(256 * MiB, ge=0)
+    shield_disk_bytes: int = Field(4096 * MiB, ge=0)
+    rate_limit_bytes_per_sec: int = Field(0, ge=0)
+    heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats to steering")
+    origin: Path | None = Field(None, description="origin store root; default {data_dir}/origin")
+
+    @field_validator("edges")
+    @classmethod
+    def _names(cls, edges: tuple[str, ...]) -> tuple[str, ...]:
+        for name in edges:
+            if not re.match(NAME_PATTERN, name) or name == "shield":
+                raise ValueError(f"edge name {name!r} must match {NAME_PATTERN} and not be 'shield'")
+        if len(set(edges)) != len(edges):
+            raise ValueError("edge names must be unique")
+        return edges
