@@ -25,6 +25,7 @@ from services.common.bus.port import EventBus
 from services.common.errors import InvalidArgument
 from services.common.names import NamePattern
 from services.common.topics import ENCODING_DONE
+from services.platform.admin import admin_metadata
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin
 from services.platform.runtime import Runtime
 
@@ -117,7 +118,13 @@ async def start(runtime: Runtime) -> RunningService:
     steering = runtime.addresses.get("steering")
     if steering:
         channel = grpc.aio.insecure_channel(steering)
-        reporters = [SteeringReporter(n, channel, interval=tier.heartbeat_interval) for n in nodes]
+
+        def credentials() -> tuple[tuple[str, str], ...]:
+            return admin_metadata(runtime.config, ttl=600)
+
+        reporters = [
+            SteeringReporter(n, channel, interval=tier.heartbeat_interval, credentials=credentials) for n in nodes
+        ]
         tasks += [asyncio.create_task(r.run(), name=f"edge-heartbeat-{r.node.name}") for r in reporters]
 
     async def stop() -> None:

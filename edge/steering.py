@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -15,6 +16,7 @@ from marquee.v1.steering_pb2_grpc import SteeringServiceStub
 log = logging.getLogger("marquee.edge.steering")
 
 MAX_CACHED_TITLES = 10_000  # the HeartbeatRequest contract
+RPC_TIMEOUT = 5.0  # seconds per call to steering
 ROLES = {"edge": pb.EDGE_ROLE_EDGE, "shield": pb.EDGE_ROLE_SHIELD}
 
 
@@ -22,8 +24,16 @@ class SteeringReporter:
     """Keeps one edge registered with steering. ``run`` registers (retrying with backoff), then heartbeats; an
     edge steering has forgotten (NOT_FOUND, e.g. after a steering restart) registers again."""
 
-    def __init__(self, node: EdgeNode, channel: grpc.aio.Channel, *, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        node: EdgeNode,
+        channel: grpc.aio.Channel,
+        *,
+        interval: float = 5.0,
+        credentials: Callable[[], Sequence[tuple[str, str]]] = tuple,
+    ) -> None:
         self.node = node
+        self.credentials = credentials  # call metadata per RPC (a service token, minted fresh)
         self.stub = SteeringServiceStub(channel)
         self.interval = interval
         self.resource: str | None = None
@@ -41,7 +51,8 @@ class SteeringReporter:
         )
 
     async def register(self) -> str:
-        response = await self.stub.RegisterEdge(pb.RegisterEdgeRequest(edge=self._edge(), edge_id=self.node.name))
+        request = pb.RegisterEdgeRequest(edge=self._edge(), edge_id=self.node.name)
+        response = await self.stub.RegisterEdge(request, metadata=self.credentials(), timeout=RPC_TIMEOUT)
         self.resource = response.edge.name
         if response.HasField("heartbeat_interval"):
             self.interval = response.heartbeat_interval.ToTimedelta().total_seconds() or self.interval
@@ -62,7 +73,7 @@ class SteeringReporter:
         )
 
     async def beat(self) -> None:
-        response = await self.stub.Heartbeat(self.heartbeat_request())
+        response = await self.stub.Heartbeat(self.heartbeat_request(), metadata=self.credentials(), timeout=RPC_TIMEOUT)
         if response.HasField("heartbeat_interval"):
             self.interval = response.heartbeat_interval.ToTimedelta().total_seconds() or self.interval
 
@@ -85,5 +96,7 @@ class SteeringReporter:
 
     async def deregister(self) -> None:
         if self.resource is not None:
-            await self.stub.DeregisterEdge(pb.DeregisterEdgeRequest(name=self.resource))
+            await self.stub.DeregisterEdge(
+                pb.DeregisterEdgeRequest(name=self.resource), metadata=self.credentials(), timeout=RPC_TIMEOUT
+            )
             self.resource = None

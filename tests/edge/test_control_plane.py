@@ -1,9 +1,10 @@
-"""The Python control plane: Prometheus metrics, proactive fill, steering heartbeats, purge on re-encode, the
-per-connection rate limit and configuration errors."""
+"""The Python control plane: Prometheus metrics, proactive fill, registration and heartbeats (against the real
+SteeringService), purge on re-encode, the per-connection rate limit and configuration errors."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf.duration_pb2 import Duration
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
@@ -22,11 +22,14 @@ from edge.node import EdgeNode
 from edge.plugin import purge_on_reencode
 from edge.steering import SteeringReporter
 from marquee.native import EdgeServer, InvalidArgumentError
-from marquee.v1 import encoding_pb2, steering_pb2, steering_pb2_grpc
+from marquee.v1 import encoding_pb2
 from services.common.bus.memory import InMemoryBus
+from services.common.config import ServerConfig
 from services.common.topics import ENCODING_DONE
+from services.steering.config import SteeringConfig
 from tests.edge.conftest import TITLE, EdgeFactory
 from tests.edge.http import get
+from tests.steering.conftest import start_steering
 
 
 async def test_prometheus_metrics(origin: Path, make_edge: EdgeFactory) -> None:
@@ -86,68 +89,40 @@ async def test_rate_limit_shapes_each_connection(origin: Path, make_edge: EdgeFa
         edge.set_rate_limit(-1)
 
 
-class RecordingSteering(steering_pb2_grpc.SteeringServiceServicer):
-    """Steering's registration contract, recording what edges send (the steering service itself is issue 5)."""
-
-    def __init__(self) -> None:
-        self.registered: list[steering_pb2.RegisterEdgeRequest] = []
-        self.heartbeats: list[steering_pb2.HeartbeatRequest] = []
-        self.forget = False
-        self.called = asyncio.Event()
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            await asyncio.wait_for(self.called.wait(), 10)
-            self.called.clear()
-
-    async def RegisterEdge(self, request, context):  # type: ignore[no-untyped-def]
-        self.registered.append(request)
-        self.called.set()
-        edge = steering_pb2.Edge()
-        edge.CopyFrom(request.edge)
-        edge.name = f"edges/{request.edge_id}"
-        return steering_pb2.RegisterEdgeResponse(edge=edge, heartbeat_interval=Duration(nanos=50_000_000))
-
-    async def Heartbeat(self, request, context):  # type: ignore[no-untyped-def]
-        if self.forget:
-            self.forget = False
-            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown edge")
-        self.heartbeats.append(request)
-        self.called.set()
-        return steering_pb2.HeartbeatResponse(heartbeat_interval=Duration(nanos=50_000_000))
-
-    async def DeregisterEdge(self, request, context):  # type: ignore[no-untyped-def]
-        return steering_pb2.DeregisterEdgeResponse()
-
-
-async def test_registration_and_heartbeats(origin: Path, make_edge: EdgeFactory) -> None:
+async def test_registration_and_heartbeats_with_steering(origin: Path, make_edge: EdgeFactory, tmp_path: Path) -> None:
     edge = make_edge("edge-a", origin)
     await get(edge.port, f"/v/{TITLE}/480p/seg-1.m4s")
-    steering = RecordingSteering()  # type: ignore[abstract]  # only the edge-facing RPCs
-    server = grpc.aio.server()
-    steering_pb2_grpc.add_SteeringServiceServicer_to_server(steering, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reporter = SteeringReporter(edge, channel, interval=5.0)
-            task = asyncio.create_task(reporter.run())
-            await steering.until(lambda: len(steering.heartbeats) >= 2)
-            steering.forget = True  # steering restarted and lost its registry: the edge registers again
-            await steering.until(lambda: len(steering.registered) >= 2 and len(steering.heartbeats) >= 3)
+    config = SteeringConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1), heartbeat_interval=0.05)
+    async with start_steering(tmp_path, config) as steering, grpc.aio.insecure_channel(steering.address) as channel:
+        reporter = SteeringReporter(edge, channel, interval=5.0, credentials=lambda: steering.metadata)
+        task = asyncio.create_task(reporter.run())
+        try:
+            registry = steering.steering.registry
+
+            async def until(check: Callable[[], bool]) -> None:
+                for _ in range(400):
+                    if check():
+                        return
+                    await asyncio.sleep(0.01)
+                raise AssertionError("steering never saw it")
+
+            await until(lambda: (r := registry.get("edge-a")) is not None and bool(r.cached_titles))
+            record = registry.get("edge-a")
+            assert record is not None
+            assert (record.pathway_id, record.base_uri) == ("edge-a", f"http://127.0.0.1:{edge.port}/v/")
+            assert record.cached_titles == frozenset({TITLE})
+            assert record.cache_used_bytes == (origin / TITLE / "480p" / "seg-1.m4s").stat().st_size
+            assert record.cache_capacity_bytes == 64 << 20
+            assert reporter.interval == pytest.approx(0.05), "the edge follows the interval steering asks for"
+            # steering restarted and forgot the edge: the next heartbeat gets NOT_FOUND and it registers again
+            registry.deregister("edge-a")
+            await until(lambda: registry.get("edge-a") is not None)
+        finally:
             task.cancel()
-            await reporter.deregister()
-    finally:
-        await server.stop(None)
-    reg = steering.registered[0]
-    assert (reg.edge_id, reg.edge.pathway_id, reg.edge.role) == ("edge-a", "edge-a", steering_pb2.EDGE_ROLE_EDGE)
-    assert reg.edge.base_uri == f"http://127.0.0.1:{edge.port}/v/"
-    beat = steering.heartbeats[-1]
-    assert beat.edge == "edges/edge-a" and beat.healthy
-    assert list(beat.cached_titles) == [TITLE]
-    assert beat.cache_used_bytes == (origin / TITLE / "480p" / "seg-1.m4s").stat().st_size
-    assert beat.cache_capacity_bytes == 64 << 20
-    assert reporter.interval == pytest.approx(0.05)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await reporter.deregister()
+        assert registry.get("edge-a") is None
 
 
 async def test_a_reencoded_title_is_purged_from_the_edges(origin: Path, make_edge: EdgeFactory) -> None:

@@ -70,7 +70,8 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
 
 def test_plugins_are_discovered() -> None:
     names = [p.name for p in discover()]
-    assert {"accounts", "catalog", "encoder", "edge"} <= set(names)
+    assert {"accounts", "catalog", "encoder", "edge", "steering"} <= set(names)
+    assert names.index("steering") < names.index("edge")  # edges register with steering as they start
     assert names.index("catalog") < names.index("encoder")  # it follows encoding.done from the first event
 
 
@@ -207,6 +208,34 @@ def _check_edges(endpoints: dict[str, Any], origin: Path, data_dir: Path) -> Non
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{edges[name]}{key}", timeout=10)
         assert refused.value.code == 403
+    _check_steering(endpoints, data_dir)
+
+
+def _check_steering(endpoints: dict[str, Any], data_dir: Path) -> None:
+    """The edges registered with steering, which steers a session onto them (HTTP manifest included)."""
+    from marquee.v1 import steering_pb2, steering_pb2_grpc
+    from services.common.config import load_config
+    from services.platform.admin import admin_metadata
+
+    md = admin_metadata(load_config(data_dir=data_dir))
+    with grpc.insecure_channel(endpoints["steering"][0]["address"]) as channel:
+        stub = steering_pb2_grpc.SteeringServiceStub(channel)
+        deadline = time.monotonic() + 20
+        while True:
+            edges = stub.ListEdges(steering_pb2.ListEdgesRequest(), metadata=md, timeout=10).edges
+            if {e.name for e in edges} == {"edges/edge-a", "edges/edge-b", "edges/shield"}:
+                break
+            assert time.monotonic() < deadline, edges
+            time.sleep(0.2)
+        request = steering_pb2.GetSteeringRequest(
+            session="playbackSessions/up-test", title="titles/bikes", client_address="127.0.0.1"
+        )
+        answer = stub.GetSteering(request, metadata=md, timeout=10)
+        assert [p.id for p in answer.pathways][-1] == "shield"
+        assert {p.id for p in answer.pathways[:2]} == {"edge-a", "edge-b"}
+    with urllib.request.urlopen(answer.reload_uri, timeout=10) as reply:
+        manifest = json.loads(reply.read())
+    assert manifest["PATHWAY-PRIORITY"] == [p.id for p in answer.pathways]
 
 
 async def _playable_titles(db: Path) -> tuple[int, int]:

@@ -1,0 +1,258 @@
+"""Steering state and decisions: edges, sessions, player problem reports; the answers for gRPC and HTTP."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
+from services.steering.config import SteeringConfig
+from services.steering.policy import Pathway, PolicyConfig, Ring, SteeringInput, order
+from services.steering.registry import EdgeRecord, Registry, Role
+from services.steering.zones import CoverageZones, IpAddress
+
+DECISIONS = PromCounter(
+    "marquee_steering_decisions_total", "Steering answers, by the reason for the first pathway.", ["reason"]
+)
+PATHWAY_REASONS = PromCounter("marquee_steering_pathways_total", "Pathways listed in answers, by reason.", ["reason"])
+PROBLEMS = PromCounter("marquee_steering_problem_reports_total", "Player problem reports, by pathway.", ["pathway"])
+SESSIONS = Gauge("marquee_steering_sessions", "Sessions being steered.")
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+MAX_THROUGHPUT_BPS = 10**12  # 1 Tbit/s: anything above is not a measurement
+
+
+class SteeringError(Exception):
+    """Base of the errors a request can cause; the gRPC and HTTP layers map each to a status."""
+
+
+class BadInput(SteeringError):
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+
+
+class UnknownSession(SteeringError):
+    pass
+
+
+class SessionEnded(SteeringError):
+    pass
+
+
+class NoPathway(SteeringError):
+    """No edge, shield or origin can serve this session now."""
+
+
+class Overloaded(SteeringError):
+    pass
+
+
+def parse_address(text: str) -> IpAddress:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise BadInput("client_address", f"client_address {text[:64]!r} is not an IPv4 or IPv6 address") from None
+
+
+def check_throughput(value: float | None, field_name: str) -> float | None:
+    if value is None:
+        return None
+    if math.isnan(value) or value < 0 or value > MAX_THROUGHPUT_BPS:
+        raise BadInput(field_name, f"{field_name} must be between 0 and {MAX_THROUGHPUT_BPS} bits/s")
+    return value
+
+
+@dataclass
+class Session:
+    session_id: str
+    title_id: str
+    client: IpAddress
+    country: str
+    zone_groups: tuple[str, ...] | None
+    known_pathways: tuple[str, ...] = ()
+    edge_id: str | None = None
+    demoted_until: dict[str, float] = field(default_factory=dict)
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    session: Session
+    pathways: list[Pathway]
+    ttl: int
+
+
+class Steering:
+    def __init__(
+        self, config: SteeringConfig, zones: CoverageZones, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.zones = zones
+        self.clock = clock
+        self.registry = Registry(config.heartbeat_timeout, clock)
+        self.policy = PolicyConfig(bound_factor=config.bound_factor, max_utilisation=config.max_utilisation)
+        self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently steered first
+        self.ended: OrderedDict[str, float] = OrderedDict()
+        self.assigned: Counter[str] = Counter()
+        self._problems: dict[str, deque[tuple[float, int]]] = {}
+        self._ring = Ring([])
+        self._ring_version = -1
+
+    # --- sessions -------------------------------------------------------------------------------------------
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self.sessions:
+            oldest = next(iter(self.sessions.values()))
+            if now - oldest.last_seen <= self.config.session_idle_timeout:
+                break
+            self.end(oldest.session_id)
+        while self.ended and now - next(iter(self.ended.values())) > self.config.ended_session_memory:
+            self.ended.popitem(last=False)
+        SESSIONS.set(len(self.sessions))
+
+    def end(self, session_id: str) -> bool:
+        """Ends a session (playback stopped it, or it went idle); later requests for it get 410."""
+        s = self.sessions.pop(session_id, None)
+        if s is None:
+            return False
+        if s.edge_id is not None:
+            self.assigned[s.edge_id] -= 1
+        self.ended[session_id] = self.clock()
+        return True
+
+    def _session(self, session_id: str, title_id: str | None, client: str | None, country: str) -> Session:
+        if not SESSION_ID.match(session_id):
+            raise BadInput("session", "session id must be 1-128 characters of [A-Za-z0-9._~-]")
+        if session_id in self.ended:
+            raise SessionEnded(f"session {session_id} has ended")
+        s = self.sessions.get(session_id)
+        if s is not None:
+            if title_id is not None and title_id != s.title_id:
+                raise BadInput("title", f"session {session_id} plays {s.title_id}, not {title_id}")
+            return s
+        if title_id is None or client is None:
+            raise UnknownSession(f"no steering session {session_id}")
+        if len(self.sessions) >= self.config.max_sessions:
+            raise Overloaded(f"steering holds its limit of {self.config.max_sessions} sessions")
+        if country and not COUNTRY.match(country):
+            raise BadInput("country", f"country {country[:8]!r} is not an ISO 3166-1 alpha-2 code")
+        address = parse_address(client)
+        zone = self.zones.match(address)
+        s = Session(session_id, title_id, address, country, zone.edge_groups if zone else None)
+        self.sessions[session_id] = s
+        return s
+
+    # --- decisions ------------------------------------------------------------------------------------------
+
+    def _ring_now(self) -> Ring:
+        if self._ring_version != self.registry.version:
+            self._ring = Ring(e.edge_id for e in self.registry.all() if e.role is Role.EDGE)
+            self._ring_version = self.registry.version
+        return self._ring
+
+    def _globally_demoted(self, now: float) -> set[str]:
+        demoted = set()
+        for pathway, events in self._problems.items():
+            while events and now - events[0][0] > self.config.problem_window:
+                events.popleft()
+            if sum(c for _, c in events) >= self.config.problem_threshold:
+                demoted.add(pathway)
+        return demoted
+
+    def steer(
+        self,
+        session_id: str,
+        *,
+        title_id: str | None = None,
+        client: str | None = None,
+        country: str = "",
+        current_pathway: str = "",
+        throughput_bps: float | None = None,
+        throughput_field: str = "throughput_bps",
+    ) -> Decision:
+        """The ordered pathways for a session; the first call (with title and client) starts it."""
+        self._expire()
+        throughput = check_throughput(throughput_bps, throughput_field)
+        s = self._session(session_id, title_id, client, country)
+        now = self.clock()
+        if current_pathway and throughput is not None and throughput < self.config.min_throughput_bps:
+            s.demoted_until[current_pathway] = now + self.config.session_demotion
+        demoted = {p for p, until in s.demoted_until.items() if until > now} | self._globally_demoted(now)
+        if s.edge_id is not None:
+            self.assigned[s.edge_id] -= 1
+        request = SteeringInput(s.title_id, s.zone_groups, s.country, s.edge_id, frozenset(demoted))
+        pathways = order(
+            request, self.registry.all(), self.registry.alive, self._ring_now(), self.assigned, self.policy
+        )
+        if not pathways:
+            s.edge_id = None
+            raise NoPathway("no edge, shield or origin is available")
+        first = pathways[0]
+        edge = self.registry.get(first.edge_id)
+        s.edge_id = first.edge_id if edge is not None and edge.role is Role.EDGE else None
+        if s.edge_id is not None:
+            self.assigned[s.edge_id] += 1
+        if not s.known_pathways:
+            s.known_pathways = tuple(p.pathway_id for p in pathways)
+        s.last_seen = now
+        self.sessions.move_to_end(session_id)
+        DECISIONS.labels(reason=first.reason.name).inc()
+        for p in pathways:
+            PATHWAY_REASONS.labels(reason=p.reason.name).inc()
+        return Decision(s, pathways, self.config.ttl_seconds)
+
+    def report_problem(self, session_id: str, pathway_id: str, count: int) -> None:
+        """A player's stalls or errors on a pathway: demoted for that session now, for everyone past a threshold."""
+        if not 1 <= count <= 1000:
+            raise BadInput("count", "count must be between 1 and 1000")
+        if not pathway_id or len(pathway_id) > 64:
+            raise BadInput("pathway_id", "pathway_id is required (at most 64 characters)")
+        self._expire()
+        s = self._session(session_id, None, None, "")
+        now = self.clock()
+        s.demoted_until[pathway_id] = now + self.config.session_demotion
+        self._problems.setdefault(pathway_id, deque()).append((now, count))
+        PROBLEMS.labels(pathway=pathway_id).inc(count)
+
+    # --- manifests ------------------------------------------------------------------------------------------
+
+    def hls_manifest(self, decision: Decision, reload_uri: str) -> dict[str, object]:
+        """HLS content steering manifest (draft-pantos-hls-rfc8216bis §7.1), as hls.js reads it."""
+        doc: dict[str, object] = {
+            "VERSION": 1,
+            "TTL": decision.ttl,
+            "RELOAD-URI": reload_uri,
+            "PATHWAY-PRIORITY": [p.pathway_id for p in decision.pathways],
+        }
+        known = decision.session.known_pathways
+        clones = [p for p in decision.pathways if p.pathway_id not in known]
+        if clones and known:
+            # a pathway that joined after the session's playlist was made: cloned from one it lists
+            doc["PATHWAY-CLONES"] = [
+                {"BASE-ID": known[0], "ID": p.pathway_id, "URI-REPLACEMENT": {"HOST": urlsplit(p.base_uri).netloc}}
+                for p in clones
+            ]
+        return doc
+
+    def dash_manifest(self, decision: Decision, reload_uri: str) -> dict[str, object]:
+        """DASH content steering manifest (DASH-IF CTS 00XX), as dash.js and Shaka read it."""
+        return {
+            "VERSION": 1,
+            "TTL": decision.ttl,
+            "RELOAD-URI": reload_uri,
+            "SERVICE-LOCATION-PRIORITY": [p.pathway_id for p in decision.pathways],
+        }
+
+    def edges(self) -> list[EdgeRecord]:
+        return self.registry.all()
