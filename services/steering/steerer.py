@@ -15,7 +15,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
 from services.steering.config import SteeringConfig
-from services.steering.policy import Pathway, PolicyConfig, Ring, SteeringInput, order
+from services.steering.policy import Pathway, PolicyConfig, Reason, Ring, SteeringInput, order
 from services.steering.registry import EdgeRecord, Registry, Role
 from services.steering.zones import CoverageZones, IpAddress
 
@@ -25,6 +25,8 @@ DECISIONS = PromCounter(
 PATHWAY_REASONS = PromCounter("marquee_steering_pathways_total", "Pathways listed in answers, by reason.", ["reason"])
 PROBLEMS = PromCounter("marquee_steering_problem_reports_total", "Player problem reports, by pathway.", ["pathway"])
 SESSIONS = Gauge("marquee_steering_sessions", "Sessions being steered.")
+_DECISION = {r: DECISIONS.labels(reason=r.name) for r in Reason}  # bound once: labels() is slow per call
+_PATHWAY = {r: PATHWAY_REASONS.labels(reason=r.name) for r in Reason}
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -207,9 +209,9 @@ class Steering:
             s.known_pathways = tuple(p.pathway_id for p in pathways)
         s.last_seen = now
         self.sessions.move_to_end(session_id)
-        DECISIONS.labels(reason=first.reason.name).inc()
+        _DECISION[first.reason].inc()
         for p in pathways:
-            PATHWAY_REASONS.labels(reason=p.reason.name).inc()
+            _PATHWAY[p.reason].inc()
         return Decision(s, pathways, self.config.ttl_seconds)
 
     def report_problem(self, session_id: str, pathway_id: str, count: int) -> None:
