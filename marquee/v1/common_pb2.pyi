@@ -138,6 +138,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_SOURCE_INVALID: _ErrorReason.ValueType  # 24
     """The encoding source is corrupt, unreadable or has no video."""
     ERROR_REASON_EDGE_NOT_FOUND: _ErrorReason.ValueType  # 25
+    ERROR_REASON_NO_PATHWAY: _ErrorReason.ValueType  # 26
+    """No edge, shield or origin can serve the session now."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -187,4 +189,6 @@ ERROR_REASON_JOB_NOT_FOUND: ErrorReason.ValueType  # 23
 ERROR_REASON_SOURCE_INVALID: ErrorReason.ValueType  # 24
 """The encoding source is corrupt, unreadable or has no video."""
 ERROR_REASON_EDGE_NOT_FOUND: ErrorReason.ValueType  # 25
+ERROR_REASON_NO_PATHWAY: ErrorReason.ValueType  # 26
+"""No edge, shield or origin can serve the session now."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -81,7 +81,7 @@ class Session:
     client: IpAddress
     country: str
     zone_groups: tuple[str, ...] | None
-    known_pathways: tuple[str, ...] = ()
+    known_pathways: dict[str, str] = field(default_factory=dict)  # id -> base URI, as the session's manifests list them
     edge_id: str | None = None
     demoted_until: dict[str, float] = field(default_factory=dict)
     last_seen: float = 0.0
@@ -206,7 +206,7 @@ class Steering:
         if s.edge_id is not None:
             self.assigned[s.edge_id] += 1
         if not s.known_pathways:
-            s.known_pathways = tuple(p.pathway_id for p in pathways)
+            s.known_pathways = {p.pathway_id: p.base_uri for p in pathways}
         s.last_seen = now
         self.sessions.move_to_end(session_id)
         _DECISION[first.reason].inc()
@@ -229,6 +229,24 @@ class Steering:
 
     # --- manifests ------------------------------------------------------------------------------------------
 
+    def _clones(self, decision: Decision) -> list[dict[str, object]]:
+        """Pathways that joined after the session's manifests were made, as clones of one they list.
+
+        A clone's URI-REPLACEMENT HOST replaces only the hostname of the base pathway's URIs (players keep the
+        scheme, port and path), so an edge is offered as a clone only of a listed pathway whose URIs differ from
+        its own by the hostname alone; others serve new sessions."""
+        clones: list[dict[str, object]] = []
+        for p in decision.pathways:
+            if p.pathway_id in decision.session.known_pathways:
+                continue
+            new = urlsplit(p.base_uri)
+            for base_id, base_uri in decision.session.known_pathways.items():
+                old = urlsplit(base_uri)
+                if (old.scheme, old.port, old.path) == (new.scheme, new.port, new.path) and new.hostname:
+                    clones.append({"BASE-ID": base_id, "ID": p.pathway_id, "URI-REPLACEMENT": {"HOST": new.hostname}})
+                    break
+        return clones
+
     def hls_manifest(self, decision: Decision, reload_uri: str) -> dict[str, object]:
         """HLS content steering manifest (draft-pantos-hls-rfc8216bis §7.1), as hls.js reads it."""
         doc: dict[str, object] = {
@@ -237,24 +255,24 @@ class Steering:
             "RELOAD-URI": reload_uri,
             "PATHWAY-PRIORITY": [p.pathway_id for p in decision.pathways],
         }
-        known = decision.session.known_pathways
-        clones = [p for p in decision.pathways if p.pathway_id not in known]
-        if clones and known:
-            # a pathway that joined after the session's playlist was made: cloned from one it lists
-            doc["PATHWAY-CLONES"] = [
-                {"BASE-ID": known[0], "ID": p.pathway_id, "URI-REPLACEMENT": {"HOST": urlsplit(p.base_uri).netloc}}
-                for p in clones
-            ]
+        if clones := self._clones(decision):
+            doc["PATHWAY-CLONES"] = clones
         return doc
 
     def dash_manifest(self, decision: Decision, reload_uri: str) -> dict[str, object]:
-        """DASH content steering manifest (DASH-IF CTS 00XX), as dash.js and Shaka read it."""
-        return {
+        """DASH content steering manifest: SERVICE-LOCATION-PRIORITY as DASH-IF CTS specifies it, and the same
+        list as PATHWAY-PRIORITY, which is the key dash.js (5.x) and Shaka Player read for DASH too."""
+        order = [p.pathway_id for p in decision.pathways]
+        doc: dict[str, object] = {
             "VERSION": 1,
             "TTL": decision.ttl,
             "RELOAD-URI": reload_uri,
-            "SERVICE-LOCATION-PRIORITY": [p.pathway_id for p in decision.pathways],
+            "SERVICE-LOCATION-PRIORITY": order,
+            "PATHWAY-PRIORITY": order,
         }
+        if clones := self._clones(decision):
+            doc["PATHWAY-CLONES"] = clones  # dash.js clones BaseURLs by serviceLocation
+        return doc
 
     def edges(self) -> list[EdgeRecord]:
         return self.registry.all()

@@ -116,7 +116,7 @@ async def test_registration_and_heartbeats_with_steering(origin: Path, make_edge
             assert reporter.interval == pytest.approx(0.05), "the edge follows the interval steering asks for"
             # steering restarted and forgot the edge: the next heartbeat gets NOT_FOUND and it registers again
             registry.deregister("edge-a")
-            await until(lambda: registry.get("edge-a") is not None)
+            await until(lambda: registry.get("edge-a") is not None and reporter.resource is not None)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -37,10 +37,10 @@ class Running:
     address: str
     data_dir: Path
 
-    def edge(self, edge_id: str, port: int, **kw: Any) -> pb.RegisterEdgeRequest:
+    def edge(self, edge_id: str, port: int, host: str = "127.0.0.1", **kw: Any) -> pb.RegisterEdgeRequest:
         edge = pb.Edge(
             pathway_id=edge_id,
-            base_uri=f"http://127.0.0.1:{port}/v/",
+            base_uri=f"http://{host}:{port}/v/",
             zone=kw.pop("zone", "local"),
             role=kw.pop("role", pb.EDGE_ROLE_EDGE),
             capacity_bps=kw.pop("capacity_bps", 10**9),

@@ -84,14 +84,16 @@ async def test_hls_and_dash_manifests(running: Running) -> None:
         "TTL": 10,
         "RELOAD-URI": f"{base}/dash/s1",
         "SERVICE-LOCATION-PRIORITY": [p.id for p in first.pathways],
+        "PATHWAY-PRIORITY": [p.id for p in first.pathways],
     }
-    # an edge that joins after the session's playlist was made is offered as a clone of a listed pathway
-    await r.stub.RegisterEdge(r.edge("edge-c", 8083), metadata=r.metadata)
+    # edges that join after the session's playlist was made: one whose URIs differ by hostname only is offered
+    # as a clone of the listed pathway it matches (HOST replaces just the hostname); another is only listed
+    a_port = 8081
+    await r.stub.RegisterEdge(r.edge("edge-c", a_port, host="localhost"), metadata=r.metadata)
+    await r.stub.RegisterEdge(r.edge("edge-d", 9999), metadata=r.metadata)
     _, _, hls = await fetch(f"{base}/hls/s1")
-    assert "edge-c" in hls["PATHWAY-PRIORITY"]
-    assert {"BASE-ID": first.pathways[0].id, "ID": "edge-c", "URI-REPLACEMENT": {"HOST": "127.0.0.1:8083"}} in hls[
-        "PATHWAY-CLONES"
-    ]
+    assert {"edge-c", "edge-d"} <= set(hls["PATHWAY-PRIORITY"])
+    assert hls["PATHWAY-CLONES"] == [{"BASE-ID": "edge-a", "ID": "edge-c", "URI-REPLACEMENT": {"HOST": "localhost"}}]
     # a poor throughput report on the current pathway moves the player off it
     current = hls["PATHWAY-PRIORITY"][0]
     _, _, hls = await fetch(f'{base}/hls/s1?_HLS_pathway="{current}"&_HLS_throughput=1000')

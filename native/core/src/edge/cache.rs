@@ -29,6 +29,8 @@ pub struct Cache {
     upstream: Arc<Upstream>,
     stats: Arc<Stats>,
     max_object: u64,
+    /// Disk writes in flight, awaited by [`Cache::flush`] so a graceful stop loses none.
+    writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cache {
@@ -49,6 +51,7 @@ impl Cache {
             upstream: Arc::new(Upstream::new(config)),
             stats,
             max_object: config.max_object_bytes,
+            writes: Mutex::new(Vec::new()),
         })
     }
 
@@ -88,16 +91,16 @@ impl Cache {
         self.stats.upstream_fetches.fetch_add(1, Relaxed);
         let fetched = self.upstream.fetch(&key, &fill, &self.stats).await;
         let outcome = fill.verify(fetched);
-        let mut stored = None;
         if outcome.is_ok() {
             let body = fill.assemble();
             if (body.len() as u64) <= self.max_object {
                 let etag = fill.head().await.map_or_else(|_| "\"\"".into(), |h| h.etag);
                 let obj = Object { body, etag };
-                // cached before waiters see the last byte: whoever asks next is a hit
+                // stored (memory) and queued (disk) before waiters see the last byte: whoever asks next is a
+                // hit, and a graceful stop right after the response still writes the file
                 let evicted = self.memory.insert(Arc::clone(&key), obj.clone());
                 self.stats.evictions_memory.fetch_add(evicted, Relaxed);
-                stored = Some(obj);
+                self.write_to_disk(Arc::clone(&key), obj);
             }
         } else {
             self.stats.upstream_errors.fetch_add(1, Relaxed);
@@ -107,14 +110,29 @@ impl Cache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        if let (Some(disk), Some(obj)) = (&self.disk, stored) {
-            let (disk, stats) = (Arc::clone(disk), Arc::clone(&self.stats));
-            // off the runtime's threads; memory already answers while the file is written
-            tokio::task::spawn_blocking(move || {
-                if let Ok(evicted) = disk.put(key, &obj) {
-                    stats.evictions_disk.fetch_add(evicted, Relaxed);
-                }
-            });
+    }
+
+    /// Writes an object to the disk tier off the runtime's threads (memory already answers meanwhile).
+    fn write_to_disk(&self, key: Arc<str>, obj: Object) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let (disk, stats) = (Arc::clone(disk), Arc::clone(&self.stats));
+        let write = tokio::task::spawn_blocking(move || {
+            if let Ok(evicted) = disk.put(key, &obj) {
+                stats.evictions_disk.fetch_add(evicted, Relaxed);
+            }
+        });
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        writes.retain(|w| !w.is_finished());
+        writes.push(write);
+    }
+
+    /// Waits for the disk writes in flight.
+    pub async fn flush(&self) {
+        let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|p| p.into_inner()));
+        for write in writes {
+            let _ = write.await;
         }
     }
 

@@ -190,10 +190,15 @@ impl EdgeServer {
         })
     }
 
-    /// Stops accepting, ends the runtime (open connections are closed), and releases the port.
+    /// Stops accepting, lets disk writes in flight finish, ends the runtime (open connections are closed), and
+    /// releases the port.
     pub fn stop(&mut self) {
         let _ = self.shutdown.send(true);
         if let Some(rt) = self.runtime.take() {
+            let cache = Arc::clone(&self.shared.cache);
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), cache.flush()).await;
+            });
             rt.shutdown_timeout(Duration::from_secs(2));
         }
     }
