@@ -29,6 +29,16 @@ fetch. Its methods are the control surface: ``stats()``, ``cached_titles()``, ``
 ``prefetch(key)``, ``set_rate_limit(bytes_per_sec)``, ``stop()``. ``NotFoundError`` (a ``LookupError``) is raised
 for objects the upstream does not have, ``OSError`` for bind, disk and upstream failures.
 ``replay_policy(policy, capacity, ids, sizes)`` replays a request trace through an eviction policy.
+
+Search
+------
+``TitleIndex()`` is the catalog's in-memory tantivy index: ``upsert(docs_json)`` (a JSON array of title
+documents: id, title, original_title, description, cast, directors, genres, year, maturity, regions, kind,
+playable, popularity), ``delete(ids)``, ``clear()``, ``search(query, filter_json, limit, offset)`` returning
+``([(title_id, score)], total)`` (typo-tolerant, prefix for the word being typed, joined words, ranked by
+relevance blended with popularity), ``count(filter_json)`` and ``suggest(query, filter_json, limit)`` (did-you-mean title ids). Filters
+(JSON): genre, min_year, max_year, kind, max_maturity, region, playable_only. ``InvalidArgumentError`` for empty
+or over-long (200 characters) queries and malformed filters.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from marquee._native import (
     TokenExpiredError,
     TokenForbiddenError,
     TokenInvalidError,
+    TitleIndex,
     TokenKeyring,
     UnknownKeyError,
     acl_matches,
@@ -59,6 +70,7 @@ __all__ = [
     "TokenExpiredError",
     "TokenForbiddenError",
     "TokenInvalidError",
+    "TitleIndex",
     "TokenKeyring",
     "UnknownKeyError",
     "acl_matches",

@@ -143,13 +143,20 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             currency_code=p.currency,
         )
 
-    def _tokens(self, account: AccountRecord, grant: RefreshGrant) -> accounts_pb2.TokenPair:
+    async def _tokens(self, account: AccountRecord, grant: RefreshGrant) -> accounts_pb2.TokenPair:
+        max_maturity = None
+        if grant.profile_id:
+            try:
+                max_maturity = (await self._profiles.get(account.account_id, grant.profile_id)).maturity_limit
+            except NotFound:
+                raise Unauthenticated("the profile no longer exists", reason="INVALID_TOKEN") from None
         access = self._access.issue(
             account.account_id,
             profile_id=grant.profile_id or None,
             device_id=grant.device_id or None,
             roles=account.roles,
             plan=account.plan,
+            max_maturity=max_maturity,
         )
         return accounts_pb2.TokenPair(
             access_token=access.token,
@@ -214,7 +221,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         grant = await self._refresh.start_family(account.account_id)
         account = await self._identity.get(account.account_id)
         return accounts_pb2.SignUpResponse(
-            account=self._account_pb(account), profile=self._profile_pb(profile), tokens=self._tokens(account, grant)
+            account=self._account_pb(account), profile=self._profile_pb(profile), tokens=await self._tokens(account, grant)
         )
 
     async def SignIn(
@@ -229,7 +236,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         if device_id:
             await self._devices.touch(account.account_id, device_id)
         grant = await self._refresh.start_family(account.account_id, device_id=device_id)
-        return accounts_pb2.SignInResponse(account=self._account_pb(account), tokens=self._tokens(account, grant))
+        return accounts_pb2.SignInResponse(account=self._account_pb(account), tokens=await self._tokens(account, grant))
 
     async def RefreshTokens(
         self, request: accounts_pb2.RefreshTokensRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -238,7 +245,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         account = await self._identity.find(grant.account_id)
         if account is None:
             raise Unauthenticated("the account no longer exists", reason="INVALID_TOKEN")
-        return accounts_pb2.RefreshTokensResponse(tokens=self._tokens(account, grant))
+        return accounts_pb2.RefreshTokensResponse(tokens=await self._tokens(account, grant))
 
     async def SignOut(
         self, request: accounts_pb2.SignOutRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -401,7 +408,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             await self._devices.touch(account_id, device_id)
         account = await self._identity.get(account_id)
         return accounts_pb2.SelectProfileResponse(
-            profile=self._profile_pb(profile), tokens=self._tokens(account, grant)
+            profile=self._profile_pb(profile), tokens=await self._tokens(account, grant)
         )
 
     # -- devices ----------------------------------------------------------------------------------------------

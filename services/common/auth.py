@@ -1,7 +1,8 @@
 """Access tokens (JWT, HS256 with key ids for rotation) and the authorization checks handlers make.
 
 An access token is short-lived and names the account, and (after SelectProfile) the profile and device, in its
-claims: ``sub`` (account id), ``pid`` (profile id), ``did`` (device id), ``roles``, ``plan``, ``jti``. Every
+claims: ``sub`` (account id), ``pid`` (profile id), ``did`` (device id), ``roles``, ``plan``, ``mat`` (the profile's
+maturity limit, a MaturityRating value), ``jti``. Every
 service verifies it locally with the shared keys; refresh tokens are opaque and live in the accounts service.
 """
 
@@ -54,6 +55,7 @@ class AccessTokens:
         device_id: str | None = None,
         roles: Iterable[str] = (),
         plan: str = "",
+        max_maturity: int | None = None,
         now: float | None = None,
         ttl: int | None = None,
     ) -> IssuedToken:
@@ -76,6 +78,8 @@ class AccessTokens:
             claims["roles"] = role_list
         if plan:
             claims["plan"] = plan
+        if max_maturity is not None:
+            claims["mat"] = max_maturity
         kid = self._config.signing_kid
         token = jwt.encode(claims, self._keys[kid], algorithm=_ALGORITHM, headers={"kid": kid})
         return IssuedToken(token, exp)
@@ -133,6 +137,7 @@ class AccessTokens:
             roles=frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset(),
             token_id=str(claims.get("jti", "")),
             plan=str(claims.get("plan", "")),
+            max_maturity=mat if isinstance(mat := claims.get("mat"), int) else None,
         )
         return principal, int(claims["exp"])
 

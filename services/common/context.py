@@ -28,6 +28,7 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     token_id: str = ""
     plan: str = ""
+    max_maturity: int | None = None  # the selected profile's limit (MaturityRating value)
 
     @property
     def is_admin(self) -> bool:

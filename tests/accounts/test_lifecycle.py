@@ -62,6 +62,8 @@ async def test_full_lifecycle(client: Client) -> None:
     p = client.tokens.verify(selected.tokens.access_token)
     assert p.profile_id == kids.profile.name.rsplit("/", 1)[1]
     assert p.plan == "premium"
+    assert p.max_maturity == common_pb2.MATURITY_RATING_KIDS_7, "services filter by the profile's limit"
+    assert client.tokens.verify(up.tokens.access_token).max_maturity is None
     # the old refresh token was rotated into the new pair
     await _fails(
         stub.RefreshTokens(accounts_pb2.RefreshTokensRequest(refresh_token=up.tokens.refresh_token)),

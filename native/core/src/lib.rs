@@ -6,6 +6,7 @@
 pub mod edge;
 pub mod error;
 pub mod manifest;
+pub mod search;
 pub mod token;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod edge;
 mod errors;
 mod manifest;
+mod search;
 mod token;
 
 #[pymodule]
@@ -16,5 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     token::register(m)?;
     manifest::register(m)?;
     edge::register(m)?;
+    search::register(m)?;
     Ok(())
 }
