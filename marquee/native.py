@@ -36,8 +36,8 @@ Search
 documents: id, title, original_title, description, cast, directors, genres, year, maturity, regions, kind,
 playable, popularity), ``delete(ids)``, ``clear()``, ``search(query, filter_json, limit, offset)`` returning
 ``([(title_id, score)], total)`` (typo-tolerant, prefix for the word being typed, joined words, ranked by
-relevance blended with popularity), ``count(filter_json)`` and ``suggest(query, filter_json, limit)`` (did-you-mean title ids). Filters
-(JSON): genre, min_year, max_year, kind, max_maturity, region, playable_only. ``InvalidArgumentError`` for empty
+relevance blended with popularity), ``count(filter_json)`` and ``suggest(query, filter_json, limit)``
+(did-you-mean title ids). Filters (JSON): genre, min_year, max_year, kind, max_maturity, region, playable_only. ``InvalidArgumentError`` for empty
 or over-long (200 characters) queries and malformed filters.
 """
 
@@ -48,12 +48,12 @@ from marquee._native import (
     InvalidArgumentError,
     NotFoundError,
     Presentation,
+    TitleIndex,
     TokenClaims,
     TokenError,
     TokenExpiredError,
     TokenForbiddenError,
     TokenInvalidError,
-    TitleIndex,
     TokenKeyring,
     UnknownKeyError,
     acl_matches,
@@ -65,12 +65,12 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "Presentation",
+    "TitleIndex",
     "TokenClaims",
     "TokenError",
     "TokenExpiredError",
     "TokenForbiddenError",
     "TokenInvalidError",
-    "TitleIndex",
     "TokenKeyring",
     "UnknownKeyError",
     "acl_matches",

@@ -1216,3 +1216,68 @@ class ReportReviewResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportReviewResponse: _TypeAlias = ReportReviewResponse  # noqa: Y015
+
+@_typing.final
+class TitleRatedEvent(_message.Message):
+    """Published on `catalog.rating` when a profile rates a title, changes its rating or removes it (keyed by title)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATING_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    STARS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STARS_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
+    rating: _builtins.str
+    """`titles/{title}/ratings/{profile}`."""
+    title: _builtins.str
+    """`titles/{title}`."""
+    stars: _builtins.int
+    """1 to 5; 0 when the rating was removed."""
+    previous_stars: _builtins.int
+    """The rating it replaced; 0 when there was none."""
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        rating: _builtins.str = ...,
+        title: _builtins.str = ...,
+        stars: _builtins.int = ...,
+        previous_stars: _builtins.int = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "previous_stars", b"previous_stars", "rating", b"rating", "stars", b"stars", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TitleRatedEvent: _TypeAlias = TitleRatedEvent  # noqa: Y015
+
+@_typing.final
+class TitleChangedEvent(_message.Message):
+    """Published on `catalog.title` when a title is created, updated or deleted (keyed by title), so every catalog
+    replica's search index follows the store.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """`titles/{title}`."""
+    deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TitleChangedEvent: _TypeAlias = TitleChangedEvent  # noqa: Y015

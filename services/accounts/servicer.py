@@ -221,7 +221,9 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         grant = await self._refresh.start_family(account.account_id)
         account = await self._identity.get(account.account_id)
         return accounts_pb2.SignUpResponse(
-            account=self._account_pb(account), profile=self._profile_pb(profile), tokens=await self._tokens(account, grant)
+            account=self._account_pb(account),
+            profile=self._profile_pb(profile),
+            tokens=await self._tokens(account, grant),
         )
 
     async def SignIn(

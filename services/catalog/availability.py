@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 
@@ -30,8 +31,11 @@ CONSUMER_GROUP = "catalog"
 
 
 class Availability:
-    def __init__(self, store: Store) -> None:
+    """``on_change`` (optional) is told of every title that became playable (the search index follows)."""
+
+    def __init__(self, store: Store, on_change: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._store = store
+        self._on_change = on_change
 
     async def media_ready(self, event: encoding_pb2.EncodingDoneEvent) -> int:
         """Record the asset named by ``event.title`` as ready; returns how many titles became playable."""
@@ -63,6 +67,8 @@ class Availability:
                 key = {"title_id": link["title_id"]}
                 if await self._store.update(TITLES, key, {"playable": True}, if_={"playable": False}):
                     changed += 1
+                    if self._on_change is not None:
+                        await self._on_change(link["title_id"])
             if page.next is None:
                 return changed
             after = page.next

@@ -22,3 +22,5 @@ class CatalogConfig(BaseModel):
 
     server: ServerConfig = ServerConfig()
     demo: DemoCatalogConfig = DemoCatalogConfig()
+    hide_review_after_reports: int = Field(3, ge=1, description="reports from distinct profiles that hide a review")
+    max_page_size: int = Field(100, ge=1, le=1000, description="largest page of titles, results or reviews")

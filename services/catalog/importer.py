@@ -8,7 +8,7 @@ import time
 
 from services.catalog.availability import Availability
 from services.catalog.demo import SOURCE, demo_titles
-from services.catalog.schema import IMPORTS, TITLES, TITLES_BY_MEDIA
+from services.catalog.schema import IMPORTS, TITLES, TITLES_BY_BUCKET, TITLES_BY_MEDIA, bucket_of
 from services.common import movielens
 from services.common.store.port import MAX_BATCH_ROWS, Row, Store
 
@@ -26,9 +26,11 @@ async def import_demo_catalog(store: Store, media: tuple[str, ...], data: moviel
     now = int(time.time() * 1_000_000)
     titles = demo_titles(data, media, now)
     links: list[Row] = [{"media_id": t["media_id"], "title_id": t["title_id"]} for t in titles]
+    listing: list[Row] = [{"bucket": bucket_of(t["title_id"]), "title_id": t["title_id"]} for t in titles]
     for start in range(0, len(titles), MAX_BATCH_ROWS):
         await store.insert_many(TITLES, titles[start : start + MAX_BATCH_ROWS])
         await store.insert_many(TITLES_BY_MEDIA, links[start : start + MAX_BATCH_ROWS])
+        await store.insert_many(TITLES_BY_BUCKET, listing[start : start + MAX_BATCH_ROWS])
     availability = Availability(store)
     playable = sum([await availability.refresh(m) for m in media])
     await store.insert(IMPORTS, {"source": SOURCE, "titles": len(titles), "import_time": now})

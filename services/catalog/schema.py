@@ -4,12 +4,19 @@
     titles_by_media((media_id), title_id)    which titles play an encoded asset (encoding-done fans out here)
     media((media_id))                        an encoded asset's state, from encoding-done events
     imports((source))                        data sets loaded into the catalog (the demo's MovieLens titles)
+    titles_by_bucket((bucket), title_id)     every title id, spread over 16 partitions (listing, index rebuilds)
+    ratings((title_id), profile_id)          one rating per profile per title
+    rating_summaries((title_id))             count, total and 1..5 histogram, updated by compare-and-set
+    reviews((title_id), review_id DESC)      reviews newest first (ids are time-ordered)
+    review_reports((review_id), reporter)    one report per profile per review
 
 Enumerations are stored by their ``marquee.v1`` value names (``TITLE_TYPE_MOVIE``, ``MATURITY_RATING_PG``); lists
 (genres, cast, regions) are JSON. Times are unix microseconds.
 """
 
 from __future__ import annotations
+
+import zlib
 
 from services.common.store.schema import Column, Migration, Order, Schema, Table
 
@@ -68,4 +75,74 @@ IMPORTS = Table(
     keyspace=KEYSPACE,
 )
 
-SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[TITLES, TITLES_BY_MEDIA, MEDIA, IMPORTS])])
+BUCKETS = 16
+TITLES_BY_BUCKET = Table(
+    "titles_by_bucket",
+    columns=(Column("bucket", "int"), Column("title_id", "text")),
+    partition_key=("bucket",),
+    clustering_key=(("title_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+RATINGS = Table(
+    "ratings",
+    columns=(
+        Column("title_id", "text"),
+        Column("profile_id", "text"),
+        Column("account_id", "text"),
+        Column("stars", "int"),
+        Column("update_time", "int"),
+    ),
+    partition_key=("title_id",),
+    clustering_key=(("profile_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+RATING_SUMMARIES = Table(
+    "rating_summaries",
+    columns=(
+        Column("title_id", "text"),
+        Column("version", "int"),
+        Column("count", "int"),
+        Column("total", "int"),
+        Column("histogram", "json"),
+    ),
+    partition_key=("title_id",),
+    keyspace=KEYSPACE,
+)
+REVIEWS = Table(
+    "reviews",
+    columns=(
+        Column("title_id", "text"),
+        Column("review_id", "text"),
+        Column("account_id", "text"),
+        Column("profile_id", "text"),
+        Column("author_display_name", "text"),
+        Column("text", "text"),
+        Column("stars", "int"),
+        Column("hidden", "bool"),
+        Column("reports", "int"),
+        Column("create_time", "int"),
+    ),
+    partition_key=("title_id",),
+    clustering_key=(("review_id", Order.DESC),),
+    keyspace=KEYSPACE,
+)
+REVIEW_REPORTS = Table(
+    "review_reports",
+    columns=(Column("review_id", "text"), Column("reporter", "text"), Column("reason", "text")),
+    partition_key=("review_id",),
+    clustering_key=(("reporter", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+SCHEMA = Schema(
+    KEYSPACE,
+    [
+        Migration(1, create_tables=[TITLES, TITLES_BY_MEDIA, MEDIA, IMPORTS]),
+        Migration(2, create_tables=[TITLES_BY_BUCKET, RATINGS, RATING_SUMMARIES, REVIEWS, REVIEW_REPORTS]),
+    ],
+)
+
+
+def bucket_of(title_id: str) -> int:
+    """The listing partition of a title (stable across processes: not Python's salted hash)."""
+    return zlib.crc32(title_id.encode()) % BUCKETS

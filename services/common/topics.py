@@ -4,3 +4,8 @@ from __future__ import annotations
 
 # marquee.v1.EncodingDoneEvent, keyed by title id: an encoded title is in the origin store.
 ENCODING_DONE = "encoding.done"
+
+# marquee.v1.TitleRatedEvent, keyed by title id: a profile rated a title (or changed or removed its rating).
+CATALOG_RATING = "catalog.rating"
+# marquee.v1.TitleChangedEvent, keyed by title id: a title was created, updated or deleted.
+CATALOG_TITLE = "catalog.title"

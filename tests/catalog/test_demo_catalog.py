@@ -15,17 +15,12 @@ from services.catalog.demo import demo_titles, slug
 from services.catalog.importer import import_demo_catalog
 from services.catalog.schema import IMPORTS, MEDIA, SCHEMA, TITLES, TITLES_BY_MEDIA
 from services.common.bus.memory import InMemoryBus
-from services.common.movielens import MovieLens, load, split_title
+from services.common.movielens import MovieLens, split_title
 from services.common.store.port import Row
 from services.common.store.sqlite import SqliteStore
 from services.common.topics import ENCODING_DONE
 
 MEDIA_IDS = ("big-buck-bunny", "bikes", "test-pattern", "counter-pattern")
-
-
-@pytest.fixture(scope="module")
-def movielens() -> MovieLens:
-    return load()
 
 
 @pytest.fixture

@@ -80,10 +80,10 @@ fn word_query(f: &Fields, word: &str, typing: bool, leniency: Leniency) -> Box<d
     if typing && word.chars().count() >= 2 {
         let d = if leniency == Leniency::Suggest { 1 } else { 0 };
         for (field, boost) in [
-            (f.title, 2.5),
-            (f.original_title, 1.5),
-            (f.cast, 1.0),
-            (f.directors, 1.0),
+            (f.title, 5.0),
+            (f.original_title, 2.0),
+            (f.cast, 1.5),
+            (f.directors, 1.5),
         ] {
             any.push((Occur::Should, boosted(fuzzy(field, word, d, true), boost)));
         }
@@ -124,6 +124,8 @@ pub(super) fn build(f: &Fields, text: &str, leniency: Leniency) -> Result<Box<dy
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = words
         .iter()
         .enumerate()
+        // a lone letter among other words says little on its own ("spider-m"): it counts in the joined forms
+        .filter(|(_, w)| n == 1 || w.chars().count() > 1)
         .map(|(i, w)| {
             let typing = (i + 1 == n && typing_last) || leniency == Leniency::Suggest;
             (Occur::Should, word_query(f, w, typing, leniency))
@@ -136,6 +138,8 @@ pub(super) fn build(f: &Fields, text: &str, leniency: Leniency) -> Result<Box<dy
     }
     for form in glued {
         clauses.push((Occur::Should, boosted(exact(f.joined, &form), 6.0)));
+        // and the other way round: "god father" is one word in "The Godfather"
+        clauses.push((Occur::Should, boosted(exact(f.title, &form), 6.0)));
         if form.chars().count() >= 6 {
             let d = edits(&form, leniency).min(1);
             clauses.push((
@@ -144,7 +148,7 @@ pub(super) fn build(f: &Fields, text: &str, leniency: Leniency) -> Result<Box<dy
             ));
         }
         if typing_last {
-            clauses.push((Occur::Should, boosted(fuzzy(f.joined, &form, 0, true), 3.0)));
+            clauses.push((Occur::Should, boosted(fuzzy(f.joined, &form, 0, true), 5.0)));
         }
     }
     Ok(Box::new(BooleanQuery::new(clauses)))

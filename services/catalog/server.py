@@ -1,0 +1,85 @@
+"""``create_server``: CatalogService, with the catalog view (memory + search index) loaded from the store and
+kept current by the catalog's own writes, ``encoding.done`` (playability) and ``catalog.title`` (writes made by
+other replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from google.protobuf.message import DecodeError
+
+from marquee.v1 import catalog_pb2, catalog_pb2_grpc
+from services.catalog.availability import Availability, run_consumer
+from services.catalog.config import CatalogConfig
+from services.catalog.ratings import Ratings
+from services.catalog.reviews import Reviews
+from services.catalog.schema import SCHEMA
+from services.catalog.servicer import SERVICE_NAME, CatalogServicer
+from services.catalog.titles import TITLE
+from services.catalog.view import CatalogView
+from services.common.bus.port import EventBus
+from services.common.deps import Dependencies
+from services.common.errors import InvalidArgument
+from services.common.ids import new_id
+from services.common.server import Server, ServiceBinding, build_server
+from services.common.topics import CATALOG_TITLE
+
+log = logging.getLogger("marquee.catalog")
+
+
+async def follow_title_changes(view: CatalogView, bus: EventBus) -> None:
+    """Refreshes titles other replicas changed (each replica has its own consumer group, from now on)."""
+    subscription = await bus.subscribe(CATALOG_TITLE, f"catalog-view-{new_id()}", "view")
+    try:
+        async for message in subscription:
+            try:
+                event = catalog_pb2.TitleChangedEvent.FromString(message.payload)
+                await view.refresh(TITLE.parse(event.title, "title")["title"])
+            except (DecodeError, InvalidArgument) as exc:
+                log.warning("dropping malformed %s message %s: %s", CATALOG_TITLE, message.id, exc)
+            await subscription.ack(message)
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.close()
+
+
+async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Server, int, CatalogView]:
+    """Build the server (not started) with its view loaded and its consumers running."""
+    await deps.store.migrate(SCHEMA)
+    view = CatalogView(deps.store)
+    loaded = await view.load(legacy_media=config.demo.media)
+    log.info("catalog view loaded: %d titles indexed", loaded)
+
+    async def on_playable(title_id: str) -> None:
+        await view.refresh(title_id)
+
+    tasks = [
+        asyncio.create_task(run_consumer(Availability(deps.store, on_playable), deps.bus), name="catalog-playable"),
+        asyncio.create_task(follow_title_changes(view, deps.bus), name="catalog-follow"),
+    ]
+    servicer = CatalogServicer(
+        deps.store,
+        deps.bus,
+        view,
+        Ratings(deps.store, deps.bus),
+        Reviews(deps.store, config.hide_review_after_reports),
+        deps.page_tokens,
+        config.max_page_size,
+    )
+    binding = ServiceBinding(
+        name=SERVICE_NAME,
+        add_to_server=lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
+    )
+    server, port = build_server(config.server, [binding], tokens=deps.tokens)
+
+    async def stop_tasks() -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    server.add_on_stop(stop_tasks)
+    return server, port, view
