@@ -37,8 +37,8 @@ documents: id, title, original_title, description, cast, directors, genres, year
 playable, popularity), ``delete(ids)``, ``clear()``, ``search(query, filter_json, limit, offset)`` returning
 ``([(title_id, score)], total)`` (typo-tolerant, prefix for the word being typed, joined words, ranked by
 relevance blended with popularity), ``count(filter_json)`` and ``suggest(query, filter_json, limit)``
-(did-you-mean title ids). Filters (JSON): genre, min_year, max_year, kind, max_maturity, region, playable_only. ``InvalidArgumentError`` for empty
-or over-long (200 characters) queries and malformed filters.
+(did-you-mean title ids). Filters (JSON): genre, min_year, max_year, kind, max_maturity, region,
+playable_only. ``InvalidArgumentError`` for empty or over-long (200 characters) queries and malformed filters.
 """
 
 from __future__ import annotations
