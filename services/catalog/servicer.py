@@ -5,6 +5,7 @@ token) and by the request's filter; titles above the limit are NOT_FOUND for tha
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -24,7 +25,7 @@ from services.catalog.titles import (
     TitleFilter,
     fields_from_pb,
     parse_filter,
-    to_pb,
+    words_of,
 )
 from services.catalog.view import ORDERS, CatalogView
 from services.common.auth import current_principal, require_admin
@@ -47,30 +48,15 @@ def _slug_id(display_name: str, year: int) -> str:
     return slug(f"{display_name} {year}" if year else display_name)
 
 
-def words_of(text: str) -> list[str]:
-    """Lower-case words of letters and digits."""
-    return "".join(c if c.isalnum() else " " for c in text.casefold()).split()
-
-
-def _matched_fields(words: list[str], t: catalog_pb2.Title) -> list[str]:
-    """Which fields a result matched on (prefix or whole-word), for highlighting."""
-
-    def hits(text: str) -> bool:
-        tokens = words_of(text)
-        return any(tok.startswith(w) or w.startswith(tok) for w in words for tok in tokens if len(w) >= 2)
-
-    fields = {
-        "display_name": t.display_name,
-        "original_title": t.original_title,
-        "description": t.description,
-        "cast": " ".join(p.display_name for p in t.cast),
-        "directors": " ".join(p.display_name for p in t.directors),
-        "genres": " ".join(t.genres),
-    }
-    out = [name for name, text in fields.items() if text and hits(text)]
-    if str(t.release_year) in words:
-        out.append("release_year")
-    return out
+def matched_fields(words: list[str], fields: dict[str, frozenset[str]]) -> list[str]:
+    """Which fields a result matched: a whole query word, or a prefix of the word being typed (the last)."""
+    wanted = frozenset(words)
+    last = words[-1] if words and len(words[-1]) >= 2 else None
+    return [
+        name
+        for name, have in fields.items()
+        if wanted & have or (last is not None and any(w.startswith(last) for w in have))
+    ]
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
@@ -107,7 +93,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return TITLE.parse(name, field)["title"]
 
     async def _title_pb(self, row: dict[str, Any]) -> catalog_pb2.Title:
-        return to_pb(row, (await self._ratings.summary(row["title_id"])).to_pb())
+        """A title with its rating summary (Get and BatchGet; lists and search leave the summary out)."""
+        title = catalog_pb2.Title()
+        title.CopyFrom(self._view.title(row["title_id"]))
+        title.rating_summary.CopyFrom((await self._ratings.summary(row["title_id"])).to_pb())
+        return title
 
     async def _changed(self, title_id: str, deleted: bool = False) -> None:
         event = catalog_pb2.TitleChangedEvent(title=TITLE.format(title=title_id), deleted=deleted)
@@ -155,9 +145,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         after = tuple(json.loads(state)) if state else None
         rows, last = self._view.page(f, order, size, after)
         token = self._tokens.encode(json.dumps(list(last)).encode() if last is not None else None, fingerprint)
-        return catalog_pb2.ListTitlesResponse(
-            titles=[await self._title_pb(r) for r in rows], next_page_token=token, total_size=self._view.count(f)
-        )
+        titles = [self._view.title(r["title_id"]) for r in rows]
+        return catalog_pb2.ListTitlesResponse(titles=titles, next_page_token=token, total_size=self._view.count(f))
 
     async def CreateTitle(
         self, request: catalog_pb2.CreateTitleRequest, context: Context
@@ -250,7 +239,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         for genre in sorted(weight, key=lambda g: (-weight[g], g))[:max_rows]:
             f = TitleFilter(genre=genre, max_maturity=base.max_maturity, region=base.region)
             titles, _ = self._view.page(f, catalog_pb2.TITLE_ORDER_POPULARITY, per_row, None)
-            rows.append(catalog_pb2.BrowseRow(genre=genre, display_name=genre, titles=[to_pb(t) for t in titles]))
+            row_titles = [self._view.title(t["title_id"]) for t in titles]
+            rows.append(catalog_pb2.BrowseRow(genre=genre, display_name=genre, titles=row_titles))
         return catalog_pb2.ListBrowseRowsResponse(rows=rows)
 
     # --- search ---------------------------------------------------------------------------------------------
@@ -271,17 +261,20 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         offset = int(state.decode()) if state else 0
         filter_json = json.dumps(f.index_json())
         try:
-            hits, total = self._view.index.search(request.query, filter_json, size, offset)
+            # off the event loop: the index releases the GIL, so searches use the other cores
+            hits, total = await asyncio.to_thread(self._view.index.search, request.query, filter_json, size, offset)
         except ValueError as exc:  # InvalidArgumentError: nothing searchable in the query
             raise InvalidArgument(str(exc).removeprefix("invalid argument: "), field_name="query") from None
         words = words_of(query)
-        results = []
-        for title_id, score in hits:
-            row = self._view.rows.get(title_id)
-            if row is None:
-                continue
-            t = to_pb(row)
-            results.append(catalog_pb2.SearchResult(title=t, score=score, matched_fields=_matched_fields(words, t)))
+        results = [
+            catalog_pb2.SearchResult(
+                title=self._view.title(title_id),
+                score=score,
+                matched_fields=matched_fields(words, self._view.words(title_id)),
+            )
+            for title_id, score in hits
+            if title_id in self._view.rows
+        ]
         suggestions: list[str] = []
         if not results and offset == 0:
             seen: set[str] = set()

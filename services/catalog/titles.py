@@ -105,6 +105,11 @@ def parse_filter(f: catalog_pb2.TitleFilter, profile_limit: int | None) -> Title
     )
 
 
+def words_of(text: str) -> list[str]:
+    """Lower-case words of letters and digits."""
+    return "".join(c if c.isalnum() else " " for c in text.casefold()).split()
+
+
 def _ts(micros: int) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromMicroseconds(micros)

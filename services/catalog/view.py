@@ -16,7 +16,7 @@ from typing import Any
 from marquee.native import TitleIndex
 from marquee.v1 import catalog_pb2
 from services.catalog.schema import BUCKETS, TITLES, TITLES_BY_BUCKET, TITLES_BY_MEDIA, bucket_of
-from services.catalog.titles import TitleFilter, index_doc
+from services.catalog.titles import TitleFilter, index_doc, to_pb, words_of
 from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
 
 SortKey = tuple[Any, ...]
@@ -34,6 +34,9 @@ class CatalogView:
         self.rows: dict[str, Row] = {}
         self._sorted: dict[int, list[tuple[SortKey, str]]] = {order: [] for order in ORDERS}
         self.index = TitleIndex()
+        # built on first use, dropped when the title changes: most reads are of a few thousand popular titles
+        self._pb: dict[str, catalog_pb2.Title] = {}
+        self._words: dict[str, dict[str, frozenset[str]]] = {}
 
     async def load(self, legacy_media: tuple[str, ...] = ()) -> int:
         """Every title from the store; titles imported before the listing existed are listed now."""
@@ -50,6 +53,8 @@ class CatalogView:
             ids = await self._backfill_listing(legacy_media)
         rows = [r for r in await asyncio.gather(*(self._store.get(TITLES, {"title_id": i}) for i in ids)) if r]
         self.rows = {r["title_id"]: r for r in rows}
+        self._pb.clear()
+        self._words.clear()
         for order, key in ORDERS.items():
             self._sorted[order] = sorted((key(r), r["title_id"]) for r in rows)
         await asyncio.to_thread(self.index.clear)
@@ -87,10 +92,14 @@ class CatalogView:
                     entries.pop(i)
             bisect.insort(entries, (key(row), title_id))
         self.rows[title_id] = row
+        self._pb.pop(title_id, None)
+        self._words.pop(title_id, None)
         await asyncio.to_thread(self.index.upsert, json.dumps([index_doc(row)]))
 
     async def remove(self, title_id: str) -> None:
         old = self.rows.pop(title_id, None)
+        self._pb.pop(title_id, None)
+        self._words.pop(title_id, None)
         if old is None:
             return
         for order, key in ORDERS.items():
@@ -112,6 +121,30 @@ class CatalogView:
                 if len(out) == size:
                     return out, key
         return out, None
+
+    def title(self, title_id: str) -> catalog_pb2.Title:
+        """The API form of a title (without its rating summary), built once per version of the title."""
+        cached = self._pb.get(title_id)
+        if cached is None:
+            cached = self._pb[title_id] = to_pb(self.rows[title_id])
+        return cached
+
+    def words(self, title_id: str) -> dict[str, frozenset[str]]:
+        """The words of each searchable field of a title (for telling which fields a query matched)."""
+        cached = self._words.get(title_id)
+        if cached is None:
+            t = self.title(title_id)
+            fields = {
+                "display_name": t.display_name,
+                "original_title": t.original_title,
+                "description": t.description,
+                "cast": " ".join(p.display_name for p in t.cast),
+                "directors": " ".join(p.display_name for p in t.directors),
+                "genres": " ".join(t.genres),
+                "release_year": str(t.release_year or ""),
+            }
+            cached = self._words[title_id] = {k: frozenset(words_of(v)) for k, v in fields.items()}
+        return cached
 
     def count(self, f: TitleFilter) -> int:
         return self.index.count(json.dumps(f.index_json()))

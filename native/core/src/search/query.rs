@@ -65,15 +65,16 @@ fn word_query(f: &Fields, word: &str, typing: bool, leniency: Leniency) -> Box<d
     ];
     let distance = edits(word, leniency);
     if distance > 0 {
-        for (field, boost) in [
-            (f.title, 2.0),
-            (f.original_title, 1.5),
-            (f.cast, 1.0),
-            (f.directors, 1.0),
+        // two edits only on titles: on names one is enough, and every distance-2 automaton costs
+        for (field, boost, most) in [
+            (f.title, 2.0, 2),
+            (f.original_title, 1.5, 2),
+            (f.cast, 1.0, 1),
+            (f.directors, 1.0, 1),
         ] {
             any.push((
                 Occur::Should,
-                boosted(fuzzy(field, word, distance, false), boost),
+                boosted(fuzzy(field, word, distance.min(most), false), boost),
             ));
         }
     }
