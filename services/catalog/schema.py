@@ -1,6 +1,6 @@
 """The catalog keyspace.
 
-    titles((title_id))                       the title, read by id
+    titles((title_id))                       the title, read by id (shows hold their seasons and episodes)
     titles_by_media((media_id), title_id)    which titles play an encoded asset (encoding-done fans out here)
     media((media_id))                        an encoded asset's state, from encoding-done events
     imports((source))                        data sets loaded into the catalog (the demo's MovieLens titles)
@@ -139,6 +139,10 @@ SCHEMA = Schema(
     [
         Migration(1, create_tables=[TITLES, TITLES_BY_MEDIA, MEDIA, IMPORTS]),
         Migration(2, create_tables=[TITLES_BY_BUCKET, RATINGS, RATING_SUMMARIES, REVIEWS, REVIEW_REPORTS]),
+        # shows: their seasons and episodes; episodes: the show they belong to
+        Migration(3, add_columns=[("titles", Column("seasons", "json")), ("titles", Column("series", "text"))]),
+        # posters and backdrops set by admins (thumbnails and trick-play come from the encoded media)
+        Migration(4, add_columns=[("titles", Column("artwork", "json"))]),
     ],
 )
 

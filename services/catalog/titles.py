@@ -26,8 +26,10 @@ TYPE_VALUE = {name: number for number, name in TYPES.items()}
 # Fields an update_mask may name (OUTPUT_ONLY ones are refused).
 UPDATABLE = {
     "display_name", "original_title", "description", "release_year", "genres", "cast", "directors",
-    "maturity_rating", "licensed_regions", "runtime", "type",
+    "maturity_rating", "licensed_regions", "runtime", "type", "seasons", "series", "artwork",
 }  # fmt: skip
+MAX_URI = 2048
+MAX_SEASONS, MAX_EPISODES = 100, 500
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,24 @@ def to_pb(row: Row, summary: catalog_pb2.RatingSummary | None = None) -> catalog
         update_time=_ts(row["update_time"]),
         etag=str(row["update_time"]),
     )
+    for season in row.get("seasons") or []:
+        s = title.seasons.add(number=season["number"])
+        for ep in season["episodes"]:
+            s.episodes.add(
+                number=ep["number"],
+                title=ep["title"],
+                display_name=ep["display_name"],
+                runtime=duration_pb2.Duration(seconds=ep["runtime_seconds"]),
+            )
+    if row.get("series"):
+        title.series = row["series"]
+    art = row.get("artwork") or {}
+    title.artwork.poster_uri = art.get("poster_uri", "")
+    title.artwork.backdrop_uri = art.get("backdrop_uri", "")
+    if row["playable"] and row.get("media_id"):
+        # edge paths of the encoded media's images; playback signs them for the session
+        title.artwork.thumbnail_uri = f"/v/{row['media_id']}/thumbnail.jpg"
+        title.artwork.trickplay_vtt_uri = f"/v/{row['media_id']}/trickplay/sprites.vtt"
     if summary is not None:
         title.rating_summary.CopyFrom(summary)
     return title
@@ -216,6 +236,21 @@ def fields_from_pb(t: catalog_pb2.Title, paths: Iterable[str]) -> dict[str, Any]
             if not 0 <= t.runtime.seconds <= 100 * 3600:
                 raise InvalidArgument("runtime must be between 0 and 100 hours", field_name="title.runtime")
             out["runtime_seconds"] = t.runtime.seconds
+        elif path == "artwork":
+            art = {"poster_uri": t.artwork.poster_uri.strip(), "backdrop_uri": t.artwork.backdrop_uri.strip()}
+            for key, uri in art.items():
+                if uri and (len(uri) > MAX_URI or not uri.startswith(("https://", "http://", "/"))):
+                    raise InvalidArgument(
+                        f"{key} must be an http(s) URI or an absolute path of at most {MAX_URI} characters",
+                        field_name=f"title.artwork.{key}",
+                    )
+            out["artwork"] = art
+        elif path == "seasons":
+            out["seasons"] = _seasons(t.seasons)
+        elif path == "series":
+            if t.series:
+                TITLE.parse(t.series, "title.series")
+            out["series"] = t.series
         elif path == "type":
             if t.type not in TYPES:
                 raise InvalidArgument("type is required", field_name="title.type")
@@ -223,3 +258,39 @@ def fields_from_pb(t: catalog_pb2.Title, paths: Iterable[str]) -> dict[str, Any]
         else:
             raise InvalidArgument(f"{path} cannot be set (unknown or output only)", field_name="update_mask")
     return out
+
+
+def _seasons(seasons: Iterable[catalog_pb2.Season]) -> list[dict[str, Any]]:
+    """A show's seasons and episodes, checked: numbers positive and unique, names and runtimes sane."""
+    out: list[dict[str, Any]] = []
+    numbers: set[int] = set()
+    for i, season in enumerate(seasons):
+        field = f"title.seasons[{i}]"
+        if season.number < 1 or season.number in numbers:
+            raise InvalidArgument("season numbers must be positive and unique", field_name=f"{field}.number")
+        numbers.add(season.number)
+        if len(season.episodes) > MAX_EPISODES:
+            raise InvalidArgument(f"at most {MAX_EPISODES} episodes per season", field_name=f"{field}.episodes")
+        episodes: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for j, ep in enumerate(season.episodes):
+            ef = f"{field}.episodes[{j}]"
+            if ep.number < 1 or ep.number in seen:
+                raise InvalidArgument("episode numbers must be positive and unique", field_name=f"{ef}.number")
+            seen.add(ep.number)
+            if ep.title:
+                TITLE.parse(ep.title, f"{ef}.title")
+            name = ep.display_name.strip()
+            if not name or len(name) > LIMITS["display_name"]:
+                raise InvalidArgument(
+                    f"display_name must be 1-{LIMITS['display_name']} characters", field_name=f"{ef}.display_name"
+                )
+            if not 0 <= ep.runtime.seconds <= 24 * 3600:
+                raise InvalidArgument("runtime must be between 0 and 24 hours", field_name=f"{ef}.runtime")
+            episodes.append(
+                {"number": ep.number, "title": ep.title, "display_name": name, "runtime_seconds": ep.runtime.seconds}
+            )
+        out.append({"number": season.number, "episodes": sorted(episodes, key=lambda e: e["number"])})
+    if len(out) > MAX_SEASONS:
+        raise InvalidArgument(f"at most {MAX_SEASONS} seasons", field_name="title.seasons")
+    return sorted(out, key=lambda s: s["number"])

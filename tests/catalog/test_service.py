@@ -114,9 +114,11 @@ async def test_admin_writes_are_searchable_at_once(catalog: Catalog) -> None:
         genres=["Action"],
         release_year=2002,
         cast=[pb.Person(display_name="Tobey Maguire", character="Peter Parker")],
+        artwork=pb.Artwork(poster_uri="https://images.example/spider-man.jpg"),
     )
     created = (await catalog.stub.CreateTitle(pb.CreateTitleRequest(title=title), metadata=ADMIN)).title
     assert created.name == "titles/spider-man-2002"
+    assert created.artwork.poster_uri == "https://images.example/spider-man.jpg"
     for query in ("spider man", "spiderman", "Spider-Man", "spider-m"):
         reply = await catalog.stub.SearchTitles(pb.SearchTitlesRequest(query=query, page_size=3), metadata=ADULT)
         assert reply.results[0].title.name == created.name, query
@@ -155,6 +157,52 @@ async def test_admin_writes_are_searchable_at_once(catalog: Catalog) -> None:
     await fails(catalog.stub.GetTitle(pb.GetTitleRequest(name=created.name), metadata=ADULT), grpc.StatusCode.NOT_FOUND)
     await fails(
         catalog.stub.CreateTitle(pb.CreateTitleRequest(title=title), metadata=ADULT), grpc.StatusCode.PERMISSION_DENIED
+    )
+
+
+async def test_shows_with_seasons_and_episodes(catalog: Catalog) -> None:
+    show = pb.Title(
+        display_name="Night Harbour",
+        type=pb.TITLE_TYPE_SHOW,
+        maturity_rating=common_pb2.MATURITY_RATING_TEEN_13,
+        genres=["Drama"],
+        release_year=2021,
+        seasons=[
+            pb.Season(number=2, episodes=[pb.Episode(number=1, display_name="Return")]),
+            pb.Season(
+                number=1,
+                episodes=[
+                    pb.Episode(number=2, display_name="The Tide", title="titles/night-harbour-s1e2"),
+                    pb.Episode(number=1, display_name="Arrival", title="titles/night-harbour-s1e1"),
+                ],
+            ),
+        ],
+    )
+    created = (await catalog.stub.CreateTitle(pb.CreateTitleRequest(title=show), metadata=ADMIN)).title
+    assert [s.number for s in created.seasons] == [1, 2]
+    assert [e.display_name for e in created.seasons[0].episodes] == ["Arrival", "The Tide"]
+    episode = pb.Title(
+        display_name="Arrival",
+        type=pb.TITLE_TYPE_EPISODE,
+        maturity_rating=common_pb2.MATURITY_RATING_TEEN_13,
+        series=created.name,
+    )
+    await catalog.stub.CreateTitle(pb.CreateTitleRequest(title=episode, title_id="night-harbour-s1e1"), metadata=ADMIN)
+    shows = await catalog.stub.ListTitles(
+        pb.ListTitlesRequest(filter=pb.TitleFilter(type=pb.TITLE_TYPE_SHOW)), metadata=ADULT
+    )
+    assert [t.name for t in shows.titles] == [created.name]
+    got = (await catalog.stub.GetTitle(pb.GetTitleRequest(name="titles/night-harbour-s1e1"), metadata=ADULT)).title
+    assert got.series == created.name and got.type == pb.TITLE_TYPE_EPISODE
+    duplicate = pb.Title(
+        display_name="Broken",
+        type=pb.TITLE_TYPE_SHOW,
+        maturity_rating=common_pb2.MATURITY_RATING_PG,
+        seasons=[pb.Season(number=1), pb.Season(number=1)],
+    )
+    await fails(
+        catalog.stub.CreateTitle(pb.CreateTitleRequest(title=duplicate), metadata=ADMIN),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
 
 
@@ -324,6 +372,7 @@ async def test_encoding_done_makes_titles_playable_in_browse(catalog: Catalog) -
             break
         await asyncio.sleep(0.05)
     assert reply.total_size == expected and reply.titles[0].playable
+    assert reply.titles[0].artwork.thumbnail_uri == "/v/bikes/thumbnail.jpg"
     found = await catalog.stub.SearchTitles(
         pb.SearchTitlesRequest(query=reply.titles[0].display_name, filter=playable), metadata=ADULT
     )
