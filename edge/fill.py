@@ -20,8 +20,7 @@ def title_objects(title: str, media: dict[str, object]) -> list[str]:
     keys: list[str] = []
     for kind in ("video", "audio"):
         renditions = media.get(kind, [])
-        assert isinstance(renditions, list)
-        for r in renditions:
+        for r in renditions if isinstance(renditions, list) else []:
             rid, template, start = r["id"], r["media"], int(r.get("start_number", 1))
             keys.append(f"{title}/{rid}/{r['init']}")
             keys.extend(

@@ -173,7 +173,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         await self._store.insert(TITLES_BY_BUCKET, {"bucket": bucket_of(title_id), "title_id": title_id})
         stored = await self._view.refresh(title_id)
         await self._changed(title_id)
-        assert stored is not None
+        if stored is None:
+            raise NotFound(f"title titles/{title_id} was deleted as it was created", reason="TITLE_NOT_FOUND")
         return catalog_pb2.CreateTitleResponse(title=await self._title_pb(stored))
 
     async def UpdateTitle(
@@ -201,7 +202,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             )
         row = await self._view.refresh(title_id)
         await self._changed(title_id)
-        assert row is not None
+        if row is None:
+            raise NotFound(f"title titles/{title_id} was deleted during the update", reason="TITLE_NOT_FOUND")
         return catalog_pb2.UpdateTitleResponse(title=await self._title_pb(row))
 
     async def DeleteTitle(

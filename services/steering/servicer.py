@@ -109,7 +109,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         registry = self.steering.registry
         if not registry.alive(record):
             state = pb.EDGE_STATE_UNHEALTHY
-        elif record.pathway_id in self.steering._globally_demoted(registry.clock()):
+        elif record.pathway_id in self.steering.demoted_pathways(registry.clock()):
             state = pb.EDGE_STATE_DEGRADED
         else:
             state = pb.EDGE_STATE_HEALTHY

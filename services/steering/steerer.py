@@ -163,7 +163,8 @@ class Steering:
             self._ring_version = self.registry.version
         return self._ring
 
-    def _globally_demoted(self, now: float) -> set[str]:
+    def demoted_pathways(self, now: float) -> set[str]:
+        """Pathways demoted for everyone: enough player problem reports within the window."""
         demoted = set()
         for pathway, events in self._problems.items():
             while events and now - events[0][0] > self.config.problem_window:
@@ -190,7 +191,7 @@ class Steering:
         now = self.clock()
         if current_pathway and throughput is not None and throughput < self.config.min_throughput_bps:
             s.demoted_until[current_pathway] = now + self.config.session_demotion
-        demoted = {p for p, until in s.demoted_until.items() if until > now} | self._globally_demoted(now)
+        demoted = {p for p, until in s.demoted_until.items() if until > now} | self.demoted_pathways(now)
         if s.edge_id is not None:
             self.assigned[s.edge_id] -= 1
         request = SteeringInput(s.title_id, s.zone_groups, s.country, s.edge_id, frozenset(demoted))
