@@ -7,6 +7,8 @@
     titles_by_bucket((bucket), title_id)     every title id, spread over 16 partitions (listing, index rebuilds)
     ratings((title_id), profile_id)          one rating per profile per title
     rating_summaries((title_id))             count, total and 1..5 histogram, updated by compare-and-set
+    rating_ops((title_id), op_id)            rating changes in progress (a crash leaves them: recount)
+    pending_titles((bucket), title_id)       titles with rating changes in progress, by listing bucket
     reviews((title_id), review_id DESC)      reviews newest first (ids are time-ordered)
     review_reports((review_id), reporter)    one report per profile per review
 
@@ -108,6 +110,20 @@ RATING_SUMMARIES = Table(
     partition_key=("title_id",),
     keyspace=KEYSPACE,
 )
+RATING_OPS = Table(
+    "rating_ops",
+    columns=(Column("title_id", "text"), Column("op_id", "text")),
+    partition_key=("title_id",),
+    clustering_key=(("op_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+PENDING_TITLES = Table(
+    "pending_titles",
+    columns=(Column("bucket", "int"), Column("title_id", "text")),
+    partition_key=("bucket",),
+    clustering_key=(("title_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
 REVIEWS = Table(
     "reviews",
     columns=(
@@ -143,6 +159,8 @@ SCHEMA = Schema(
         Migration(3, add_columns=[("titles", Column("seasons", "json")), ("titles", Column("series", "text"))]),
         # posters and backdrops set by admins (thumbnails and trick-play come from the encoded media)
         Migration(4, add_columns=[("titles", Column("artwork", "json"))]),
+        # rating changes in progress: what a crash leaves here is recounted at the next start
+        Migration(5, create_tables=[RATING_OPS, PENDING_TITLES]),
     ],
 )
 

@@ -51,6 +51,10 @@ async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Serv
     view = CatalogView(deps.store)
     loaded = await view.load(legacy_media=config.demo.media)
     log.info("catalog view loaded: %d titles indexed", loaded)
+    ratings = Ratings(deps.store, deps.bus)
+    repaired = await ratings.repair()
+    if repaired:
+        log.warning("recounted the rating summaries of %d titles left mid-change by a crash", len(repaired))
 
     async def on_playable(title_id: str) -> None:
         await view.refresh(title_id)
@@ -63,7 +67,7 @@ async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Serv
         deps.store,
         deps.bus,
         view,
-        Ratings(deps.store, deps.bus),
+        ratings,
         Reviews(deps.store, config.hide_review_after_reports),
         deps.page_tokens,
         config.max_page_size,

@@ -4,6 +4,7 @@ search, admin writes visible at once, ratings exact under concurrency, reviews, 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import pytest
@@ -377,3 +378,27 @@ async def test_encoding_done_makes_titles_playable_in_browse(catalog: Catalog) -
         pb.SearchTitlesRequest(query=reply.titles[0].display_name, filter=playable), metadata=ADULT
     )
     assert found.results and all(r.title.playable for r in found.results)
+
+
+async def test_a_crash_between_rating_and_summary_is_repaired_at_start(tmp_path: Path) -> None:
+    from services.catalog.ratings import Ratings
+    from services.catalog.schema import PENDING_TITLES, RATING_OPS, RATINGS, SCHEMA, bucket_of
+    from services.common.bus.memory import InMemoryBus
+    from services.common.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "crash.db")
+    await store.migrate(SCHEMA)
+    ratings = Ratings(store, InMemoryBus())
+    await ratings.rate("fargo-1996", "p1", "a1", 5)
+    # what a process killed after the rating write, before the summary update, leaves behind
+    await store.insert(RATING_OPS, {"title_id": "fargo-1996", "op_id": "op-1"})
+    await store.insert(PENDING_TITLES, {"bucket": bucket_of("fargo-1996"), "title_id": "fargo-1996"})
+    await store.insert(
+        RATINGS, {"title_id": "fargo-1996", "profile_id": "p2", "account_id": "a2", "stars": 3, "update_time": 1}
+    )
+    assert (await ratings.summary("fargo-1996")).count == 1
+    assert await Ratings(store, InMemoryBus()).repair() == ["fargo-1996"]
+    summary = await ratings.summary("fargo-1996")
+    assert (summary.count, summary.total, summary.histogram) == (2, 8, (0, 0, 1, 0, 1))
+    assert await ratings.repair() == [], "nothing left to repair"
+    await store.close()
