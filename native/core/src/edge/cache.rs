@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use super::config::EdgeConfig;
-use super::fill::Fill;
+use super::fill::{FetchError, Fill};
 use super::path::title_of;
 use super::stats::Stats;
 use super::tiers::{DiskTier, MemoryTier, Object};
@@ -84,6 +84,22 @@ impl Cache {
             tokio::spawn(Arc::clone(self).run_fill(key.into(), Arc::clone(&fill)));
         }
         Lookup::Fill { fill, leader }
+    }
+
+    /// The whole body and ETag of `key`, through the cache (filling it when missing).
+    pub async fn body(self: &Arc<Self>, key: &str) -> Result<(bytes::Bytes, Arc<str>), FetchError> {
+        match self.lookup(key).await {
+            Lookup::Memory(o) | Lookup::Disk(o) => Ok((o.body, o.etag)),
+            Lookup::Fill { fill, .. } => {
+                let head = fill.head().await?;
+                let chunks: Vec<bytes::Bytes> = futures_util::TryStreamExt::try_collect(
+                    Arc::clone(&fill).stream(0, head.len.saturating_sub(1)),
+                )
+                .await
+                .map_err(|e| FetchError::Upstream(e.to_string()))?;
+                Ok((chunks.concat().into(), head.etag))
+            }
+        }
     }
 
     /// Fetches one object, stores it in the tiers, and retires the fill.

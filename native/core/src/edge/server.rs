@@ -5,6 +5,7 @@
 //! (206, 416), `Cache-Control: immutable`, CORS. Request heads are bounded in bytes and header count (431), and
 //! in time (a slow client is dropped). An optional per-connection egress cap shapes bodies (ABR testing).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,6 +30,7 @@ use super::fill::FetchError;
 use super::path::{cache_key, PathError};
 use super::range::{parse_range, RangeOutcome};
 use super::stats::Stats;
+use crate::manifest::{Presentation, RenderOptions};
 use crate::token::{self, Keyring};
 use crate::Error;
 
@@ -42,6 +44,9 @@ const SHAPING_CHUNK: usize = 16 << 10;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const EXPOSED: &str = "Content-Length, Content-Range, ETag, X-Cache, X-Served-By";
 
+/// A parsed media description and the ETag of the `media.json` it came from.
+type Parsed = (Arc<str>, Arc<Presentation>);
+
 struct Shared {
     config: EdgeConfig,
     cache: Arc<Cache>,
@@ -49,6 +54,8 @@ struct Shared {
     stats: Arc<Stats>,
     rate_limit: AtomicU64,
     served_by: HeaderValue,
+    /// Parsed media descriptions by media id, with the ETag they were parsed from.
+    presentations: std::sync::Mutex<HashMap<String, Parsed>>,
 }
 
 /// One connection's token bucket for the optional egress cap.
@@ -135,6 +142,7 @@ impl EdgeServer {
             keyring,
             stats,
             served_by,
+            presentations: std::sync::Mutex::new(HashMap::new()),
         });
         let (shutdown, rx) = watch::channel(false);
         runtime.spawn(accept_loop(listener, Arc::clone(&shared), rx));
@@ -175,18 +183,11 @@ impl EdgeServer {
         .map_err(|e| Error::InvalidArgument(format!("key {key:?}: {e:?}")))?;
         let cache = Arc::clone(&self.shared.cache);
         runtime.block_on(async move {
-            match cache.lookup(&key).await {
-                Lookup::Memory(o) | Lookup::Disk(o) => Ok(o.body),
-                Lookup::Fill { fill, .. } => {
-                    let head = fill.head().await.map_err(|e| fetch_error(&key, e))?;
-                    let chunks: Vec<Bytes> = Arc::clone(&fill)
-                        .stream(0, head.len.saturating_sub(1))
-                        .try_collect()
-                        .await
-                        .map_err(|e| Error::Io(format!("{key}: {e}")))?;
-                    Ok(chunks.concat().into())
-                }
-            }
+            cache
+                .body(&key)
+                .await
+                .map(|(body, _)| body)
+                .map_err(|e| fetch_error(&key, e))
         })
     }
 
@@ -375,6 +376,10 @@ async fn route(
             Err(e) => return plain(StatusCode::FORBIDDEN, &e.to_string()),
         }
     }
+    if let Some((media, rendition, iframes)) = playlist_request(&key) {
+        let token = query_param(req.uri().query(), &shared.config.token_param);
+        return playlist(shared, media, rendition, iframes, token, head_only).await;
+    }
     let stats = &shared.stats;
     let (lookup_label, fill_or_obj) = match shared.cache.lookup(&key).await {
         Lookup::Memory(o) => {
@@ -487,6 +492,106 @@ async fn route(
     builder
         .status(status)
         .body(body)
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// `{media}/{rendition}/index.m3u8` or `.../iframes.m3u8`: media playlists the edge renders itself (they are not
+/// files in the origin), so that every segment URI carries the request's token.
+fn playlist_request(key: &str) -> Option<(&str, &str, bool)> {
+    let mut parts = key.split('/');
+    let (media, rendition, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    match file {
+        "index.m3u8" => Some((media, rendition, false)),
+        "iframes.m3u8" => Some((media, rendition, true)),
+        _ => None,
+    }
+}
+
+/// Most parsed media descriptions kept (a new one replaces all when full).
+const PRESENTATIONS: usize = 1024;
+
+async fn playlist(
+    shared: &Arc<Shared>,
+    media: &str,
+    rendition: &str,
+    iframes: bool,
+    token: Option<&str>,
+    head_only: bool,
+) -> Response<Body> {
+    let description = format!("{media}/media.json");
+    let (body, etag) = match shared.cache.body(&description).await {
+        Ok(found) => found,
+        Err(FetchError::NotFound) => return plain(StatusCode::NOT_FOUND, "no such title"),
+        Err(FetchError::Timeout) => {
+            return plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+        }
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let presentation = {
+        let known = shared
+            .presentations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(media)
+            .filter(|(e, _)| *e == etag)
+            .map(|(_, p)| Arc::clone(p));
+        match known {
+            Some(p) => p,
+            None => {
+                let text = String::from_utf8_lossy(&body);
+                let parsed = match Presentation::from_json(&text) {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => {
+                        return plain(StatusCode::BAD_GATEWAY, &format!("media description: {e}"))
+                    }
+                };
+                let mut cache = shared
+                    .presentations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= PRESENTATIONS {
+                    cache.clear();
+                }
+                cache.insert(media.to_owned(), (etag, Arc::clone(&parsed)));
+                parsed
+            }
+        }
+    };
+    let opts = RenderOptions {
+        token: token.map(|t| (shared.config.token_param.clone(), t.to_owned())),
+        ..RenderOptions::default()
+    };
+    let rendered = if iframes {
+        presentation.hls_iframes(rendition, &opts)
+    } else {
+        presentation.hls_media(rendition, &opts)
+    };
+    let text = match rendered {
+        Ok(t) => t,
+        Err(Error::InvalidArgument(m)) if m.contains("rendition") => {
+            return plain(StatusCode::NOT_FOUND, "no such rendition")
+        }
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    shared
+        .stats
+        .bytes_sent
+        .fetch_add(text.len() as u64, Relaxed);
+    let len = text.len();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")
+        // the session's token is inside: no shared cache may keep it
+        .header(header::CACHE_CONTROL, "private, max-age=300")
+        .header(header::CONTENT_LENGTH, len)
+        .header("x-cache", "RENDERED")
+        .body(if head_only {
+            empty()
+        } else {
+            full(Bytes::from(text))
+        })
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
