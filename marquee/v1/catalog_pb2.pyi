@@ -241,6 +241,7 @@ class Title(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     type: Global___TitleType.ValueType
     display_name: _builtins.str
@@ -256,6 +257,8 @@ class Title(_message.Message):
     """For episodes: the show's `titles/{title}`."""
     etag: _builtins.str
     """OUTPUT_ONLY. Changes with every update; send it back on update for optimistic concurrency."""
+    media: _builtins.str
+    """OUTPUT_ONLY. Id of the encoded asset the title plays (its directory in the origin store and on the edges)."""
     @_builtins.property
     def genres(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -310,10 +313,11 @@ class Title(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        media: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "create_time", b"create_time", "rating_summary", b"rating_summary", "runtime", b"runtime", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "cast", b"cast", "create_time", b"create_time", "description", b"description", "directors", b"directors", "display_name", b"display_name", "etag", b"etag", "genres", b"genres", "licensed_regions", b"licensed_regions", "maturity_rating", b"maturity_rating", "name", b"name", "original_title", b"original_title", "playable", b"playable", "popularity", b"popularity", "rating_summary", b"rating_summary", "release_year", b"release_year", "runtime", b"runtime", "seasons", b"seasons", "series", b"series", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "cast", b"cast", "create_time", b"create_time", "description", b"description", "directors", b"directors", "display_name", b"display_name", "etag", b"etag", "genres", b"genres", "licensed_regions", b"licensed_regions", "maturity_rating", b"maturity_rating", "media", b"media", "name", b"name", "original_title", b"original_title", "playable", b"playable", "popularity", b"popularity", "rating_summary", b"rating_summary", "release_year", b"release_year", "runtime", b"runtime", "seasons", b"seasons", "series", b"series", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -824,3 +824,90 @@ class ReportQoeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportQoeResponse: _TypeAlias = ReportQoeResponse  # noqa: Y015
+
+@_typing.final
+class PlaybackUpdateEvent(_message.Message):
+    """Published on `playback.update` for every applied position update (keyed by profile)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    """`playbackSessions/{session}`."""
+    profile: _builtins.str
+    """`accounts/{account}/profiles/{profile}`."""
+    title: _builtins.str
+    """`titles/{title}`."""
+    finished: _builtins.bool
+    @_builtins.property
+    def position(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def runtime(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        session: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        title: _builtins.str = ...,
+        position: _duration_pb2.Duration | None = ...,
+        runtime: _duration_pb2.Duration | None = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
+        finished: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "position", b"position", "runtime", b"runtime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "finished", b"finished", "position", b"position", "profile", b"profile", "runtime", b"runtime", "session", b"session", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaybackUpdateEvent: _TypeAlias = PlaybackUpdateEvent  # noqa: Y015
+
+@_typing.final
+class VideoViewedEvent(_message.Message):
+    """Published on `playback.viewed` when a session ends (keyed by profile): the video-viewed signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    VIEW_TIME_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    profile: _builtins.str
+    title: _builtins.str
+    finished: _builtins.bool
+    @_builtins.property
+    def position(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def runtime(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def view_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        session: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        title: _builtins.str = ...,
+        position: _duration_pb2.Duration | None = ...,
+        runtime: _duration_pb2.Duration | None = ...,
+        finished: _builtins.bool = ...,
+        view_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "runtime", b"runtime", "view_time", b"view_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "position", b"position", "profile", b"profile", "runtime", b"runtime", "session", b"session", "title", b"title", "view_time", b"view_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoViewedEvent: _TypeAlias = VideoViewedEvent  # noqa: Y015

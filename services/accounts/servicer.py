@@ -19,6 +19,7 @@ from services.common.context import Principal
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
+from services.common.peer import client_address
 
 ACCOUNT = NamePattern("accounts/{account}")
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
@@ -58,21 +59,6 @@ def _mask_paths(mask: field_mask_pb2.FieldMask, allowed: tuple[str, ...]) -> tup
             field_name="update_mask",
         )
     return paths
-
-
-def client_address(context: grpc.aio.ServicerContext[Any, Any], trust_forwarded_for: bool) -> str:
-    """The caller's IP: x-forwarded-for's first hop behind a trusted gateway, else the transport peer."""
-    if trust_forwarded_for:
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
-                return value.split(",")[0].strip()[:64]
-    peer = context.peer() or "unknown"
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6" and rest.startswith("["):
-        return rest[1 : rest.index("]")] if "]" in rest else rest
-    if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
-    return peer[:64]
 
 
 class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):

@@ -13,10 +13,11 @@ import grpc
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog import reviews as review_rows
+from services.catalog.availability import Availability
 from services.catalog.demo import slug
 from services.catalog.ratings import RATING, Ratings
 from services.catalog.reviews import REVIEW, Reviews
-from services.catalog.schema import TITLES, TITLES_BY_BUCKET, bucket_of
+from services.catalog.schema import TITLES, TITLES_BY_BUCKET, TITLES_BY_MEDIA, bucket_of
 from services.catalog.titles import (
     MATURITY_VALUE,
     TITLE,
@@ -171,6 +172,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if not await self._store.insert(TITLES, row, if_not_exists=True):
             raise AlreadyExists(f"title titles/{title_id} already exists")
         await self._store.insert(TITLES_BY_BUCKET, {"bucket": bucket_of(title_id), "title_id": title_id})
+        # the title plays the asset of the same id (`marquee ingest FILE --title ID`): playable if already encoded
+        await self._store.insert(TITLES_BY_MEDIA, {"media_id": title_id, "title_id": title_id})
+        await Availability(self._store).refresh(title_id)
         stored = await self._view.refresh(title_id)
         await self._changed(title_id)
         if stored is None:

@@ -137,6 +137,7 @@ def to_pb(row: Row, summary: catalog_pb2.RatingSummary | None = None) -> catalog
         create_time=_ts(row["create_time"]),
         update_time=_ts(row["update_time"]),
         etag=str(row["update_time"]),
+        media=row.get("media_id") or "",
     )
     for season in row.get("seasons") or []:
         s = title.seasons.add(number=season["number"])

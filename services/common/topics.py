@@ -9,3 +9,7 @@ ENCODING_DONE = "encoding.done"
 CATALOG_RATING = "catalog.rating"
 # marquee.v1.TitleChangedEvent, keyed by title id: a title was created, updated or deleted.
 CATALOG_TITLE = "catalog.title"
+# marquee.v1.PlaybackUpdateEvent, keyed by profile: an applied position update.
+PLAYBACK_UPDATE = "playback.update"
+# marquee.v1.VideoViewedEvent, keyed by profile: a playback session ended.
+PLAYBACK_VIEWED = "playback.viewed"

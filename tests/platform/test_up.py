@@ -27,7 +27,9 @@ STARTUP_TIMEOUT = 60
 FAST_ENV = {"MARQUEE_LOGGING__LEVEL": "WARNING", "MARQUEE_SERVICES__ENCODER__PRESET": "ultrafast"}
 
 
-def _start(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def _start(
+    tmp_path: Path, env: dict[str, str] | None = None, only: list[str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     ready = tmp_path / "ready.json"
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
@@ -41,6 +43,7 @@ def _start(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subproces
             "--ephemeral-ports",
             "--ready-file",
             str(ready),
+            *(["--only", *only] if only else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

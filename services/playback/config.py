@@ -1,0 +1,28 @@
+"""Playback configuration: the ``[services.playback]`` section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.config import Section, ServerConfig
+
+
+class ManifestHttpConfig(Section):
+    """Where per-session manifests are served."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0: a free port (8096 under marquee up)")
+    public_url: str | None = Field(None, description="base of manifest URLs; default http://{host}:{port}")
+
+
+class PlaybackConfig(Section):
+    server: ServerConfig = ServerConfig()
+    http: ManifestHttpConfig = ManifestHttpConfig()
+    origin: Path | None = Field(None, description="origin store root (media descriptions); default {data_dir}/origin")
+    heartbeat_interval: float = Field(10.0, gt=0, description="seconds between UpdatePosition calls")
+    session_timeout: float = Field(45.0, gt=0, description="a session without heartbeat this long ends")
+    finished_fraction: float = Field(0.95, gt=0, le=1.0, description="watched share at which a title is finished")
+    token_ttl: int = Field(6 * 3600, gt=0, description="seconds the session's signed URLs stay valid")
+    max_page_size: int = Field(100, ge=1, le=1000)

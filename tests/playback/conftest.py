@@ -1,0 +1,152 @@
+"""The playback path on loopback: catalog, steering, a real edge in front of an origin holding a really encoded
+title, and PlaybackService with its manifest endpoint; callers are profiles of accounts on given plans."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig
+from edge.node import EdgeNode
+from marquee.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    encoding_pb2,
+    playback_pb2_grpc,
+    steering_pb2,
+    steering_pb2_grpc,
+)
+from services.catalog.config import CatalogConfig, DemoCatalogConfig
+from services.catalog.server import create_server as create_catalog
+from services.common.auth import AccessTokens
+from services.common.bus.memory import InMemoryBus
+from services.common.config import ServerConfig, load_config
+from services.common.deps import Dependencies
+from services.common.paging import PageTokens
+from services.common.ratelimit import InMemoryRateLimiter
+from services.common.store.sqlite import SqliteStore
+from services.common.topics import ENCODING_DONE
+from services.platform.runtime import local_config
+from services.playback.config import ManifestHttpConfig, PlaybackConfig
+from services.playback.server import create_server as create_playback
+from services.playback.servicer import PlanLimits
+from services.steering.config import HttpConfig, SteeringConfig
+from services.steering.server import create_server as create_steering
+from services.steering.steerer import Steering
+from tests.edge.conftest import TITLE, origin  # noqa: F401 - the session fixture with a really encoded title
+
+PLANS = {"basic": PlanLimits(1, 360), "premium": PlanLimits(2, 2160)}
+
+
+@dataclass
+class Playback:
+    stub: Any
+    catalog: Any
+    steering: Any
+    tokens: AccessTokens
+    admin: tuple[tuple[str, str], ...]
+    edge: EdgeNode
+    store: SqliteStore
+    bus: InMemoryBus
+    steering_state: Steering
+
+    def caller(
+        self, account: str, profile: str, plan: str = "premium", maturity: int = common_pb2.MATURITY_RATING_ADULT
+    ) -> tuple[tuple[str, str], ...]:
+        token = self.tokens.issue(account, profile_id=profile, plan=plan, max_maturity=maturity).token
+        return (("authorization", f"Bearer {token}"),)
+
+
+async def add_title(p: Playback, title_id: str, **fields: Any) -> None:
+    title = catalog_pb2.Title(
+        display_name=title_id.replace("-", " ").title(),
+        type=catalog_pb2.TITLE_TYPE_MOVIE,
+        maturity_rating=fields.pop("maturity_rating", common_pb2.MATURITY_RATING_PG),
+        **fields,
+    )
+    await p.catalog.CreateTitle(catalog_pb2.CreateTitleRequest(title=title, title_id=title_id), metadata=p.admin)
+
+
+@pytest.fixture
+def playback_config() -> PlaybackConfig:
+    return PlaybackConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1), http=ManifestHttpConfig(port=0))
+
+
+@pytest.fixture
+async def playback(tmp_path: Path, origin: Path, playback_config: PlaybackConfig) -> AsyncIterator[Playback]:  # noqa: F811
+    platform = local_config(load_config(data_dir=tmp_path / "data"))
+    tokens = AccessTokens(platform.auth)
+    admin = (("authorization", f"Bearer {tokens.issue('ops', roles=['admin']).token}"),)
+    store = SqliteStore(tmp_path / "all.db")
+    bus = InMemoryBus()
+    deps = Dependencies(store, bus, InMemoryRateLimiter(), platform.auth, tokens, PageTokens(b"pages"))
+    quick = ServerConfig(port=0, drain_delay=0, grace_period=1)
+    catalog, catalog_port, _ = await create_catalog(
+        CatalogConfig(server=quick, demo=DemoCatalogConfig(enabled=False)), deps
+    )
+    steering, steering_port, _, steering_state = await create_steering(
+        SteeringConfig(server=quick, http=HttpConfig(port=0)), deps
+    )
+    playback, port, _ = await create_playback(
+        playback_config,
+        deps,
+        origin=origin,
+        catalog_address=f"127.0.0.1:{catalog_port}",
+        steering_address=f"127.0.0.1:{steering_port}",
+        plans=PLANS,
+        url_signing=platform.url_signing,
+    )
+    for server in (catalog, steering, playback):
+        await server.start()
+    edge = EdgeNode(
+        EdgeNodeConfig(
+            data_plane=DataPlaneConfig(
+                name="edge-a", upstream=DirUpstream(root=origin), token_keys=dict(platform.url_signing.keys)
+            )
+        )
+    )
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as pc,
+        grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as cc,
+        grpc.aio.insecure_channel(f"127.0.0.1:{steering_port}") as sc,
+    ):
+        p = Playback(
+            playback_pb2_grpc.PlaybackServiceStub(pc),
+            catalog_pb2_grpc.CatalogServiceStub(cc),
+            steering_pb2_grpc.SteeringServiceStub(sc),
+            tokens,
+            admin,
+            edge,
+            store,
+            bus,
+            steering_state,
+        )
+        register = steering_pb2.RegisterEdgeRequest(
+            edge_id="edge-a",
+            edge=steering_pb2.Edge(
+                base_uri=edge.base_url, zone="local", role=steering_pb2.EDGE_ROLE_EDGE, capacity_bps=10**10
+            ),
+        )
+        await p.steering.RegisterEdge(register, metadata=admin)
+        # the encoded title is in the origin: encoding.done makes the catalog title playable
+        done = encoding_pb2.EncodingDoneEvent(title=f"titles/{TITLE}", media_path=TITLE)
+        await bus.publish(ENCODING_DONE, done.SerializeToString())
+        await add_title(p, TITLE, genres=["Drama"])
+        for _ in range(200):
+            got = await p.catalog.GetTitle(catalog_pb2.GetTitleRequest(name=f"titles/{TITLE}"), metadata=admin)
+            if got.title.playable:
+                break
+            await asyncio.sleep(0.02)
+        yield p
+    edge.stop()
+    for server in (playback, steering, catalog):
+        await server.stop()
+    await bus.close()
+    await store.close()
