@@ -56,6 +56,7 @@ DEVICE = NamePattern("accounts/{account}/devices/{device}")
 HISTORY = NamePattern("accounts/{account}/profiles/{profile}/watchHistory/{title}")
 FUTURE_SLACK_US = 5 * 60 * 1_000_000  # event times may run this far ahead of ours (clock skew)
 POSITION_SLACK_MS = 1_000  # positions may pass the runtime by this much (rounding at the end)
+MAX_CACHED_SESSIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         self._pages = page_tokens
         self._positions = Positions(store, config.finished_fraction)
         self._streams = Streams(store)
+        # sessions being played here: their (immutable) rows, and the expiry last written for them
+        self._rows: dict[str, Row] = {}
+        self._held: dict[str, int] = {}
 
     # --- helpers --------------------------------------------------------------------------------------------
 
@@ -141,7 +145,13 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
 
     async def _session(self, principal: Principal, name: str, field: str = "session") -> Row:
         session_id = SESSION.parse(name, field)["session"]
-        row = await self._store.get(SESSIONS, {"session_id": session_id})
+        row = self._rows.get(session_id)
+        if row is None:
+            row = await self._store.get(SESSIONS, {"session_id": session_id})
+            if row is not None and not row["ended"]:
+                if len(self._rows) >= MAX_CACHED_SESSIONS:
+                    self._rows.clear()
+                self._rows[session_id] = row
         if row is None:
             raise NotFound(f"playback session {name} does not exist", reason="SESSION_NOT_FOUND")
         if not principal.is_admin and (row["account_id"], row["profile_id"]) != (
@@ -152,7 +162,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         return row
 
     def _live(self, row: Row) -> None:
-        if row["ended"] or row["expire_time"] <= now_micros():
+        expire = max(row["expire_time"], self._held.get(row["session_id"], 0))
+        if row["ended"] or expire <= now_micros():
             raise FailedPrecondition(
                 f"playback session playbackSessions/{row['session_id']} has ended", reason="SESSION_ENDED"
             )
@@ -334,15 +345,31 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         self._live(session)
         position = self._position_ms(request.position, session["runtime_ms"], "position")
         event_time = self._event_time(request.event_time, "event_time")
-        expire = now_micros() + int(self._config.session_timeout * 1_000_000)
-        if not await self._streams.renew(session["account_id"], session["slot"], session["session_id"], expire):
-            await self._store.update(SESSIONS, {"session_id": session["session_id"]}, {"ended": True})
-            raise FailedPrecondition("the session expired and its stream slot was taken", reason="SESSION_ENDED")
-        await self._store.update(SESSIONS, {"session_id": session["session_id"]}, {"expire_time": expire})
+        expire = await self._keep_alive(session)
         applied, row = await self._record(session, position, event_time)
         return playback_pb2.UpdatePositionResponse(
             applied=applied, position=_ms(row["position_ms"]), finished=row["finished"], expire_time=_ts(expire)
         )
+
+    async def _keep_alive(self, session: Row) -> int:
+        """Extends the session and its stream slot, writing only when half the timeout has passed since the last
+        extension (a heartbeat every 10 s would otherwise cost two more durable writes each)."""
+        timeout = int(self._config.session_timeout * 1_000_000)
+        now = now_micros()
+        session_id = session["session_id"]
+        held: int = max(session["expire_time"], self._held.get(session_id, 0))
+        if held - now > timeout // 2:
+            return held
+        expire = now + timeout
+        if not await self._streams.renew(session["account_id"], session["slot"], session_id, expire):
+            await self._store.update(SESSIONS, {"session_id": session_id}, {"ended": True})
+            self._rows.pop(session_id, None)
+            raise FailedPrecondition("the session expired and its stream slot was taken", reason="SESSION_ENDED")
+        await self._store.update(SESSIONS, {"session_id": session_id}, {"expire_time": expire})
+        if len(self._held) >= MAX_CACHED_SESSIONS:
+            self._held.clear()
+        self._held[session_id] = expire
+        return expire
 
     async def GetPosition(
         self, request: playback_pb2.GetPositionRequest, context: Context
@@ -367,6 +394,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         if not session["ended"]:
             await self._store.update(SESSIONS, {"session_id": session["session_id"]}, {"ended": True})
             await self._streams.release(session["account_id"], session["slot"], session["session_id"])
+            self._rows.pop(session["session_id"], None)
+            self._held.pop(session["session_id"], None)
         row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
         if row is None:
             row = {**session, "position_ms": 0, "event_time": 0, "finished": False, "watch_time": now_micros()}
