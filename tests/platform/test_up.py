@@ -73,7 +73,7 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
 
 def test_plugins_are_discovered() -> None:
     names = [p.name for p in discover()]
-    assert {"accounts", "catalog", "encoder", "edge", "steering"} <= set(names)
+    assert {"accounts", "catalog", "encoder", "edge", "steering", "playback"} <= set(names)
     assert names.index("steering") < names.index("edge")  # edges register with steering as they start
     assert names.index("catalog") < names.index("encoder")  # it follows encoding.done from the first event
 

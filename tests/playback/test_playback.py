@@ -10,11 +10,12 @@ import aiohttp
 import grpc
 import m3u8
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
-from marquee.v1 import common_pb2
+from marquee.v1 import catalog_pb2, common_pb2
 from marquee.v1 import playback_pb2 as pb
 from services.common.config import ServerConfig
+from services.common.errors import error_info
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import Playback, add_title
@@ -35,10 +36,13 @@ def when(offset: float = 0.0) -> timestamp_pb2.Timestamp:
     return t
 
 
-async def fails(call: Any, code: grpc.StatusCode) -> str:
+async def fails(call: Any, code: grpc.StatusCode, reason: str | None = None) -> str:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call
     assert err.value.code() == code, err.value.details()
+    if reason is not None:
+        info = error_info(err.value)
+        assert info is not None and info.reason == reason, info
     return err.value.details() or ""
 
 
@@ -146,8 +150,7 @@ async def test_stream_limit_freed_by_stop_and_by_expiry(playback: Playback) -> N
     md = playback.caller("a2", "p1", plan="basic")
     profile = "accounts/a2/profiles/p1"
     first = await start(playback, md, profile=profile)
-    details = await fails(start(playback, md, profile=profile), grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert "streams at once" in details
+    await fails(start(playback, md, profile=profile), grpc.StatusCode.RESOURCE_EXHAUSTED, "STREAM_LIMIT_REACHED")
     await playback.stub.StopPlayback(pb.StopPlaybackRequest(session=first.name), metadata=md)
     second = await start(playback, md, profile=profile)
     await asyncio.sleep(1.7)  # heartbeats stopped: the session expires and frees its slot
@@ -162,18 +165,30 @@ async def test_stream_limit_freed_by_stop_and_by_expiry(playback: Playback) -> N
 
 
 async def test_geo_block_maturity_and_playability_refusals(playback: Playback) -> None:
-    await add_title(playback, "japan-only", licensed_regions=["JP"])
-    await add_title(playback, "for-adults", maturity_rating=common_pb2.MATURITY_RATING_ADULT)
+    # the title becomes licensed in two countries only
+    title = catalog_pb2.Title(name=f"titles/{TITLE}", licensed_regions=["US", "CA"])
+    mask = field_mask_pb2.FieldMask(paths=["licensed_regions"])
+    await playback.catalog.UpdateTitle(
+        catalog_pb2.UpdateTitleRequest(title=title, update_mask=mask), metadata=playback.admin
+    )
     md = playback.caller("a3", "p1")
-    request = pb.StartPlaybackRequest(title="titles/japan-only", profile="accounts/a3/profiles/p1")
-    request.client.region = "US"
-    details = await fails(playback.stub.StartPlayback(request, metadata=md), grpc.StatusCode.FAILED_PRECONDITION)
-    assert "licensed" in details or "playable" in details
+    profile = "accounts/a3/profiles/p1"
+    await fails(start(playback, md, profile=profile, region="FR"), grpc.StatusCode.FAILED_PRECONDITION, "GEO_BLOCKED")
+    await fails(start(playback, md, profile=profile), grpc.StatusCode.FAILED_PRECONDITION, "GEO_BLOCKED")
+    allowed = await start(playback, md, profile=profile, region="CA")
+    await playback.stub.StopPlayback(pb.StopPlaybackRequest(session=allowed.name), metadata=md)
     kids = playback.caller("a3", "kid", maturity=common_pb2.MATURITY_RATING_KIDS_7)
-    request = pb.StartPlaybackRequest(title=f"titles/{TITLE}", profile="accounts/a3/profiles/kid")
-    details = await fails(playback.stub.StartPlayback(request, metadata=kids), grpc.StatusCode.FAILED_PRECONDITION)
-    assert "maturity" in details
-    request = pb.StartPlaybackRequest(title="titles/no-such", profile="accounts/a3/profiles/p1")
+    await fails(
+        start(playback, kids, profile="accounts/a3/profiles/kid", region="US"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "MATURITY_RESTRICTED",
+    )
+    await add_title(playback, "not-encoded")
+    request = pb.StartPlaybackRequest(title="titles/not-encoded", profile=profile)
+    await fails(
+        playback.stub.StartPlayback(request, metadata=md), grpc.StatusCode.FAILED_PRECONDITION, "TITLE_NOT_PLAYABLE"
+    )
+    request = pb.StartPlaybackRequest(title="titles/no-such", profile=profile)
     await fails(playback.stub.StartPlayback(request, metadata=md), grpc.StatusCode.NOT_FOUND)
     request = pb.StartPlaybackRequest(title=f"titles/{TITLE}", profile="accounts/other/profiles/p1")
     await fails(playback.stub.StartPlayback(request, metadata=md), grpc.StatusCode.PERMISSION_DENIED)
