@@ -391,7 +391,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             event_time = self._event_time(request.event_time, "event_time")
             if not session["ended"]:
                 await self._record(session, position, event_time)
-        if not session["ended"]:
+        ending = not session["ended"]
+        if ending:
             await self._store.update(SESSIONS, {"session_id": session["session_id"]}, {"ended": True})
             await self._streams.release(session["account_id"], session["slot"], session["session_id"])
             self._rows.pop(session["session_id"], None)
@@ -399,16 +400,17 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
         if row is None:
             row = {**session, "position_ms": 0, "event_time": 0, "finished": False, "watch_time": now_micros()}
-        viewed = playback_pb2.VideoViewedEvent(
-            session=request.session,
-            profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
-            title=TITLE.format(title=session["title_id"]),
-            position=_ms(row["position_ms"]),
-            runtime=_ms(session["runtime_ms"]),
-            finished=row["finished"],
-            view_time=_ts(now_micros()),
-        )
-        await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
+        if ending:  # once per session, however often stop is called
+            viewed = playback_pb2.VideoViewedEvent(
+                session=request.session,
+                profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
+                title=TITLE.format(title=session["title_id"]),
+                position=_ms(row["position_ms"]),
+                runtime=_ms(session["runtime_ms"]),
+                finished=row["finished"],
+                view_time=_ts(now_micros()),
+            )
+            await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
         return playback_pb2.StopPlaybackResponse(position=self._position_pb(row))
 
     async def _page(
@@ -452,7 +454,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
     async def ReportQoe(
         self, request: playback_pb2.ReportQoeRequest, context: Context
     ) -> playback_pb2.ReportQoeResponse:
-        session = await self._session(current_principal(), request.session)
+        await self._session(current_principal(), request.session)  # the caller's own session
         r = request.report
         if max(len(r.stalls), len(r.bitrate_switches), len(r.errors)) > qoe.MAX_EVENTS:
             raise InvalidArgument(
@@ -478,5 +480,4 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 )
             except grpc.aio.AioRpcError as exc:  # telemetry must not fail the player
                 log.warning("steering did not take a pathway problem report: %s", exc.details())
-        del session
         return playback_pb2.ReportQoeResponse()
