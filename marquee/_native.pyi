@@ -3,11 +3,15 @@
 from collections.abc import Mapping, Sequence
 from typing import final
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = [
     "EdgeServer",
     "InvalidArgumentError",
     "NotFoundError",
     "Presentation",
+    "SimilarityIndex",
     "TitleIndex",
     "TokenClaims",
     "TokenError",
@@ -133,3 +137,21 @@ class TitleIndex:
     ) -> tuple[list[tuple[str, float]], int]: ...
     def count(self, filter_json: str | None = None) -> int: ...
     def suggest(self, query: str, filter_json: str | None = None, limit: int = 3) -> list[str]: ...
+
+# --- similarity ---
+
+@final
+class SimilarityIndex:
+    def __new__(cls, items: npt.NDArray[np.float32], metric: str = "dot") -> SimilarityIndex: ...
+    def __len__(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    def top_k(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        exclude: Sequence[Sequence[int]] | None = None,
+        threads: int = 0,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...

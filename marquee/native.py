@@ -39,6 +39,14 @@ playable, popularity), ``delete(ids)``, ``clear()``, ``search(query, filter_json
 relevance blended with popularity), ``count(filter_json)`` and ``suggest(query, filter_json, limit)``
 (did-you-mean title ids). Filters (JSON): genre, min_year, max_year, kind, max_maturity, region,
 playable_only. ``InvalidArgumentError`` for empty or over-long (200 characters) queries and malformed filters.
+
+Similarity
+----------
+``SimilarityIndex(items, metric="dot"|"cosine")`` holds float32 item embeddings (one row per item);
+``top_k(queries, k, allowed=None, exclude=None, threads=0)`` scores a batch of query rows against every item and
+keeps the k best per query in the same pass (no score matrix), leaving out items where ``allowed`` is False and
+each query's ``exclude`` ids; it returns ``(ids, scores)`` of shape (queries, k), padded with -1 / -inf, and runs
+on ``threads`` threads (0: all cores) without the GIL.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from marquee._native import (
     InvalidArgumentError,
     NotFoundError,
     Presentation,
+    SimilarityIndex,
     TitleIndex,
     TokenClaims,
     TokenError,
@@ -65,6 +74,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "Presentation",
+    "SimilarityIndex",
     "TitleIndex",
     "TokenClaims",
     "TokenError",

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod error;
 pub mod manifest;
 pub mod search;
+pub mod similarity;
 pub mod token;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ mod edge;
 mod errors;
 mod manifest;
 mod search;
+mod similarity;
 mod token;
 
 #[pymodule]
@@ -18,5 +19,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     manifest::register(m)?;
     edge::register(m)?;
     search::register(m)?;
+    similarity::register(m)?;
     Ok(())
 }
