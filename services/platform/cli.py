@@ -51,12 +51,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+# Top-level packages whose ``cli`` module adds commands too.
+TOP_LEVEL_CLIS = ("ml",)
+
+
 def _service_cli_modules() -> list[Any]:
     modules = []
-    for info in pkgutil.iter_modules(services.__path__):
-        if not info.ispkg:
-            continue
-        name = f"services.{info.name}.cli"
+    names = [f"services.{i.name}.cli" for i in pkgutil.iter_modules(services.__path__) if i.ispkg]
+    for name in [*names, *(f"{top}.cli" for top in TOP_LEVEL_CLIS)]:
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
