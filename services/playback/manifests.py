@@ -9,11 +9,10 @@ foreign token, 410 for an expired token or an ended session, 404 for an unknown 
 
 from __future__ import annotations
 
-import socket
-
 from aiohttp import web
 
 from marquee.native import InvalidArgumentError, TokenError, TokenExpiredError, TokenKeyring
+from services.common.http import HttpSite, start_site
 from services.common.ids import now_micros
 from services.common.store.port import Store
 from services.playback.config import ManifestHttpConfig
@@ -72,23 +71,7 @@ def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring) -> web.Appl
     return app
 
 
-class ManifestServer:
-    def __init__(self, runner: web.AppRunner, port: int, public_url: str) -> None:
-        self.runner, self.port, self.public_url = runner, port, public_url
-
-    @classmethod
-    async def start(
-        cls, store: Store, media: MediaLibrary, keys: TokenKeyring, config: ManifestHttpConfig
-    ) -> ManifestServer:
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
-        port = int(sock.getsockname()[1])
-        public = (config.public_url or f"http://{config.host}:{port}").rstrip("/")
-        runner = web.AppRunner(build_app(store, media, keys), access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        return cls(runner, port, public)
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
+async def start_manifests(
+    store: Store, media: MediaLibrary, keys: TokenKeyring, config: ManifestHttpConfig
+) -> HttpSite:
+    return await start_site(lambda _: build_app(store, media, keys), config.host, config.port, config.public_url)

@@ -15,7 +15,7 @@ class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0: a free port (8095 under marquee up)")
     public_url: str | None = Field(None, description="base of RELOAD-URI; default http://{host}:{port}")
-    max_requests_per_second: float = Field(5000.0, gt=0, description="beyond it: 429 with Retry-After")
+    max_requests_per_second: int = Field(5000, gt=0, description="beyond it: 429 with Retry-After")
 
 
 class SteeringConfig(Section):

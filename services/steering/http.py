@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import time
 
 from aiohttp import web
 
+from services.common.http import HttpSite, start_site
+from services.common.ratelimit import Rate, RateLimiter
 from services.steering.config import HttpConfig
 from services.steering.steerer import (
     BadInput,
@@ -28,22 +28,6 @@ from services.steering.steerer import (
 
 MAX_QUERY_CHARS = 2048
 MAX_REPORTED_PATHWAYS = 16
-
-
-class TokenBucket:
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def _unquote(value: str) -> str:
@@ -80,8 +64,8 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers={"Cache-Control": "no-store", **headers})
 
 
-def build_app(steering: Steering, config: HttpConfig, public_url: str) -> web.Application:
-    bucket = TokenBucket(config.max_requests_per_second)
+def build_app(steering: Steering, config: HttpConfig, limiter: RateLimiter, public_url: str) -> web.Application:
+    rate = Rate(limit=config.max_requests_per_second, period=1.0)
 
     def reload_uri(kind: str, session_id: str) -> str:
         return f"{public_url}/steering/{kind}/{session_id}"
@@ -89,8 +73,10 @@ def build_app(steering: Steering, config: HttpConfig, public_url: str) -> web.Ap
     async def manifest(request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
         session_id = request.match_info["session"]
-        if not bucket.take():
-            return _error(429, "steering is over its request rate; retry later", **{"Retry-After": "1"})
+        admitted = await limiter.hit("steering-http", rate)
+        if not admitted.allowed:
+            retry = str(max(1, math.ceil(admitted.retry_after)))
+            return _error(429, "steering is over its request rate; retry later", **{"Retry-After": retry})
         if len(request.query_string) > MAX_QUERY_CHARS:
             return _error(400, f"query longer than {MAX_QUERY_CHARS} characters")
         protocol = "HLS" if kind == "hls" else "DASH"
@@ -134,27 +120,12 @@ def build_app(steering: Steering, config: HttpConfig, public_url: str) -> web.Ap
     return app
 
 
-class SteeringHttp:
-    """The running HTTP endpoint."""
+async def start_http(steering: Steering, config: HttpConfig, limiter: RateLimiter) -> HttpSite:
+    """The steering manifests' endpoint; RELOAD-URIs use its public URL."""
+    return await start_site(
+        lambda public: build_app(steering, config, limiter, public), config.host, config.port, config.public_url
+    )
 
-    def __init__(self, runner: web.AppRunner, port: int, public_url: str) -> None:
-        self.runner, self.port, self.public_url = runner, port, public_url
 
-    @classmethod
-    async def start(cls, steering: Steering, config: HttpConfig) -> SteeringHttp:
-        # RELOAD-URI needs the port, which is only known once bound when 0 is configured: bind first
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
-        port = int(sock.getsockname()[1])
-        public = (config.public_url or f"http://{config.host}:{port}").rstrip("/")
-        runner = web.AppRunner(build_app(steering, config, public), access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        return cls(runner, port, public)
-
-    def reload_uri(self, kind: str, session_id: str) -> str:
-        return f"{self.public_url}/steering/{kind}/{session_id}"
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
+def reload_uri(site: HttpSite, kind: str, session_id: str) -> str:
+    return f"{site.public_url}/steering/{kind}/{session_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -95,10 +96,10 @@ def _check_edge(edge: pb.Edge, edge_id: str) -> EdgeRecord:
 
 
 class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
-    def __init__(self, steering: Steering, page_tokens: PageTokens, reload_uri: Any) -> None:
+    def __init__(self, steering: Steering, page_tokens: PageTokens, reload_uri: Callable[[str, str], str]) -> None:
         self.steering = steering
         self.page_tokens = page_tokens
-        self.reload_uri = reload_uri  # (kind, session_id) -> str
+        self.reload_uri = reload_uri  # ("hls" | "dash", session id) -> the manifest URL
 
     def _interval(self) -> duration_pb2.Duration:
         d = duration_pb2.Duration()

@@ -17,13 +17,13 @@ from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
 from services.common.config import ServerConfig, load_config
 from services.common.deps import Dependencies
+from services.common.http import HttpSite
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.sqlite import SqliteStore
 from services.platform.admin import admin_metadata
 from services.platform.runtime import local_config
 from services.steering.config import HttpConfig, SteeringConfig
-from services.steering.http import SteeringHttp
 from services.steering.server import create_server
 from services.steering.steerer import Steering
 
@@ -32,7 +32,7 @@ from services.steering.steerer import Steering
 class Running:
     stub: Any
     metadata: tuple[tuple[str, str], ...]
-    http: SteeringHttp
+    http: HttpSite
     steering: Steering
     address: str
     data_dir: Path
