@@ -21,8 +21,8 @@ import grpc
 from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig, HttpUpstream
 from edge.node import EdgeNode
 from edge.steering import SteeringReporter
+from services.common.auth import AccessTokens, ServiceToken
 from services.common.config import ConfigError, load_config
-from services.platform.admin import admin_metadata
 from services.platform.runtime import local_config
 
 
@@ -78,7 +78,10 @@ async def serve(args: argparse.Namespace) -> None:
     task = None
     if channel is not None:
         reporter = SteeringReporter(
-            node, channel, interval=args.heartbeat_interval, credentials=lambda: admin_metadata(platform, ttl=600)
+            node,
+            channel,
+            interval=args.heartbeat_interval,
+            credentials=ServiceToken(AccessTokens(platform.auth), f"svc-edge-{args.name}"),
         )
         task = asyncio.create_task(reporter.run())
     if args.ready_file:

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import grpc
-from google.protobuf.message import DecodeError
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
@@ -21,11 +20,11 @@ from edge.node import EdgeNode
 from edge.settings import EdgeTierConfig
 from edge.steering import SteeringReporter
 from marquee.v1 import encoding_pb2
+from services.common.auth import ServiceToken
+from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
-from services.common.errors import InvalidArgument
 from services.common.names import NamePattern
 from services.common.topics import ENCODING_DONE
-from services.platform.admin import admin_metadata
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin
 from services.platform.runtime import Runtime
 
@@ -35,11 +34,9 @@ TITLE = NamePattern("titles/{title}")
 log = logging.getLogger("marquee.edge")
 
 
-def tier_nodes(
-    tier: EdgeTierConfig, *, data_dir: Path, origin: Path, token_keys: dict[str, SecretStr], ephemeral: bool
-) -> tuple[EdgeNodeConfig, list[EdgeNodeConfig]]:
-    """The shield's config and the edges' configs (their upstream is filled in once the shield has a port)."""
-    shield = EdgeNodeConfig(
+def shield_config(tier: EdgeTierConfig, *, data_dir: Path, origin: Path, ephemeral: bool) -> EdgeNodeConfig:
+    """The shield: reads the origin directory, no tokens (only edges reach it)."""
+    return EdgeNodeConfig(
         role="shield",
         data_plane=DataPlaneConfig(
             name="shield",
@@ -50,13 +47,19 @@ def tier_nodes(
             disk_dir=data_dir / "edge" / "shield",
         ),
     )
-    edges = [
+
+
+def edge_configs(
+    tier: EdgeTierConfig, *, data_dir: Path, shield_url: str, token_keys: dict[str, SecretStr], ephemeral: bool
+) -> list[EdgeNodeConfig]:
+    """The edges, in front of the shield at ``shield_url``, verifying signed URLs."""
+    return [
         EdgeNodeConfig(
             zone=tier.zone,
             data_plane=DataPlaneConfig(
                 name=name,
                 port=0 if ephemeral or not tier.first_edge_port else tier.first_edge_port + i,
-                upstream=HttpUpstream(base_url="http://127.0.0.1:1/v/"),  # replaced by the shield's address
+                upstream=HttpUpstream(base_url=shield_url),
                 memory_bytes=tier.memory_bytes,
                 disk_bytes=tier.disk_bytes,
                 disk_dir=data_dir / "edge" / name,
@@ -66,27 +69,18 @@ def tier_nodes(
         )
         for i, name in enumerate(tier.edges)
     ]
-    return shield, edges
 
 
 async def purge_on_reencode(nodes: list[EdgeNode], bus: EventBus) -> None:
     """Purges a title from every tier when the encoder (re)publishes it, so no edge serves stale objects."""
-    subscription = await bus.subscribe(ENCODING_DONE, CONSUMER_GROUP, "edge-1")
-    try:
-        async for message in subscription:
-            try:
-                event = encoding_pb2.EncodingDoneEvent.FromString(message.payload)
-                title = TITLE.parse(event.title, "title")["title"]
-            except (DecodeError, InvalidArgument) as exc:
-                log.warning("dropping malformed %s message %s: %s", ENCODING_DONE, message.id, exc)
-            else:
-                purged = sum(node.purge(f"{title}/") for node in nodes)
-                if purged:
-                    log.info("purged %d objects of %s from the edges", purged, title)
-            await subscription.ack(message)
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.close()
+
+    async def purge(event: encoding_pb2.EncodingDoneEvent) -> None:
+        title = TITLE.parse(event.title, "title")["title"]
+        purged = sum(node.purge(f"{title}/") for node in nodes)
+        if purged:
+            log.info("purged %d objects of %s from the edges", purged, title)
+
+    await follow_topic(bus, ENCODING_DONE, CONSUMER_GROUP, "edge-1", encoding_pb2.EncodingDoneEvent, purge)
 
 
 async def start(runtime: Runtime) -> RunningService:
@@ -96,17 +90,17 @@ async def start(runtime: Runtime) -> RunningService:
     data_dir = runtime.config.data_dir
     keys = dict(runtime.config.url_signing.keys)
     origin = tier.origin or data_dir / "origin"
-    shield_config, edge_configs = tier_nodes(
-        tier, data_dir=data_dir, origin=origin, token_keys=keys, ephemeral=runtime.ephemeral_ports
-    )
+    ephemeral = runtime.ephemeral_ports
     nodes: list[EdgeNode] = []
     try:
-        shield = await asyncio.to_thread(EdgeNode, shield_config)
+        shield = await asyncio.to_thread(
+            EdgeNode, shield_config(tier, data_dir=data_dir, origin=origin, ephemeral=ephemeral)
+        )
         nodes.append(shield)
-        upstream = HttpUpstream(base_url=shield.base_url)
-        for config in edge_configs:
-            dp = config.data_plane.model_copy(update={"upstream": upstream})
-            nodes.append(await asyncio.to_thread(EdgeNode, config.model_copy(update={"data_plane": dp})))
+        for config in edge_configs(
+            tier, data_dir=data_dir, shield_url=shield.base_url, token_keys=keys, ephemeral=ephemeral
+        ):
+            nodes.append(await asyncio.to_thread(EdgeNode, config))
     except Exception:
         for node in nodes:
             node.stop()
@@ -119,9 +113,7 @@ async def start(runtime: Runtime) -> RunningService:
     if steering:
         channel = grpc.aio.insecure_channel(steering)
 
-        def credentials() -> tuple[tuple[str, str], ...]:
-            return admin_metadata(runtime.config, ttl=600)
-
+        credentials = ServiceToken(runtime.deps.tokens, "svc-edge")
         reporters = [
             SteeringReporter(n, channel, interval=tier.heartbeat_interval, credentials=credentials) for n in nodes
         ]

@@ -9,17 +9,14 @@ a malformed event is logged and dropped rather than redelivered for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from google.protobuf.message import DecodeError
-
 from marquee.v1 import encoding_pb2
 from services.catalog.schema import MEDIA, TITLES, TITLES_BY_MEDIA
-from services.common.bus.port import EventBus, Message
-from services.common.errors import InvalidArgument
+from services.common.bus.consume import follow_topic
+from services.common.bus.port import EventBus
 from services.common.names import NamePattern
 from services.common.store.port import MAX_QUERY_LIMIT, Store
 from services.common.topics import ENCODING_DONE
@@ -75,22 +72,13 @@ class Availability:
 
     async def consume(self, bus: EventBus, consumer: str = "catalog-1") -> None:
         """Follow ``encoding.done`` until cancelled (from the start of the retained log: handling is idempotent)."""
-        subscription = await bus.subscribe(ENCODING_DONE, CONSUMER_GROUP, consumer, from_beginning=True)
-        try:
-            async for message in subscription:
-                await self._handle(message)
-                await subscription.ack(message)
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.close()
+        await follow_topic(
+            bus, ENCODING_DONE, CONSUMER_GROUP, consumer, encoding_pb2.EncodingDoneEvent, self._handle,
+            from_beginning=True,
+        )  # fmt: skip
 
-    async def _handle(self, message: Message) -> None:
-        try:
-            event = encoding_pb2.EncodingDoneEvent.FromString(message.payload)
-            changed = await self.media_ready(event)
-        except (DecodeError, InvalidArgument) as exc:
-            log.warning("dropping malformed %s message %s: %s", ENCODING_DONE, message.id, exc)
-            return
+    async def _handle(self, event: encoding_pb2.EncodingDoneEvent) -> None:
+        changed = await self.media_ready(event)
         log.info("media %s is ready: %d titles became playable", event.title, changed)
 
 

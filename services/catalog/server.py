@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import logging
 
-from google.protobuf.message import DecodeError
-
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.availability import Availability, run_consumer
 from services.catalog.config import CatalogConfig
@@ -19,9 +17,9 @@ from services.catalog.schema import SCHEMA
 from services.catalog.servicer import SERVICE_NAME, CatalogServicer
 from services.catalog.titles import TITLE
 from services.catalog.view import CatalogView
+from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
 from services.common.deps import Dependencies
-from services.common.errors import InvalidArgument
 from services.common.ids import new_id
 from services.common.server import Server, ServiceBinding, build_server
 from services.common.topics import CATALOG_TITLE
@@ -31,18 +29,11 @@ log = logging.getLogger("marquee.catalog")
 
 async def follow_title_changes(view: CatalogView, bus: EventBus) -> None:
     """Refreshes titles other replicas changed (each replica has its own consumer group, from now on)."""
-    subscription = await bus.subscribe(CATALOG_TITLE, f"catalog-view-{new_id()}", "view")
-    try:
-        async for message in subscription:
-            try:
-                event = catalog_pb2.TitleChangedEvent.FromString(message.payload)
-                await view.refresh(TITLE.parse(event.title, "title")["title"])
-            except (DecodeError, InvalidArgument) as exc:
-                log.warning("dropping malformed %s message %s: %s", CATALOG_TITLE, message.id, exc)
-            await subscription.ack(message)
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.close()
+
+    async def changed(event: catalog_pb2.TitleChangedEvent) -> None:
+        await view.refresh(TITLE.parse(event.title, "title")["title"])
+
+    await follow_topic(bus, CATALOG_TITLE, f"catalog-view-{new_id()}", "view", catalog_pb2.TitleChangedEvent, changed)
 
 
 async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Server, int, CatalogView]:

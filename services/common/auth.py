@@ -142,6 +142,23 @@ class AccessTokens:
         return principal, int(claims["exp"])
 
 
+class ServiceToken:
+    """Call metadata with a short-lived admin token for one service's calls to others (steering, catalog),
+    minted again once half its lifetime has passed."""
+
+    def __init__(self, tokens: AccessTokens, subject: str, ttl: int = 600) -> None:
+        self._tokens, self._subject, self._ttl = tokens, subject, ttl
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._renew_at = 0.0
+
+    def __call__(self) -> tuple[tuple[str, str], ...]:
+        if time.time() >= self._renew_at:
+            token = self._tokens.issue(self._subject, roles=["admin"], ttl=self._ttl).token
+            self._metadata = (("authorization", f"Bearer {token}"),)
+            self._renew_at = time.time() + self._ttl / 2
+        return self._metadata
+
+
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
