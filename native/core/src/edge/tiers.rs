@@ -26,77 +26,105 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct MemoryInner {
-    objects: HashMap<Arc<str>, Object>,
+/// Values by key, bounded in bytes by an eviction policy: the bookkeeping both tiers share.
+struct Bounded<V> {
+    map: HashMap<Arc<str>, V>,
     policy: Box<dyn Eviction<Arc<str>> + Send>,
 }
 
-pub struct MemoryTier {
-    inner: Mutex<MemoryInner>,
-}
-
-impl MemoryTier {
-    pub fn new(kind: PolicyKind, capacity: u64) -> Self {
+impl<V: Clone> Bounded<V> {
+    fn new(kind: PolicyKind, capacity: u64) -> Self {
         Self {
-            inner: Mutex::new(MemoryInner {
-                objects: HashMap::new(),
-                policy: new_policy(kind, capacity),
-            }),
+            map: HashMap::new(),
+            policy: new_policy(kind, capacity),
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<Object> {
-        let mut inner = lock(&self.inner);
-        let (k, obj) = inner.objects.get_key_value(key)?;
-        let (k, obj) = (Arc::clone(k), obj.clone());
-        inner.policy.hit(&k);
-        Some(obj)
+    /// The value of `key`, counted as a hit.
+    fn get(&mut self, key: &str) -> Option<V> {
+        let (k, v) = self.map.get_key_value(key)?;
+        let (k, v) = (Arc::clone(k), v.clone());
+        self.policy.hit(&k);
+        Some(v)
     }
 
-    /// Admits an object; returns how many were evicted.
-    pub fn insert(&self, key: Arc<str>, obj: Object) -> u64 {
-        let mut inner = lock(&self.inner);
-        if inner.objects.contains_key(&key) {
-            return 0;
+    /// Admits `key` unless it is held; returns the keys evicted to make room (possibly `key` itself).
+    fn insert(&mut self, key: Arc<str>, value: V, size: u64) -> Vec<Arc<str>> {
+        if self.map.contains_key(&key) {
+            return Vec::new();
         }
-        let size = obj.body.len() as u64;
-        inner.objects.insert(Arc::clone(&key), obj);
-        let evicted = inner.policy.insert(key, size);
+        self.map.insert(Arc::clone(&key), value);
+        let evicted = self.policy.insert(key, size);
         for k in &evicted {
-            inner.objects.remove(k);
+            self.map.remove(k);
         }
-        evicted.len() as u64
+        evicted
     }
 
-    pub fn purge(&self, prefix: &str) -> u64 {
-        let mut inner = lock(&self.inner);
-        let gone: Vec<Arc<str>> = inner
-            .objects
+    fn remove(&mut self, key: &str) {
+        if let Some((k, _)) = self.map.remove_entry(key) {
+            self.policy.remove(&k);
+        }
+    }
+
+    /// Drops every key starting with `prefix`; returns them.
+    fn purge(&mut self, prefix: &str) -> Vec<Arc<str>> {
+        let gone: Vec<Arc<str>> = self
+            .map
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect();
         for k in &gone {
-            inner.objects.remove(k);
-            inner.policy.remove(k);
+            self.remove(k);
         }
-        gone.len() as u64
+        gone
+    }
+
+    /// (bytes used, objects, capacity).
+    fn usage(&self) -> (u64, u64, u64) {
+        (
+            self.policy.used(),
+            self.policy.len() as u64,
+            self.policy.capacity(),
+        )
+    }
+}
+
+pub struct MemoryTier {
+    inner: Mutex<Bounded<Object>>,
+}
+
+impl MemoryTier {
+    pub fn new(kind: PolicyKind, capacity: u64) -> Self {
+        Self {
+            inner: Mutex::new(Bounded::new(kind, capacity)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Object> {
+        lock(&self.inner).get(key)
+    }
+
+    /// Admits an object; returns how many were evicted.
+    pub fn insert(&self, key: Arc<str>, obj: Object) -> u64 {
+        let size = obj.body.len() as u64;
+        lock(&self.inner).insert(key, obj, size).len() as u64
+    }
+
+    pub fn purge(&self, prefix: &str) -> u64 {
+        lock(&self.inner).purge(prefix).len() as u64
     }
 
     /// (bytes used, objects, capacity).
     pub fn usage(&self) -> (u64, u64, u64) {
-        let inner = lock(&self.inner);
-        (
-            inner.policy.used(),
-            inner.policy.len() as u64,
-            inner.policy.capacity(),
-        )
+        lock(&self.inner).usage()
     }
 
     pub fn sizes(&self) -> Vec<(Arc<str>, u64)> {
         let inner = lock(&self.inner);
         inner
-            .objects
+            .map
             .iter()
             .map(|(k, o)| (Arc::clone(k), o.body.len() as u64))
             .collect()
@@ -107,19 +135,15 @@ const MAGIC: &[u8] = b"MQCACHE1\n";
 const MAX_HEADER: usize = 4096;
 const TMP_SUFFIX: &str = ".tmp";
 
+#[derive(Clone)]
 struct DiskEntry {
     size: u64,
     etag: Arc<str>,
 }
 
-struct DiskInner {
-    entries: HashMap<Arc<str>, DiskEntry>,
-    policy: Box<dyn Eviction<Arc<str>> + Send>,
-}
-
 pub struct DiskTier {
     dir: PathBuf,
-    inner: Mutex<DiskInner>,
+    inner: Mutex<Bounded<DiskEntry>>,
 }
 
 fn file_name(key: &str) -> String {
@@ -156,8 +180,7 @@ impl DiskTier {
     /// and leftovers of interrupted writes are removed; files beyond the capacity are evicted.
     pub fn open(dir: &Path, kind: PolicyKind, capacity: u64) -> std::io::Result<(Self, u64)> {
         std::fs::create_dir_all(dir)?;
-        let mut entries = HashMap::new();
-        let mut policy = new_policy::<Arc<str>>(kind, capacity);
+        let mut index = Bounded::new(kind, capacity);
         let mut evicted = 0;
         for item in std::fs::read_dir(dir)? {
             let path = item?.path();
@@ -173,16 +196,11 @@ impl DiskTier {
                 continue;
             };
             let size = std::fs::metadata(&path)?.len().saturating_sub(header_len);
-            let key: Arc<str> = key.into();
-            entries.insert(
-                Arc::clone(&key),
-                DiskEntry {
-                    size,
-                    etag: etag.into(),
-                },
-            );
-            for gone in policy.insert(key, size) {
-                entries.remove(&gone);
+            let entry = DiskEntry {
+                size,
+                etag: etag.into(),
+            };
+            for gone in index.insert(key.into(), entry, size) {
                 let _ = std::fs::remove_file(dir.join(file_name(&gone)));
                 evicted += 1;
             }
@@ -190,24 +208,18 @@ impl DiskTier {
         Ok((
             Self {
                 dir: dir.to_owned(),
-                inner: Mutex::new(DiskInner { entries, policy }),
+                inner: Mutex::new(index),
             },
             evicted,
         ))
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        lock(&self.inner).entries.contains_key(key)
+        lock(&self.inner).map.contains_key(key)
     }
 
     pub async fn get(&self, key: &str) -> Option<Object> {
-        let etag = {
-            let mut inner = lock(&self.inner);
-            let (k, e) = inner.entries.get_key_value(key)?;
-            let (k, etag) = (Arc::clone(k), Arc::clone(&e.etag));
-            inner.policy.hit(&k);
-            etag
-        };
+        let etag = lock(&self.inner).get(key)?.etag;
         let path = self.dir.join(file_name(key));
         match tokio::fs::read(&path).await {
             Ok(data) => {
@@ -227,10 +239,7 @@ impl DiskTier {
     }
 
     fn forget(&self, key: &str) {
-        let mut inner = lock(&self.inner);
-        if let Some((k, _)) = inner.entries.remove_entry(key) {
-            inner.policy.remove(&k);
-        }
+        lock(&self.inner).remove(key);
     }
 
     /// Writes an object (blocking: call from a blocking thread) and admits it; returns how many were evicted.
@@ -251,52 +260,34 @@ impl DiskTier {
             f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
         }
         std::fs::rename(&tmp, self.dir.join(&name))?;
-        let mut inner = lock(&self.inner);
         let size = obj.body.len() as u64;
-        inner.entries.insert(
-            Arc::clone(&key),
-            DiskEntry {
-                size,
-                etag: Arc::clone(&obj.etag),
-            },
-        );
-        let evicted = inner.policy.insert(key, size);
+        let entry = DiskEntry {
+            size,
+            etag: Arc::clone(&obj.etag),
+        };
+        let evicted = lock(&self.inner).insert(key, entry, size);
         for k in &evicted {
-            inner.entries.remove(k);
             let _ = std::fs::remove_file(self.dir.join(file_name(k)));
         }
         Ok(evicted.len() as u64)
     }
 
     pub fn purge(&self, prefix: &str) -> u64 {
-        let mut inner = lock(&self.inner);
-        let gone: Vec<Arc<str>> = inner
-            .entries
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
+        let gone = lock(&self.inner).purge(prefix);
         for k in &gone {
-            inner.entries.remove(k);
-            inner.policy.remove(k);
             let _ = std::fs::remove_file(self.dir.join(file_name(k)));
         }
         gone.len() as u64
     }
 
     pub fn usage(&self) -> (u64, u64, u64) {
-        let inner = lock(&self.inner);
-        (
-            inner.policy.used(),
-            inner.policy.len() as u64,
-            inner.policy.capacity(),
-        )
+        lock(&self.inner).usage()
     }
 
     pub fn sizes(&self) -> Vec<(Arc<str>, u64)> {
         let inner = lock(&self.inner);
         inner
-            .entries
+            .map
             .iter()
             .map(|(k, e)| (Arc::clone(k), e.size))
             .collect()
