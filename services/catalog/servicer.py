@@ -104,6 +104,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         event = catalog_pb2.TitleChangedEvent(title=TITLE.format(title=title_id), deleted=deleted)
         await self._bus.publish(CATALOG_TITLE, event.SerializeToString(), key=title_id)
 
+    async def _written(self, title_id: str) -> catalog_pb2.Title:
+        """After a write: the view and index updated, other replicas told, the stored title returned."""
+        row = await self._view.refresh(title_id)
+        await self._changed(title_id)
+        if row is None:
+            raise NotFound(f"title titles/{title_id} was deleted meanwhile", reason="TITLE_NOT_FOUND")
+        return await self._title_pb(row)
+
     def _profile(self, principal: Principal, profile_id: str) -> None:
         if principal.is_admin:
             return
@@ -175,11 +183,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         # the title plays the asset of the same id (`marquee ingest FILE --title ID`): playable if already encoded
         await self._store.insert(TITLES_BY_MEDIA, {"media_id": title_id, "title_id": title_id})
         await Availability(self._store).refresh(title_id)
-        stored = await self._view.refresh(title_id)
-        await self._changed(title_id)
-        if stored is None:
-            raise NotFound(f"title titles/{title_id} was deleted as it was created", reason="TITLE_NOT_FOUND")
-        return catalog_pb2.CreateTitleResponse(title=await self._title_pb(stored))
+        return catalog_pb2.CreateTitleResponse(title=await self._written(title_id))
 
     async def UpdateTitle(
         self, request: catalog_pb2.UpdateTitleRequest, context: Context
@@ -204,11 +208,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             raise FailedPrecondition(
                 "the title changed during the update; read it again", reason="CONCURRENT_MODIFICATION"
             )
-        row = await self._view.refresh(title_id)
-        await self._changed(title_id)
-        if row is None:
-            raise NotFound(f"title titles/{title_id} was deleted during the update", reason="TITLE_NOT_FOUND")
-        return catalog_pb2.UpdateTitleResponse(title=await self._title_pb(row))
+        return catalog_pb2.UpdateTitleResponse(title=await self._written(title_id))
 
     async def DeleteTitle(
         self, request: catalog_pb2.DeleteTitleRequest, context: Context
