@@ -838,6 +838,7 @@ class PlaybackUpdateEvent(_message.Message):
     RUNTIME_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     """`playbackSessions/{session}`."""
     profile: _builtins.str
@@ -845,6 +846,8 @@ class PlaybackUpdateEvent(_message.Message):
     title: _builtins.str
     """`titles/{title}`."""
     finished: _builtins.bool
+    region: _builtins.str
+    """ISO 3166-1 alpha-2 region the session plays in (trending per region)."""
     @_builtins.property
     def position(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -861,10 +864,11 @@ class PlaybackUpdateEvent(_message.Message):
         runtime: _duration_pb2.Duration | None = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         finished: _builtins.bool = ...,
+        region: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "position", b"position", "runtime", b"runtime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "finished", b"finished", "position", b"position", "profile", b"profile", "runtime", b"runtime", "session", b"session", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "finished", b"finished", "position", b"position", "profile", b"profile", "region", b"region", "runtime", b"runtime", "session", b"session", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -883,10 +887,13 @@ class VideoViewedEvent(_message.Message):
     RUNTIME_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
     VIEW_TIME_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     profile: _builtins.str
     title: _builtins.str
     finished: _builtins.bool
+    region: _builtins.str
+    """ISO 3166-1 alpha-2 region the session played in."""
     @_builtins.property
     def position(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -903,10 +910,11 @@ class VideoViewedEvent(_message.Message):
         runtime: _duration_pb2.Duration | None = ...,
         finished: _builtins.bool = ...,
         view_time: _timestamp_pb2.Timestamp | None = ...,
+        region: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "runtime", b"runtime", "view_time", b"view_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "position", b"position", "profile", b"profile", "runtime", b"runtime", "session", b"session", "title", b"title", "view_time", b"view_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "position", b"position", "profile", b"profile", "region", b"region", "runtime", b"runtime", "session", b"session", "title", b"title", "view_time", b"view_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

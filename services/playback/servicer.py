@@ -222,6 +222,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 runtime=_ms(update.row["runtime_ms"]),
                 event_time=_ts(event_time),
                 finished=update.row["finished"],
+                region=session["region"],
             )
             await self._bus.publish(PLAYBACK_UPDATE, event.SerializeToString(), key=session["profile_id"])
         return update.applied, update.row
@@ -409,6 +410,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 runtime=_ms(session["runtime_ms"]),
                 finished=row["finished"],
                 view_time=_ts(now_micros()),
+                region=session["region"],
             )
             await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
         return playback_pb2.StopPlaybackResponse(position=self._position_pb(row))

@@ -1,0 +1,77 @@
+"""The recommendations keyspace.
+
+    interactions((profile_id), title_id)  what a profile watched, finished or rated (from the bus): the training
+                                          data, the seen titles never recommended again, the latest views
+    profiles((bucket), profile_id)        every profile with interactions, listed by bucket for the batch job
+    lists((profile_id), rank)             the precomputed top N of a profile, best first, with its reasons
+    models((name))                        the current model: version, summary and the serving artifact (npz)
+
+Times are unix microseconds."""
+
+from __future__ import annotations
+
+import zlib
+
+from services.common.store.schema import Column, Migration, Order, Schema, Table
+
+KEYSPACE = "recommendations"
+BUCKETS = 16
+CURRENT = "current"
+
+INTERACTIONS = Table(
+    "interactions",
+    columns=(
+        Column("profile_id", "text"),
+        Column("title_id", "text"),
+        Column("positive", "bool"),
+        Column("kind", "text"),  # viewed | finished | rated
+        Column("event_time", "int"),
+        Column("region", "text"),
+    ),
+    partition_key=("profile_id",),
+    clustering_key=(("title_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+PROFILES = Table(
+    "profiles",
+    columns=(Column("bucket", "int"), Column("profile_id", "text"), Column("update_time", "int")),
+    partition_key=("bucket",),
+    clustering_key=(("profile_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+LISTS = Table(
+    "lists",
+    columns=(
+        Column("profile_id", "text"),
+        Column("rank", "int"),
+        Column("title_id", "text"),
+        Column("score", "float"),
+        Column("reason", "text"),  # a ReasonType name
+        Column("source_title", "text"),
+        Column("version", "text"),
+    ),
+    partition_key=("profile_id",),
+    clustering_key=(("rank", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+MODELS = Table(
+    "models",
+    columns=(
+        Column("name", "text"),
+        Column("version", "text"),
+        Column("trained_time", "int"),
+        Column("summary", "json"),
+        Column("artifact", "blob"),
+    ),
+    partition_key=("name",),
+    keyspace=KEYSPACE,
+)
+
+SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[INTERACTIONS, PROFILES, LISTS, MODELS])])
+
+
+def bucket_of(profile_id: str) -> int:
+    return zlib.crc32(profile_id.encode()) % BUCKETS

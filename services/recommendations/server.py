@@ -1,0 +1,130 @@
+"""``create_server``: RecommendationService, the signal consumers, the model (re)loader and the training loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from marquee.v1 import catalog_pb2, recommendations_pb2_grpc
+from ml.artifact import Artifact
+from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
+from services.catalog.schema import TITLES
+from services.common.bus.consume import follow_topic
+from services.common.deps import Dependencies
+from services.common.ids import new_id
+from services.common.server import Server, ServiceBinding, build_server
+from services.common.store.port import Store
+from services.common.topics import CATALOG_TITLE
+from services.recommendations.config import RecommendationsConfig
+from services.recommendations.model import ServingModel
+from services.recommendations.schema import CURRENT, MODELS, SCHEMA
+from services.recommendations.servicer import SERVICE_NAME, TITLE, RecommendationServicer
+from services.recommendations.signals import Signals, follow
+from services.recommendations.training import item_of, train
+
+log = logging.getLogger("marquee.recommendations")
+RELOAD_INTERVAL = 15.0
+
+
+class Models:
+    """The current serving model, reloaded from the store when another run (or replica) trained a new one."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.model: ServingModel | None = None
+        self.trained_time = 0
+        self.ready = asyncio.Event()
+
+    async def reload(self) -> bool:
+        row = await self._store.get(MODELS, {"name": CURRENT})
+        if row is None:
+            return False
+        if self.model is not None and row["version"] == self.model.version and row["trained_time"] == self.trained_time:
+            return False
+        artifact = await asyncio.to_thread(Artifact.from_bytes, row["artifact"])
+        self.model = ServingModel(artifact)
+        self.trained_time = row["trained_time"]
+        self.ready.set()
+        log.info("recommendations: serving model %s (%d titles)", artifact.version, len(artifact.items))
+        return True
+
+    async def add_title(self, title_id: str) -> None:
+        row = await self._store.get(TITLES, {"title_id": title_id})
+        if row is not None and self.model is not None and self.model.add_title(item_of(row)):
+            log.info("recommendations: titles/%s joined the model from its features", title_id)
+
+
+async def _training_loop(config: RecommendationsConfig, store: Store, models: Models) -> None:
+    training = config.training
+    if not training.at_start:
+        if training.interval <= 0:
+            return
+        await asyncio.sleep(training.interval)
+    while True:
+        try:
+            if await train(store, training) is not None:
+                await models.reload()
+        except Exception:
+            log.exception("recommendations: training failed; serving the previous model")
+        if training.interval <= 0:
+            return
+        await asyncio.sleep(training.interval)
+
+
+async def _reload_loop(models: Models) -> None:
+    while True:
+        await asyncio.sleep(RELOAD_INTERVAL)
+        try:
+            await models.reload()
+        except Exception:
+            log.exception("recommendations: could not reload the model")
+
+
+async def create_server(config: RecommendationsConfig, deps: Dependencies) -> tuple[Server, int, Models]:
+    """Build the server (not started): the stored model loaded, consumers and training running."""
+    await deps.store.migrate(CATALOG_SCHEMA)  # the titles it reads (new titles join from their features)
+    await deps.store.migrate(SCHEMA)
+    models = Models(deps.store)
+    await models.reload()
+
+    async def title_changed(event: catalog_pb2.TitleChangedEvent) -> None:
+        if not event.deleted:
+            await models.add_title(TITLE.parse(event.title, "title")["title"])
+
+    tasks = [
+        *follow(Signals(deps.store), deps.bus),
+        asyncio.create_task(
+            follow_topic(
+                deps.bus,
+                CATALOG_TITLE,
+                f"recommendations-{new_id()}",
+                "titles",
+                catalog_pb2.TitleChangedEvent,
+                title_changed,
+            ),
+            name="recommendations-titles",
+        ),
+        asyncio.create_task(_training_loop(config, deps.store, models), name="recommendations-training"),
+        asyncio.create_task(_reload_loop(models), name="recommendations-reload"),
+    ]
+    servicer = RecommendationServicer(
+        config, deps.store, lambda: models.model, lambda: models.trained_time, deps.page_tokens
+    )
+    binding = ServiceBinding(
+        name=SERVICE_NAME,
+        add_to_server=lambda server: recommendations_pb2_grpc.add_RecommendationServiceServicer_to_server(
+            servicer, server
+        ),
+    )
+    server, port = build_server(config.server, [binding], tokens=deps.tokens)
+
+    async def stop_tasks() -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    server.add_on_stop(stop_tasks)
+    return server, port, models

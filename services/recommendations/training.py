@@ -1,0 +1,162 @@
+"""The batch job around :mod:`ml.train`: read the catalog's titles and the logged signals from the store, fit
+(in a worker thread), write every profile's precomputed list and the serving artifact. ``marquee train`` runs it
+once; the service runs it at start and every ``training.interval`` seconds.
+
+The catalog's titles are read from its keyspace directly (a batch reader of the store, like a warehouse job);
+the demo audience maps MovieLens items to the demo titles through the ``source`` the demo import recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from ml.data import Dataset, Event, Item, maturity_level, movielens_dataset
+from ml.models import Cancelled
+from ml.train import Result, fit
+from services.catalog.demo import SOURCE as DEMO_SOURCE
+from services.catalog.schema import BUCKETS as TITLE_BUCKETS
+from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
+from services.catalog.schema import TITLES, TITLES_BY_BUCKET
+from services.common import movielens
+from services.common.ids import now_micros
+from services.common.store.port import MAX_QUERY_LIMIT, PagingState, Row, Store
+from services.common.store.schema import Table
+from services.recommendations.config import TrainingConfig
+from services.recommendations.schema import BUCKETS, CURRENT, INTERACTIONS, LISTS, MODELS, PROFILES, SCHEMA
+
+log = logging.getLogger("marquee.recommendations")
+
+
+async def _all(store: Store, table: Table, partition: dict[str, object]) -> list[Row]:
+    rows: list[Row] = []
+    after: PagingState | None = None
+    while True:
+        page = await store.query(table, partition, limit=MAX_QUERY_LIMIT, after=after)
+        rows += page.rows
+        if page.next is None:
+            return rows
+        after = page.next
+
+
+def item_of(row: Row) -> Item:
+    return Item(
+        row["title_id"],
+        row["display_name"],
+        tuple(row.get("genres") or ()),
+        row.get("release_year") or None,
+        maturity_level(row.get("maturity_rating") or ""),
+        tuple(row.get("licensed_regions") or ()),
+    )
+
+
+async def catalog_items(store: Store) -> tuple[tuple[Item, ...], dict[int, str]]:
+    """Every catalog title as an item (sorted by id), and the demo titles' MovieLens item ids."""
+    ids: list[str] = []
+    for bucket in range(TITLE_BUCKETS):
+        ids += [r["title_id"] for r in await _all(store, TITLES_BY_BUCKET, {"bucket": bucket})]
+    rows = [r for r in await asyncio.gather(*(store.get(TITLES, {"title_id": i}) for i in sorted(ids))) if r]
+    demo: dict[int, str] = {}
+    for r in rows:
+        source = r.get("source") or ""
+        if source.startswith(f"{DEMO_SOURCE}:"):
+            demo[int(source.split(":", 1)[1])] = r["title_id"]
+    return tuple(item_of(r) for r in rows), demo
+
+
+async def profile_events(store: Store) -> list[Event]:
+    events: list[Event] = []
+    for bucket in range(BUCKETS):
+        for p in await _all(store, PROFILES, {"bucket": bucket}):
+            for r in await _all(store, INTERACTIONS, {"profile_id": p["profile_id"]}):
+                events.append(
+                    Event(p["profile_id"], r["title_id"], r["event_time"] // 1_000_000, r["positive"], r["region"])
+                )
+    return events
+
+
+async def load_dataset(store: Store, demo_audience: bool) -> tuple[Dataset, list[str]]:
+    """The training data and the profiles to precompute for."""
+    items, demo_ids = await catalog_items(store)
+    events = await profile_events(store)
+    profiles = sorted({e.user for e in events})
+    data = Dataset(items, tuple(events))
+    if demo_audience and demo_ids:
+        audience = movielens_dataset(await asyncio.to_thread(movielens.load), demo_ids)
+        known = set(data.index)
+        # replayed as if its last rating were an hour ago, so that trending reflects the audience
+        shift = now_micros() // 1_000_000 - 3600 - max(e.time for e in audience.events)
+        data = data.merged(dataclasses.replace(e, time=e.time + shift) for e in audience.events if e.item in known)
+    return data, profiles
+
+
+@dataclass(frozen=True)
+class Outcome:
+    version: str
+    summary: dict[str, object]
+    seconds: float
+
+
+async def write(store: Store, result: Result) -> None:
+    version = result.artifact.version
+    for profile_id, picks in result.lists.items():
+        rows = [
+            {
+                "profile_id": profile_id,
+                "rank": rank,
+                "title_id": p.title_id,
+                "score": p.score,
+                "reason": p.reason,
+                "source_title": p.source_title,
+                "version": version,
+            }
+            for rank, p in enumerate(picks)
+        ]
+        await store.insert_many(LISTS, rows)
+        tail = await store.query(LISTS, {"profile_id": profile_id}, limit=MAX_QUERY_LIMIT, min_value=len(picks))
+        for r in tail.rows:  # a shorter list than last time: drop the old tail
+            await store.delete(LISTS, {"profile_id": profile_id, "rank": r["rank"]})
+    await store.insert(
+        MODELS,
+        {
+            "name": CURRENT,
+            "version": version,
+            "trained_time": now_micros(),
+            "summary": result.summary,
+            "artifact": result.artifact.to_bytes(),
+        },
+    )
+
+
+async def train(store: Store, config: TrainingConfig) -> Outcome | None:
+    """One training run; None when there is nothing to train on (no titles, or no interactions at all).
+    Cancelling the calling task stops the worker thread at its next step."""
+    await store.migrate(CATALOG_SCHEMA)  # read-only here: it tells the store the catalog's tables
+    await store.migrate(SCHEMA)
+    started = time.perf_counter()
+    data, profiles = await load_dataset(store, config.demo_audience)
+    if not data.items or not data.events:
+        log.info("recommendations: nothing to train on yet (%d titles, %d events)", len(data.items), len(data.events))
+        return None
+    stop = threading.Event()
+    work = asyncio.ensure_future(
+        asyncio.to_thread(
+            fit, data, profiles, seed=config.seed, list_size=config.list_size, epochs=config.lightfm_epochs, stop=stop
+        )
+    )
+    try:
+        result = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(Cancelled):
+            await work
+        raise
+    await write(store, result)
+    seconds = time.perf_counter() - started
+    log.info("recommendations: trained %s in %.1f s: %s", result.artifact.version, seconds, result.summary)
+    return Outcome(result.artifact.version, result.summary, seconds)

@@ -1,0 +1,112 @@
+"""RecommendationService on loopback over a trained model: the MovieLens demo catalog, the demo audience, and a
+profile ("p-fan") that finished four family animations. Training runs once per session into a template database
+that every test copies."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from marquee.v1 import common_pb2, recommendations_pb2_grpc
+from services.catalog.importer import import_demo_catalog
+from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
+from services.catalog.schema import TITLES
+from services.common.bus.memory import InMemoryBus
+from services.common.config import ServerConfig
+from services.common.deps import Dependencies
+from services.common.ids import now_micros
+from services.common.movielens import load
+from services.common.paging import PageTokens
+from services.common.ratelimit import InMemoryRateLimiter
+from services.common.store.sqlite import SqliteStore
+from services.recommendations.config import RecommendationsConfig, TrainingConfig
+from services.recommendations.schema import SCHEMA
+from services.recommendations.server import Models, create_server
+from services.recommendations.signals import Signals
+from services.recommendations.training import train
+from tests.catalog.conftest import AUTH, MEDIA_IDS, TOKENS, bearer
+
+FAN = "p-fan"
+WATCHED = ("Toy Story", "Aladdin", "The Lion King", "Beauty and the Beast")
+TRAINING = TrainingConfig(seed=7, lightfm_epochs=(10,), at_start=False, interval=0)
+
+
+def token(profile: str, maturity: int = common_pb2.MATURITY_RATING_ADULT, account: str = "acct-1") -> Any:
+    return bearer(TOKENS.issue(account, profile_id=profile, max_maturity=maturity).token)
+
+
+def parent(profile: str, account: str = "acct-1") -> str:
+    return f"accounts/{account}/profiles/{profile}"
+
+
+async def title_ids(store: SqliteStore, names: tuple[str, ...]) -> dict[str, str]:
+    from services.recommendations.training import catalog_items
+
+    items, _ = await catalog_items(store)
+    found: dict[str, str] = {}
+    for it in items:
+        if it.name in names and it.name not in found:
+            found[it.name] = it.id
+    assert set(found) == set(names), f"demo titles missing: {set(names) - set(found)}"
+    return found
+
+
+async def _build(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.migrate(CATALOG_SCHEMA)
+    await store.migrate(SCHEMA)
+    await import_demo_catalog(store, MEDIA_IDS, load())
+    ids = await title_ids(store, WATCHED)
+    signals = Signals(store)
+    start = now_micros() - 3_600_000_000
+    for n, name in enumerate(WATCHED):
+        await signals.record(FAN, ids[name], positive=True, kind="finished", time=start + n, region="GB")
+    assert await train(store, TRAINING) is not None
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+def trained_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("recs") / "template.db"
+    asyncio.run(_build(path))
+    return path
+
+
+@dataclass
+class Recs:
+    stub: Any
+    store: SqliteStore
+    bus: InMemoryBus
+    models: Models
+
+    async def title(self, name: str) -> str:
+        return (await title_ids(self.store, (name,)))[name]
+
+    async def maturity(self, title_id: str) -> int:
+        row = await self.store.get(TITLES, {"title_id": title_id})
+        assert row is not None
+        return common_pb2.MaturityRating.Value(row["maturity_rating"])
+
+
+@pytest.fixture
+async def recs(tmp_path: Path, trained_db: Path) -> AsyncIterator[Recs]:
+    db = tmp_path / "recs.db"
+    shutil.copy(trained_db, db)
+    store = SqliteStore(db)
+    bus = InMemoryBus()
+    deps = Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"recs-pages"))
+    config = RecommendationsConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1), training=TRAINING)
+    server, port, models = await create_server(config, deps)
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield Recs(recommendations_pb2_grpc.RecommendationServiceStub(channel), store, bus, models)
+    await server.stop()
+    await bus.close()
+    await store.close()
