@@ -140,6 +140,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_EDGE_NOT_FOUND: _ErrorReason.ValueType  # 25
     ERROR_REASON_NO_PATHWAY: _ErrorReason.ValueType  # 26
     """No edge, shield or origin can serve the session now."""
+    ERROR_REASON_MODEL_NOT_READY: _ErrorReason.ValueType  # 27
+    """The recommendation model has not been trained yet; retry shortly."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -191,4 +193,6 @@ ERROR_REASON_SOURCE_INVALID: ErrorReason.ValueType  # 24
 ERROR_REASON_EDGE_NOT_FOUND: ErrorReason.ValueType  # 25
 ERROR_REASON_NO_PATHWAY: ErrorReason.ValueType  # 26
 """No edge, shield or origin can serve the session now."""
+ERROR_REASON_MODEL_NOT_READY: ErrorReason.ValueType  # 27
+"""The recommendation model has not been trained yet; retry shortly."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
