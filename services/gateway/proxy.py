@@ -238,7 +238,7 @@ class GrpcWebProxy:
                 f"request body of {declared} bytes is larger than the limit of {self.limits.max_request_bytes} bytes",
             )
 
-        metadata = request_metadata(request.headers, address, forwarded)
+        metadata = request_metadata(request.headers, request.remote or "unknown", forwarded)
         outcome.request_id = exchange.request_id = new_request_id(request.headers.get("x-request-id"))
         if request.headers.get("x-request-id") != outcome.request_id:
             metadata = [(k, v) for k, v in metadata if k != "x-request-id"] + [("x-request-id", outcome.request_id)]
