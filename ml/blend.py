@@ -91,7 +91,9 @@ def masked_scores(model: Linear, split: Split) -> np.ndarray:
 
 
 def fit_weights(scores: Sequence[np.ndarray], split: Split, passes: int = 2) -> tuple[float, ...]:
-    """Coordinate ascent over :data:`GRID` for each model's weight (the first model's weight stays 1)."""
+    """The first model's weight stays 1; the next two (the strongest, item-item models) are searched together
+    over :data:`GRID` x :data:`GRID`, which coordinate ascent alone can miss; then coordinate ascent over every
+    other weight."""
     users = np.array([u for u, t in enumerate(split.test) if t])
     parts = [s[users] for s in scores]
     weights = [1.0] + [0.0] * (len(parts) - 1)
@@ -102,6 +104,12 @@ def fit_weights(scores: Sequence[np.ndarray], split: Split, passes: int = 2) -> 
         return ndcg_at_k(top, [split.test[u] for u in users], 10)
 
     best = value(weights)
+    for a in GRID:
+        for b in GRID if len(parts) > 2 else (0.0,):
+            trial = [1.0, a, b, *weights[3:]][: len(parts)]
+            v = value(trial)
+            if v > best + 1e-9:
+                best, weights = v, trial
     for _ in range(passes):
         for m in range(1, len(parts)):
             for w in GRID:
@@ -127,7 +135,7 @@ def train_hybrid(
     stop: threading.Event | None = None,
 ) -> Trained:
     """Validate on the latest fifth of the training data, then refit everything on all of it."""
-    inner_data = Dataset(data.items, split.train_events)
+    inner_data = data.with_events(split.train_events)
     inner = temporal_split(inner_data)
     best: tuple[float, int, tuple[float, ...]] | None = None
     for epochs in epochs_grid:

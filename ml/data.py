@@ -19,6 +19,7 @@ from marquee.v1 import common_pb2
 from services.common.movielens import MovieLens
 
 TEST_SHARE = 0.2
+CAST_FEATURES = 3  # leading cast members that become item features
 STRICTEST = common_pb2.MATURITY_RATING_ADULT
 
 
@@ -38,6 +39,7 @@ class Item:
     year: int | None = None
     maturity: int = common_pb2.MATURITY_RATING_ALL  # a MaturityRating value
     regions: tuple[str, ...] = ()  # licensed regions; empty = everywhere
+    cast: tuple[str, ...] = ()  # leading cast, billing order
 
     def features(self) -> list[str]:
         """Content features shared across items (LightFM's item features besides the item's own identity)."""
@@ -45,6 +47,7 @@ class Item:
         if self.year:
             out.append(f"decade:{min(max(self.year, 1920), 2020) // 10 * 10}")
         out.append(f"maturity:{self.maturity}")
+        out += [f"cast:{name}" for name in self.cast[:CAST_FEATURES]]
         return out
 
 
@@ -61,6 +64,8 @@ class Event:
 class Dataset:
     items: tuple[Item, ...]
     events: tuple[Event, ...]
+    # profile features per user (LightFM's user features besides the user's identity)
+    profiles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,8 +74,14 @@ class Dataset:
     def users(self) -> list[str]:
         return sorted({e.user for e in self.events})
 
-    def merged(self, events: Iterable[Event]) -> Dataset:
-        return Dataset(self.items, self.events + tuple(events))
+    def merged(self, other: Dataset) -> Dataset:
+        """These items with both data sets' events and profile features."""
+        known = set(self.index)
+        events = tuple(e for e in other.events if e.item in known)
+        return Dataset(self.items, self.events + events, {**self.profiles, **other.profiles})
+
+    def with_events(self, events: Iterable[Event]) -> Dataset:
+        return Dataset(self.items, tuple(events), self.profiles)
 
 
 def movielens_dataset(data: MovieLens, ids: Mapping[int, str] | None = None, region: str = "US") -> Dataset:
@@ -85,7 +96,15 @@ def movielens_dataset(data: MovieLens, ids: Mapping[int, str] | None = None, reg
         Item(item_id(m.item_id), m.title, m.genres, m.year) for m in sorted(data.movies, key=lambda m: m.item_id)
     )
     events = tuple(Event(f"movielens-{r.user_id}", item_id(r.item_id), r.timestamp, True, region) for r in data.ratings)
-    return Dataset(items, events)
+    profiles = {
+        f"movielens-{u.user_id}": (
+            f"age:{min(u.age, 69) // 10 * 10}",
+            f"gender:{u.gender}",
+            f"occupation:{u.occupation}",
+        )
+        for u in data.users
+    }
+    return Dataset(items, events, profiles)
 
 
 @dataclass(frozen=True)

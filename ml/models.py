@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ml.data import Dataset, Event, Item, Matrix
+from ml.data import Dataset, Event, Matrix
 
 GLOBAL_REGION = ""
 
@@ -155,23 +155,30 @@ def ease(train: Matrix, reg: float = 500.0) -> ItemItem:
     return ItemItem("EASE", np.ascontiguousarray(b.T, dtype=np.float32))
 
 
-def item_features(data: Dataset) -> tuple[sp.csr_matrix, tuple[str, ...]]:
-    """Identity plus content features per item, each row normalised to unit sum (LightFM's recommendation), and
-    the content features' names (columns after the identities)."""
+def feature_matrix(
+    features: Sequence[Sequence[str]], identity: float | None = None
+) -> tuple[sp.csr_matrix, tuple[str, ...]]:
+    """Identity plus the named features per row, each row summing to one (LightFM's recommendation): equal
+    weights, or ``identity`` for the identity and the rest shared by the features; and the features' names (the
+    columns after the identities)."""
     vocabulary: dict[str, int] = {}
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
-    n = len(data.items)
-    for i, item in enumerate(data.items):
-        feats = item.features()
-        weight = 1.0 / (1 + len(feats))
+    n = len(features)
+    for i, feats in enumerate(features):
         columns = [i] + [n + vocabulary.setdefault(f, len(vocabulary)) for f in feats]
+        own = 1.0 / (1 + len(feats)) if identity is None or not feats else identity
         rows += [i] * len(columns)
         cols += columns
-        vals += [weight] * len(columns)
+        vals += [own] + [(1.0 - own) / len(feats)] * len(feats) if feats else [1.0]
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n, n + len(vocabulary)), dtype=np.float32)
     return matrix, tuple(vocabulary)
+
+
+# A profile's own embedding carries most of its representation; its features (age, region...) share the rest, so
+# that they help sparse profiles without blurring users with long histories.
+USER_IDENTITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -208,13 +215,14 @@ def lightfm(
         max_sampled=params.max_sampled,
         random_state=np.random.RandomState(seed),
     )
-    features, names = item_features(data)
+    features, names = feature_matrix([item.features() for item in data.items])
+    user_features, _ = feature_matrix([data.profiles.get(u, ()) for u in train.users], USER_IDENTITY)
     interactions = sp.coo_matrix(train.positives)
     for _ in range(params.epochs):
         check(stop)
-        model.fit_partial(interactions, item_features=features, epochs=1, num_threads=1)
+        model.fit_partial(interactions, user_features=user_features, item_features=features, epochs=1, num_threads=1)
     biases, embeddings = model.get_item_representations(features)
-    _, users = model.get_user_representations()
+    _, users = model.get_user_representations(user_features)
     rows = np.hstack([embeddings, biases.reshape(-1, 1)]).astype(np.float32)
     content = np.asarray(model.item_embeddings[len(data.items) :], dtype=np.float32)
     return Factors(
@@ -224,12 +232,3 @@ def lightfm(
         names,
         np.ascontiguousarray(content),
     )
-
-
-def embed_from_features(model: Factors, item: Item) -> np.ndarray:
-    """A new title's embedding from its content features (what LightFM gives an item without its identity)."""
-    index = {name: i for i, name in enumerate(model.feature_names)}
-    picked = [index[f] for f in item.features() if f in index]
-    if not picked:
-        return np.zeros(model.feature_vectors.shape[1], dtype=np.float32)
-    return np.asarray(model.feature_vectors[picked].mean(axis=0), dtype=np.float32)

@@ -52,6 +52,7 @@ def item_of(row: Row) -> Item:
         row.get("release_year") or None,
         maturity_level(row.get("maturity_rating") or ""),
         tuple(row.get("licensed_regions") or ()),
+        tuple(p["display_name"] for p in row.get("cast") or () if p.get("display_name")),
     )
 
 
@@ -80,18 +81,26 @@ async def profile_events(store: Store) -> list[Event]:
     return events
 
 
+def profile_features(events: list[Event]) -> dict[str, tuple[str, ...]]:
+    """What the batch job knows of a profile beyond its history: the region it last watched in."""
+    latest: dict[str, tuple[int, str]] = {}
+    for e in events:
+        if e.region and e.time >= latest.get(e.user, (-1, ""))[0]:
+            latest[e.user] = (e.time, e.region)
+    return {user: (f"region:{region}",) for user, (_, region) in latest.items()}
+
+
 async def load_dataset(store: Store, demo_audience: bool) -> tuple[Dataset, list[str]]:
     """The training data and the profiles to precompute for."""
     items, demo_ids = await catalog_items(store)
     events = await profile_events(store)
     profiles = sorted({e.user for e in events})
-    data = Dataset(items, tuple(events))
+    data = Dataset(items, tuple(events), profile_features(events))
     if demo_audience and demo_ids:
         audience = movielens_dataset(await asyncio.to_thread(movielens.load), demo_ids)
-        known = set(data.index)
         # replayed as if its last rating were an hour ago, so that trending reflects the audience
         shift = now_micros() // 1_000_000 - 3600 - max(e.time for e in audience.events)
-        data = data.merged(dataclasses.replace(e, time=e.time + shift) for e in audience.events if e.item in known)
+        data = data.merged(audience.with_events(dataclasses.replace(e, time=e.time + shift) for e in audience.events))
     return data, profiles
 
 

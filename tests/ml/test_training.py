@@ -17,7 +17,7 @@ from services.common.movielens import load
 def small() -> Dataset:
     """A third of MovieLens' users: enough to train on, quick to train."""
     data = movielens_dataset(load())
-    return Dataset(data.items, tuple(e for e in data.events if int(e.user.split("-")[1]) % 3 == 0))
+    return data.with_events(e for e in data.events if int(e.user.split("-")[1]) % 3 == 0)
 
 
 def test_the_same_seed_gives_the_same_model_and_lists(small: Dataset) -> None:

@@ -187,3 +187,10 @@ async def test_no_token_is_unauthenticated(recs: Recs) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await recs.stub.GetRecommendations(pb.GetRecommendationsRequest(parent=parent(FAN), row=TOP))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_model_uses_content_features_of_the_catalog(recs: Recs) -> None:
+    model = recs.models.model
+    assert model is not None
+    kinds = {name.split(":", 1)[0] for name in model.artifact.feature_names}
+    assert kinds == {"genre", "decade", "maturity", "cast"}
