@@ -15,11 +15,12 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from google.rpc import error_details_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from services.gateway.routes import Routes
 from tests.gateway import grpcweb
 from tests.gateway.conftest import PROBE, Running, config, ok, start_gateway
-from tests.gateway.probe import SERVICE, register_descriptors, start_probe
+from tests.gateway.probe import ACTIVE_STREAMS, SERVICE, register_descriptors, start_probe
 
 ECHO = f"{PROBE}/Echo"
 MESSAGE = wrappers_pb2.BytesValue(value=b"payload").SerializeToString()
@@ -203,6 +204,57 @@ async def test_backend_down_is_unavailable_naming_the_service() -> None:
                 await asyncio.sleep(0.2)
         finally:
             await server.stop(0)
+
+
+async def test_a_client_leaving_mid_stream_cancels_the_backend_call(gw: Running) -> None:
+    before = REGISTRY.get_sample_value("marquee_gateway_in_flight")
+    count = wrappers_pb2.Int32Value(value=1000).SerializeToString()
+    response = await gw.session.post(
+        f"{gw.url}{PROBE}/Count",
+        data=grpcweb.frame(count),
+        headers={"content-type": grpcweb.BINARY, "x-delay-ms": "20"},
+    )
+    await response.content.readexactly(5)  # the first message is flowing
+    assert ACTIVE_STREAMS
+    response.close()
+    deadline = time.monotonic() + 5
+    while ACTIVE_STREAMS or REGISTRY.get_sample_value("marquee_gateway_in_flight") != before:
+        assert time.monotonic() < deadline, "the backend stream outlived its client"
+        await asyncio.sleep(0.05)
+    labels = {"grpc_service": SERVICE, "grpc_method": "Count", "grpc_code": "CANCELLED", "mode": "binary"}
+    assert (REGISTRY.get_sample_value("marquee_gateway_requests_total", labels) or 0) >= 1
+    await _still_serving(gw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "hang_up"),
+    [
+        # promises 100 bytes, sends 3, hangs up
+        (b"Content-Length: 100\r\n\r\n\x00\x00\x00", True),
+        # a client stream cut off mid-body
+        (b"Transfer-Encoding: chunked\r\n\r\n5\r\n\x00\x00\x00\x00\x02\r\n", True),
+        # broken chunked encoding: answered, with a status
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnonsense\r\n0\r\n\r\n", False),
+    ],
+    ids=["short-body", "cut-stream", "bad-chunking"],
+)
+async def test_broken_http_bodies(gw: Running, raw: bytes, hang_up: bool) -> None:
+    for method in ("Echo", "Collect"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+        head = f"POST {PROBE}/{method} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\n"
+        writer.write(head.encode() + raw)
+        await writer.drain()
+        if not hang_up:
+            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+            status_line, _, rest = answer.partition(b"\r\n")
+            # aiohttp refuses the message itself (400), or the gateway answers INTERNAL: never a 500
+            assert status_line.split(b" ")[1] == b"400" or (
+                status_line.startswith(b"HTTP/1.1 200") and b"grpc-status: 13" in rest
+            ), answer
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    await _still_serving(gw)
 
 
 async def test_unknown_service_in_the_routing_table_is_a_configuration_error() -> None:
