@@ -143,6 +143,7 @@ class GrpcWebProxy:
         self.trust_forwarded_for = trust_forwarded_for
         self._rate = Rate(limit=limits.requests_per_second, period=1.0, burst=limits.burst)
         self._in_flight = 0
+        self.shutting_down = False  # set when the gateway cancels the calls still open at shutdown
 
     def client_address(self, request: web.Request) -> tuple[str, str | None]:
         """(the client's address, the incoming x-forwarded-for chain when trusted)."""
@@ -391,10 +392,12 @@ class GrpcWebProxy:
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the backend answered"
             ) from None
         except asyncio.CancelledError:
-            if not failure:
-                call.cancel()
-                raise
-            raise failure[0] from None
+            if failure:
+                raise failure[0] from None
+            if self._cut_at_shutdown():
+                raise _SHUTTING_DOWN from None
+            call.cancel()
+            raise
         if response is not None:
             await exchange.start(await call.initial_metadata())
             await self._forward(exchange, response, outcome)
@@ -409,6 +412,7 @@ class GrpcWebProxy:
         failure: list[ProtocolError] | None = None,
     ) -> web.StreamResponse:
         headers = asyncio.ensure_future(call.initial_metadata())
+        read: asyncio.Future[Any] | None = None
         try:
             while True:
                 read = asyncio.ensure_future(call.read())
@@ -427,19 +431,29 @@ class GrpcWebProxy:
                     await exchange.start(await call.initial_metadata())
                 await self._forward(exchange, message, outcome)
         except asyncio.CancelledError:
-            if not failure:
+            if failure:
+                error = failure[0]
+            elif self._cut_at_shutdown():
+                error = _SHUTTING_DOWN
+            else:
                 call.cancel()
                 raise
             if exchange.started:
-                return await exchange.finish(status_trailers(failure[0].code, failure[0].message))
-            raise failure[0] from None
+                return await exchange.finish(status_trailers(error.code, error.message))
+            raise error from None
         except ConnectionResetError:
             call.cancel()
             raise
         finally:
-            if not headers.done():
-                headers.cancel()
+            for pending in (headers, read):
+                if pending is not None and not pending.done():
+                    pending.cancel()
         return await self._end(call, route, exchange, outcome)
+
+    def _cut_at_shutdown(self) -> bool:
+        """The call was cancelled because the gateway is stopping (not because this request's task was)."""
+        task = asyncio.current_task()
+        return self.shutting_down and (task is None or task.cancelling() == 0)
 
     async def _forward(self, exchange: _Exchange, message: bytes, outcome: _Outcome) -> None:
         outcome.messages_out += 1
@@ -499,6 +513,9 @@ class _RateLimited(ProtocolError):
             f"too many requests from this address: retry in {max(retry_after, 0.001):.3f} s",
         )
         self.retry_after = retry_after
+
+
+_SHUTTING_DOWN = ProtocolError(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down; retry")
 
 
 def _retry_details(exc: ProtocolError) -> list[tuple[str, MetadataValue]]:
