@@ -231,11 +231,10 @@ class GrpcWebProxy:
         timeout_header = request.headers.get("grpc-timeout")
         timeout = parse_timeout(timeout_header) if timeout_header is not None else None
         # the client's deadline goes to the backend; without one, the gateway still waits no longer than
-        # default_timeout for a unary answer (and the request body), without imposing a deadline on the backend
+        # default_timeout for a unary request's body and a unary answer, without imposing a deadline on the backend
         deadline = None if timeout is None else arrived + timeout
-        guard = deadline
-        if guard is None and not m.server_streaming:
-            guard = arrived + self.limits.default_timeout
+        read_guard = deadline or arrived + self.limits.default_timeout
+        guard = deadline if deadline is not None or m.server_streaming else read_guard
 
         encoding = request.headers.get("grpc-encoding", "identity").strip().lower() or "identity"
         if encoding not in SUPPORTED_ENCODINGS:
@@ -260,7 +259,7 @@ class GrpcWebProxy:
 
         if m.client_streaming:
             return await self._call_streaming_request(route, messages, metadata, deadline, guard, exchange, outcome)
-        single = await self._single_message(messages, guard, m.path)
+        single = await self._single_message(messages, read_guard, m.path)
         call = route.callable(single, timeout=_remaining(deadline), metadata=grpc.aio.Metadata(*metadata))
         if m.server_streaming:
             return await self._stream_response(call, route, exchange, outcome)

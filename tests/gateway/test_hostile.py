@@ -281,3 +281,22 @@ async def test_any_body_gets_a_status_and_the_gateway_keeps_serving(
         (frame_flags, length) = struct.unpack_from(">BI", raw) if len(raw) >= 5 else (None, None)
         assert frame_flags == 0 and length is not None
     await _still_serving(gw)
+
+
+async def test_a_slow_request_body_is_cut_at_the_gateway_limit(probe: str) -> None:
+    async with start_gateway(config(default_timeout=0.3), {SERVICE: probe}) as gw:
+        for method in ("Echo", "Count"):  # unary and server-streaming: one request message, read whole
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+            writer.write(
+                f"POST {PROBE}/{method} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\n"
+                "Content-Length: 100\r\n\r\n".encode()
+                + b"\x00\x00"
+            )
+            await writer.drain()
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+            assert time.monotonic() - started < 2
+            assert b"HTTP/1.1 200" in answer and b"grpc-status: 4" in answer, answer
+            writer.close()
+            await writer.wait_closed()
+        await _still_serving(gw)
