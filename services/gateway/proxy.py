@@ -179,6 +179,7 @@ class GrpcWebProxy:
             try:
                 return await self._proxy(request, route, exchange, outcome)
             except ProtocolError as exc:
+                metrics.REFUSED.labels(exc.reason).inc()
                 outcome.code, outcome.message = exc.code, exc.message
                 if exchange.started:
                     return await exchange.finish(status_trailers(exc.code, exc.message))
@@ -213,19 +214,19 @@ class GrpcWebProxy:
     ) -> web.StreamResponse:
         arrived = time.monotonic()
         if self.cors.forbidden(request):
-            metrics.REFUSED.labels("origin").inc()
-            raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, "this origin may not call the gateway (CORS)")
+            raise ProtocolError(
+                grpc.StatusCode.PERMISSION_DENIED, "this origin may not call the gateway (CORS)", "origin"
+            )
         address, forwarded = self.client_address(request)
         admitted = await self.limiter.hit(f"gateway:{address}", self._rate)
         if not admitted.allowed:
-            metrics.REFUSED.labels("rate_limit").inc()
             raise _RateLimited(admitted.retry_after)
         if self._in_flight > self.limits.max_in_flight:
-            metrics.REFUSED.labels("in_flight").inc()
-            raise ProtocolError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of RPCs in flight")
+            raise ProtocolError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of RPCs in flight", "in_flight"
+            )
         if route is None:
-            metrics.REFUSED.labels("no_route").inc()
-            raise ProtocolError(grpc.StatusCode.UNIMPLEMENTED, self._no_route(request.path))
+            raise ProtocolError(grpc.StatusCode.UNIMPLEMENTED, self._no_route(request.path), "no_route")
         m = route.method
 
         timeout_header = request.headers.get("grpc-timeout")
@@ -238,14 +239,13 @@ class GrpcWebProxy:
 
         encoding = request.headers.get("grpc-encoding", "identity").strip().lower() or "identity"
         if encoding not in SUPPORTED_ENCODINGS:
-            metrics.REFUSED.labels("encoding").inc()
             raise ProtocolError(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"grpc-encoding {encoding[:32]!r} is not supported (supported: {ACCEPT_ENCODING})",
+                "encoding",
             )
         declared = request.content_length
         if declared is not None and declared > self.limits.max_request_bytes:
-            metrics.REFUSED.labels("too_large").inc()
             raise ProtocolError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request body of {declared} bytes is larger than the limit of {self.limits.max_request_bytes} bytes",
@@ -284,7 +284,6 @@ class GrpcWebProxy:
         async for chunk in _body(request):
             received += len(chunk)
             if received > self.limits.max_request_bytes:
-                metrics.REFUSED.labels("too_large").inc()
                 raise ProtocolError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"request body is larger than the limit of {self.limits.max_request_bytes} bytes",
@@ -295,19 +294,14 @@ class GrpcWebProxy:
                 metrics.MESSAGES.labels("request").inc()
                 metrics.MESSAGE_BYTES.labels("request").inc(len(payload))
                 yield payload
-        try:
-            if decoder:
-                decoder.finish()
-            reader.finish()
-        except ProtocolError:
-            metrics.REFUSED.labels("malformed").inc()
-            raise
+        if decoder:
+            decoder.finish()
+        reader.finish()
 
     def _payload(self, f: Frame, encoding: str) -> bytes:
         if not f.compressed:
             return f.payload
         if encoding == "identity":
-            metrics.REFUSED.labels("malformed").inc()
             raise ProtocolError(
                 grpc.StatusCode.INTERNAL,
                 "malformed request: a message is marked compressed but grpc-encoding is identity",
@@ -322,12 +316,14 @@ class GrpcWebProxy:
                 received = [m async for m in messages]
         except TimeoutError:
             raise ProtocolError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while reading the request"
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while reading the request", "deadline"
             ) from None
         if len(received) != 1:
             # a cardinality violation: what gRPC answers with UNIMPLEMENTED
             raise ProtocolError(
-                grpc.StatusCode.UNIMPLEMENTED, f"{path} takes exactly one request message; got {len(received)}"
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{path} takes exactly one request message; got {len(received)}",
+                "cardinality",
             )
         return received[0]
 
@@ -356,7 +352,7 @@ class GrpcWebProxy:
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 pass  # the call already ended (the backend answered early): its status is the answer
             except ConnectionResetError:
-                failure.append(ProtocolError(grpc.StatusCode.CANCELLED, "the client went away"))
+                failure.append(ProtocolError(grpc.StatusCode.CANCELLED, "the client went away", "cancelled"))
                 call.cancel()
 
         pumping = asyncio.create_task(pump())
@@ -388,7 +384,7 @@ class GrpcWebProxy:
         except TimeoutError:
             call.cancel()
             raise ProtocolError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the backend answered"
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the backend answered", "deadline"
             ) from None
         except asyncio.CancelledError:
             if failure:
@@ -438,6 +434,8 @@ class GrpcWebProxy:
                 call.cancel()
                 raise
             if exchange.started:
+                metrics.REFUSED.labels(error.reason).inc()
+                outcome.code, outcome.message = error.code, error.message
                 return await exchange.finish(status_trailers(error.code, error.message))
             raise error from None
         except ConnectionResetError:
@@ -510,11 +508,12 @@ class _RateLimited(ProtocolError):
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many requests from this address: retry in {max(retry_after, 0.001):.3f} s",
+            "rate_limit",
         )
         self.retry_after = retry_after
 
 
-_SHUTTING_DOWN = ProtocolError(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down; retry")
+_SHUTTING_DOWN = ProtocolError(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down; retry", "shutdown")
 
 
 def _retry_details(exc: ProtocolError) -> list[tuple[str, MetadataValue]]:
@@ -543,7 +542,9 @@ def _remaining(deadline: float | None) -> float | None:
         return None
     remaining = backend_timeout(deadline - time.monotonic())
     if remaining <= 0:
-        raise ProtocolError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call could start")
+        raise ProtocolError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call could start", "deadline"
+        )
     return remaining
 
 

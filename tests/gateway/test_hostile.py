@@ -300,3 +300,18 @@ async def test_a_slow_request_body_is_cut_at_the_gateway_limit(probe: str) -> No
             writer.close()
             await writer.wait_closed()
         await _still_serving(gw)
+
+
+async def test_refusals_are_counted_by_reason(gw: Running) -> None:
+    def refused(reason: str) -> float:
+        return REGISTRY.get_sample_value("marquee_gateway_refused_total", {"reason": reason}) or 0.0
+
+    reasons = ("malformed", "cardinality", "no_route", "content_type", "too_large")
+    before = {r: refused(r) for r in reasons}
+    await gw.call(ECHO, body=grpcweb.frame(MESSAGE)[:-1])
+    await gw.call(ECHO, body=grpcweb.frame(MESSAGE) * 2)
+    await gw.call("/no.such.Service/Method", [MESSAGE])
+    async with gw.session.post(f"{gw.url}{ECHO}", data=b"x", headers={"content-type": "text/plain"}) as r:
+        assert r.status == 415
+    await gw.call(ECHO, body=grpcweb.frame(b"x" * 10)[:5].replace(b"\x00\x00\x00\x0a", b"\x7f\xff\xff\xff"))
+    assert {r: refused(r) - before[r] for r in reasons} == dict.fromkeys(reasons, 1.0)
