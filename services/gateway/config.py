@@ -63,6 +63,9 @@ class GatewayConfig(Section):
         default_factory=lambda: ["/assets/"],
         description="URL prefixes of content-hashed files, cached for a year (Vite's assets directory)",
     )
+    grace_period: float = Field(
+        5.0, ge=0, description="seconds calls in flight get to finish on shutdown; open streams are then cut"
+    )
     trust_forwarded_for: bool = Field(
         False, description="take the client address from x-forwarded-for (only behind a trusted proxy)"
     )

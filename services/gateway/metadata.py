@@ -36,6 +36,7 @@ NOT_FORWARDED_PREFIXES = ("grpc-", "sec-", "access-control-", ":")
 NOT_RETURNED = HOP_BY_HOP | frozenset(
     {"content-type", "content-length", "content-encoding", "grpc-status", "grpc-message", "date", "server"}
 )
+NOT_RETURNED_PREFIXES = ("access-control-", ":")
 
 _KEY_RE = re.compile(r"^[0-9a-z_.-]+$")
 _ASCII_VALUE_RE = re.compile(r"^[\x20-\x7e]*$")
@@ -86,7 +87,7 @@ def http_pairs(metadata: Iterable[tuple[str, MetadataValue]] | None) -> list[tup
     out: list[tuple[str, str]] = []
     for key, value in metadata or ():
         name = key.lower()
-        if name in NOT_RETURNED:
+        if name in NOT_RETURNED or name.startswith(NOT_RETURNED_PREFIXES):
             continue
         if isinstance(value, bytes):
             out.append((name, encode_binary(value)))

@@ -28,7 +28,10 @@ async def start(runtime: Runtime) -> RunningService:
     config = config.model_copy(update={"http": http})
     known = marquee_services()  # also loads the descriptors the routes need
     routes = dict(config.routes) or await discover(runtime.addresses.values(), known)
-    log.info("gateway routes", extra={"routes": routes})
+    if routes:
+        log.info("gateway routes", extra={"routes": routes})
+    else:
+        log.warning("the gateway routes no service: no backend is running (see --only)")
     gateway, _ = await create_server(config, runtime.deps.rate_limiter, routes)
     return RunningService(
         name=NAME,

@@ -30,12 +30,14 @@ SUPPORTED_ENCODINGS = ("identity", "gzip")
 
 
 class ProtocolError(Exception):
-    """The request breaks the protocol or a limit; ``code`` is the gRPC status to answer with."""
+    """The request breaks the protocol or a limit; ``code`` is the gRPC status to answer with, ``reason`` what
+    the gateway's metrics count it as (by default: too_large for RESOURCE_EXHAUSTED, else malformed)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason or ("too_large" if code == grpc.StatusCode.RESOURCE_EXHAUSTED else "malformed")
 
 
 class Mode(Enum):

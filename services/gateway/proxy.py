@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from services.common.context import new_request_id
 from services.common.errors import ResourceExhausted
@@ -142,6 +143,7 @@ class GrpcWebProxy:
         self.trust_forwarded_for = trust_forwarded_for
         self._rate = Rate(limit=limits.requests_per_second, period=1.0, burst=limits.burst)
         self._in_flight = 0
+        self.shutting_down = False  # set when the gateway cancels the calls still open at shutdown
 
     def client_address(self, request: web.Request) -> tuple[str, str | None]:
         """(the client's address, the incoming x-forwarded-for chain when trusted)."""
@@ -174,12 +176,14 @@ class GrpcWebProxy:
         self._in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._proxy(request, route, exchange, outcome)
-        except ProtocolError as exc:
-            outcome.code, outcome.message = exc.code, exc.message
-            if exchange.started:
-                return await exchange.finish(status_trailers(exc.code, exc.message))
-            return exchange.trailers_only(status_trailers(exc.code, exc.message, _retry_details(exc)))
+            try:
+                return await self._proxy(request, route, exchange, outcome)
+            except ProtocolError as exc:
+                metrics.REFUSED.labels(exc.reason).inc()
+                outcome.code, outcome.message = exc.code, exc.message
+                if exchange.started:
+                    return await exchange.finish(status_trailers(exc.code, exc.message))
+                return exchange.trailers_only(status_trailers(exc.code, exc.message, _retry_details(exc)))
         except ConnectionResetError:
             # the client went away: nobody reads what is returned here
             outcome.code, outcome.message = grpc.StatusCode.CANCELLED, "the client went away"
@@ -187,6 +191,17 @@ class GrpcWebProxy:
         except asyncio.CancelledError:
             outcome.code, outcome.message = grpc.StatusCode.CANCELLED, "the client went away"
             raise
+        except Exception:
+            # a bug here must cost one request, never the gateway: the client gets INTERNAL with the request id
+            log.exception("unexpected error proxying %s", request.path[:128])
+            message = f"internal gateway error (request id {outcome.request_id})"
+            outcome.code, outcome.message = grpc.StatusCode.INTERNAL, message
+            trailers = status_trailers(grpc.StatusCode.INTERNAL, message)
+            if exchange.started:
+                with contextlib.suppress(Exception):
+                    return await exchange.finish(trailers)
+                return exchange.response or web.Response(status=500)
+            return exchange.trailers_only(trailers)
         finally:
             self._in_flight -= 1
             metrics.IN_FLIGHT.dec()
@@ -199,40 +214,38 @@ class GrpcWebProxy:
     ) -> web.StreamResponse:
         arrived = time.monotonic()
         if self.cors.forbidden(request):
-            metrics.REFUSED.labels("origin").inc()
-            raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, "this origin may not call the gateway (CORS)")
+            raise ProtocolError(
+                grpc.StatusCode.PERMISSION_DENIED, "this origin may not call the gateway (CORS)", "origin"
+            )
         address, forwarded = self.client_address(request)
         admitted = await self.limiter.hit(f"gateway:{address}", self._rate)
         if not admitted.allowed:
-            metrics.REFUSED.labels("rate_limit").inc()
             raise _RateLimited(admitted.retry_after)
         if self._in_flight > self.limits.max_in_flight:
-            metrics.REFUSED.labels("in_flight").inc()
-            raise ProtocolError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of RPCs in flight")
+            raise ProtocolError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of RPCs in flight", "in_flight"
+            )
         if route is None:
-            metrics.REFUSED.labels("no_route").inc()
-            raise ProtocolError(grpc.StatusCode.UNIMPLEMENTED, self._no_route(request.path))
+            raise ProtocolError(grpc.StatusCode.UNIMPLEMENTED, self._no_route(request.path), "no_route")
         m = route.method
 
         timeout_header = request.headers.get("grpc-timeout")
         timeout = parse_timeout(timeout_header) if timeout_header is not None else None
         # the client's deadline goes to the backend; without one, the gateway still waits no longer than
-        # default_timeout for a unary answer (and the request body), without imposing a deadline on the backend
+        # default_timeout for a unary request's body and a unary answer, without imposing a deadline on the backend
         deadline = None if timeout is None else arrived + timeout
-        guard = deadline
-        if guard is None and not m.server_streaming:
-            guard = arrived + self.limits.default_timeout
+        read_guard = deadline or arrived + self.limits.default_timeout
+        guard = deadline if deadline is not None or m.server_streaming else read_guard
 
         encoding = request.headers.get("grpc-encoding", "identity").strip().lower() or "identity"
         if encoding not in SUPPORTED_ENCODINGS:
-            metrics.REFUSED.labels("encoding").inc()
             raise ProtocolError(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"grpc-encoding {encoding[:32]!r} is not supported (supported: {ACCEPT_ENCODING})",
+                "encoding",
             )
         declared = request.content_length
         if declared is not None and declared > self.limits.max_request_bytes:
-            metrics.REFUSED.labels("too_large").inc()
             raise ProtocolError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request body of {declared} bytes is larger than the limit of {self.limits.max_request_bytes} bytes",
@@ -246,7 +259,7 @@ class GrpcWebProxy:
 
         if m.client_streaming:
             return await self._call_streaming_request(route, messages, metadata, deadline, guard, exchange, outcome)
-        single = await self._single_message(messages, guard, m.path)
+        single = await self._single_message(messages, read_guard, m.path)
         call = route.callable(single, timeout=_remaining(deadline), metadata=grpc.aio.Metadata(*metadata))
         if m.server_streaming:
             return await self._stream_response(call, route, exchange, outcome)
@@ -268,10 +281,9 @@ class GrpcWebProxy:
         reader = FrameReader(self.limits.max_message_bytes)
         decoder = Base64Decoder() if content_type.mode is Mode.TEXT else None
         received = 0
-        async for chunk in request.content.iter_any():
+        async for chunk in _body(request):
             received += len(chunk)
             if received > self.limits.max_request_bytes:
-                metrics.REFUSED.labels("too_large").inc()
                 raise ProtocolError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"request body is larger than the limit of {self.limits.max_request_bytes} bytes",
@@ -282,19 +294,14 @@ class GrpcWebProxy:
                 metrics.MESSAGES.labels("request").inc()
                 metrics.MESSAGE_BYTES.labels("request").inc(len(payload))
                 yield payload
-        try:
-            if decoder:
-                decoder.finish()
-            reader.finish()
-        except ProtocolError:
-            metrics.REFUSED.labels("malformed").inc()
-            raise
+        if decoder:
+            decoder.finish()
+        reader.finish()
 
     def _payload(self, f: Frame, encoding: str) -> bytes:
         if not f.compressed:
             return f.payload
         if encoding == "identity":
-            metrics.REFUSED.labels("malformed").inc()
             raise ProtocolError(
                 grpc.StatusCode.INTERNAL,
                 "malformed request: a message is marked compressed but grpc-encoding is identity",
@@ -309,12 +316,14 @@ class GrpcWebProxy:
                 received = [m async for m in messages]
         except TimeoutError:
             raise ProtocolError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while reading the request"
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while reading the request", "deadline"
             ) from None
         if len(received) != 1:
             # a cardinality violation: what gRPC answers with UNIMPLEMENTED
             raise ProtocolError(
-                grpc.StatusCode.UNIMPLEMENTED, f"{path} takes exactly one request message; got {len(received)}"
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{path} takes exactly one request message; got {len(received)}",
+                "cardinality",
             )
         return received[0]
 
@@ -342,6 +351,9 @@ class GrpcWebProxy:
                 call.cancel()
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 pass  # the call already ended (the backend answered early): its status is the answer
+            except ConnectionResetError:
+                failure.append(ProtocolError(grpc.StatusCode.CANCELLED, "the client went away", "cancelled"))
+                call.cancel()
 
         pumping = asyncio.create_task(pump())
         try:
@@ -372,13 +384,15 @@ class GrpcWebProxy:
         except TimeoutError:
             call.cancel()
             raise ProtocolError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the backend answered"
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the backend answered", "deadline"
             ) from None
         except asyncio.CancelledError:
-            if not failure:
-                call.cancel()
-                raise
-            raise failure[0] from None
+            if failure:
+                raise failure[0] from None
+            if self._cut_at_shutdown():
+                raise _SHUTTING_DOWN from None
+            call.cancel()
+            raise
         if response is not None:
             await exchange.start(await call.initial_metadata())
             await self._forward(exchange, response, outcome)
@@ -393,6 +407,7 @@ class GrpcWebProxy:
         failure: list[ProtocolError] | None = None,
     ) -> web.StreamResponse:
         headers = asyncio.ensure_future(call.initial_metadata())
+        read: asyncio.Future[Any] | None = None
         try:
             while True:
                 read = asyncio.ensure_future(call.read())
@@ -411,19 +426,31 @@ class GrpcWebProxy:
                     await exchange.start(await call.initial_metadata())
                 await self._forward(exchange, message, outcome)
         except asyncio.CancelledError:
-            if not failure:
+            if failure:
+                error = failure[0]
+            elif self._cut_at_shutdown():
+                error = _SHUTTING_DOWN
+            else:
                 call.cancel()
                 raise
             if exchange.started:
-                return await exchange.finish(status_trailers(failure[0].code, failure[0].message))
-            raise failure[0] from None
+                metrics.REFUSED.labels(error.reason).inc()
+                outcome.code, outcome.message = error.code, error.message
+                return await exchange.finish(status_trailers(error.code, error.message))
+            raise error from None
         except ConnectionResetError:
             call.cancel()
             raise
         finally:
-            if not headers.done():
-                headers.cancel()
+            for pending in (headers, read):
+                if pending is not None and not pending.done():
+                    pending.cancel()
         return await self._end(call, route, exchange, outcome)
+
+    def _cut_at_shutdown(self) -> bool:
+        """The call was cancelled because the gateway is stopping (not because this request's task was)."""
+        task = asyncio.current_task()
+        return self.shutting_down and (task is None or task.cancelling() == 0)
 
     async def _forward(self, exchange: _Exchange, message: bytes, outcome: _Outcome) -> None:
         outcome.messages_out += 1
@@ -481,8 +508,12 @@ class _RateLimited(ProtocolError):
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many requests from this address: retry in {max(retry_after, 0.001):.3f} s",
+            "rate_limit",
         )
         self.retry_after = retry_after
+
+
+_SHUTTING_DOWN = ProtocolError(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down; retry", "shutdown")
 
 
 def _retry_details(exc: ProtocolError) -> list[tuple[str, MetadataValue]]:
@@ -493,13 +524,27 @@ def _retry_details(exc: ProtocolError) -> list[tuple[str, MetadataValue]]:
     return list(status.trailing_metadata or ())
 
 
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body's chunks as they arrive; a broken body (bad chunked encoding, short of its
+    Content-Length) is a malformed request. A client that went away raises ConnectionResetError."""
+    try:
+        async for chunk in request.content.iter_any():
+            yield chunk
+    except HttpProcessingError as exc:
+        raise ProtocolError(
+            grpc.StatusCode.INTERNAL, f"malformed request: the HTTP body could not be read ({exc.message})"
+        ) from None
+
+
 def _remaining(deadline: float | None) -> float | None:
     """The backend call's timeout for the client's deadline (never one the backend would see as later)."""
     if deadline is None:
         return None
     remaining = backend_timeout(deadline - time.monotonic())
     if remaining <= 0:
-        raise ProtocolError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call could start")
+        raise ProtocolError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call could start", "deadline"
+        )
     return remaining
 
 

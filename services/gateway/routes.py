@@ -77,7 +77,9 @@ class Routes:
         return service in self.table
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        """Close every channel, cancelling the calls still on them (idempotent)."""
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
             await channel.close(None)
 
 

@@ -10,6 +10,7 @@ Any other verb gets 405.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,13 @@ CHECKOUT_WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 @dataclass
 class Gateway:
-    """A running gateway: its HTTP site and its channels to the backends."""
+    """A running gateway: its HTTP site, its proxy and its channels to the backends."""
 
     site: HttpSite
     routes: Routes
+    proxy: GrpcWebProxy
+    grace_period: float
+    _stopping: asyncio.Future[None] | None = None
 
     @property
     def port(self) -> int:
@@ -44,13 +48,24 @@ class Gateway:
         return self.site.public_url
 
     async def stop(self) -> None:
-        await self.site.stop()
+        """Stop listening, give calls in flight ``grace_period`` seconds, then cancel what is left (open server
+        streams end with UNAVAILABLE in their trailers) and close the channels. Idempotent."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        stopping = asyncio.ensure_future(self.site.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=self.grace_period)
+        if not done:
+            self.proxy.shutting_down = True
+            await self.routes.close()
+        await stopping
         await self.routes.close()
 
 
-def build_app(config: GatewayConfig, routes: Routes, limiter: RateLimiter) -> web.Application:
-    cors = Cors(config.cors)
-    proxy = GrpcWebProxy(routes, config.limits, limiter, cors, trust_forwarded_for=config.trust_forwarded_for)
+def build_app(config: GatewayConfig, proxy: GrpcWebProxy) -> web.Application:
+    cors = proxy.cors
     static = StaticFiles(config.static_dir or CHECKOUT_WEB_DIST, config.immutable_paths)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -77,11 +92,12 @@ async def create_server(
             ("grpc.max_receive_message_length", limits.max_response_message_bytes),
         ],
     )
+    proxy = GrpcWebProxy(table, limits, limiter, Cors(config.cors), trust_forwarded_for=config.trust_forwarded_for)
     try:
         site = await start_site(
-            lambda _: build_app(config, table, limiter), config.http.host, config.http.port, config.http.public_url
+            lambda _: build_app(config, proxy), config.http.host, config.http.port, config.http.public_url
         )
     except BaseException:
         await table.close()
         raise
-    return Gateway(site, table), site.port
+    return Gateway(site, table, proxy, config.grace_period), site.port

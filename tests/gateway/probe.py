@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 
 SERVICE = "marquee.test.Probe"
 Context = grpc.aio.ServicerContext[Any, Any]
+ACTIVE_STREAMS: set[int] = set()  # ids of Count calls still running (a cancelled call leaves it)
 
 
 def register_descriptors() -> None:
@@ -96,9 +97,13 @@ async def count(request: wrappers_pb2.Int32Value, context: Context) -> AsyncIter
     delay = int(_metadata(context).get("x-delay-ms", "0")) / 1000
     await context.send_initial_metadata((("x-stream", "yes"),))
     context.set_trailing_metadata((("x-counted", str(request.value)),))
-    for i in range(request.value):
-        await asyncio.sleep(delay)
-        yield wrappers_pb2.Int32Value(value=i)
+    ACTIVE_STREAMS.add(id(context))
+    try:
+        for i in range(request.value):
+            await asyncio.sleep(delay)
+            yield wrappers_pb2.Int32Value(value=i)
+    finally:
+        ACTIVE_STREAMS.discard(id(context))
 
 
 async def collect(requests: AsyncIterator[wrappers_pb2.BytesValue], context: Context) -> wrappers_pb2.BytesValue:

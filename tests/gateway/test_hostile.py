@@ -15,11 +15,12 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from google.rpc import error_details_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from services.gateway.routes import Routes
 from tests.gateway import grpcweb
 from tests.gateway.conftest import PROBE, Running, config, ok, start_gateway
-from tests.gateway.probe import SERVICE, register_descriptors, start_probe
+from tests.gateway.probe import ACTIVE_STREAMS, SERVICE, register_descriptors, start_probe
 
 ECHO = f"{PROBE}/Echo"
 MESSAGE = wrappers_pb2.BytesValue(value=b"payload").SerializeToString()
@@ -205,6 +206,57 @@ async def test_backend_down_is_unavailable_naming_the_service() -> None:
             await server.stop(0)
 
 
+async def test_a_client_leaving_mid_stream_cancels_the_backend_call(gw: Running) -> None:
+    before = REGISTRY.get_sample_value("marquee_gateway_in_flight")
+    count = wrappers_pb2.Int32Value(value=1000).SerializeToString()
+    response = await gw.session.post(
+        f"{gw.url}{PROBE}/Count",
+        data=grpcweb.frame(count),
+        headers={"content-type": grpcweb.BINARY, "x-delay-ms": "20"},
+    )
+    await response.content.readexactly(5)  # the first message is flowing
+    assert ACTIVE_STREAMS
+    response.close()
+    deadline = time.monotonic() + 5
+    while ACTIVE_STREAMS or REGISTRY.get_sample_value("marquee_gateway_in_flight") != before:
+        assert time.monotonic() < deadline, "the backend stream outlived its client"
+        await asyncio.sleep(0.05)
+    labels = {"grpc_service": SERVICE, "grpc_method": "Count", "grpc_code": "CANCELLED", "mode": "binary"}
+    assert (REGISTRY.get_sample_value("marquee_gateway_requests_total", labels) or 0) >= 1
+    await _still_serving(gw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "hang_up"),
+    [
+        # promises 100 bytes, sends 3, hangs up
+        (b"Content-Length: 100\r\n\r\n\x00\x00\x00", True),
+        # a client stream cut off mid-body
+        (b"Transfer-Encoding: chunked\r\n\r\n5\r\n\x00\x00\x00\x00\x02\r\n", True),
+        # broken chunked encoding: answered, with a status
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnonsense\r\n0\r\n\r\n", False),
+    ],
+    ids=["short-body", "cut-stream", "bad-chunking"],
+)
+async def test_broken_http_bodies(gw: Running, raw: bytes, hang_up: bool) -> None:
+    for method in ("Echo", "Collect"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+        head = f"POST {PROBE}/{method} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\n"
+        writer.write(head.encode() + raw)
+        await writer.drain()
+        if not hang_up:
+            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+            status_line, _, rest = answer.partition(b"\r\n")
+            # aiohttp refuses the message itself (400), or the gateway answers INTERNAL: never a 500
+            assert status_line.split(b" ")[1] == b"400" or (
+                status_line.startswith(b"HTTP/1.1 200") and b"grpc-status: 13" in rest
+            ), answer
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    await _still_serving(gw)
+
+
 async def test_unknown_service_in_the_routing_table_is_a_configuration_error() -> None:
     register_descriptors()
     with pytest.raises(ValueError, match=r"no descriptors for service 'no\.such\.Service'"):
@@ -229,3 +281,37 @@ async def test_any_body_gets_a_status_and_the_gateway_keeps_serving(
         (frame_flags, length) = struct.unpack_from(">BI", raw) if len(raw) >= 5 else (None, None)
         assert frame_flags == 0 and length is not None
     await _still_serving(gw)
+
+
+async def test_a_slow_request_body_is_cut_at_the_gateway_limit(probe: str) -> None:
+    async with start_gateway(config(default_timeout=0.3), {SERVICE: probe}) as gw:
+        for method in ("Echo", "Count"):  # unary and server-streaming: one request message, read whole
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+            writer.write(
+                f"POST {PROBE}/{method} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\n"
+                "Content-Length: 100\r\n\r\n".encode()
+                + b"\x00\x00"
+            )
+            await writer.drain()
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+            assert time.monotonic() - started < 2
+            assert b"HTTP/1.1 200" in answer and b"grpc-status: 4" in answer, answer
+            writer.close()
+            await writer.wait_closed()
+        await _still_serving(gw)
+
+
+async def test_refusals_are_counted_by_reason(gw: Running) -> None:
+    def refused(reason: str) -> float:
+        return REGISTRY.get_sample_value("marquee_gateway_refused_total", {"reason": reason}) or 0.0
+
+    reasons = ("malformed", "cardinality", "no_route", "content_type", "too_large")
+    before = {r: refused(r) for r in reasons}
+    await gw.call(ECHO, body=grpcweb.frame(MESSAGE)[:-1])
+    await gw.call(ECHO, body=grpcweb.frame(MESSAGE) * 2)
+    await gw.call("/no.such.Service/Method", [MESSAGE])
+    async with gw.session.post(f"{gw.url}{ECHO}", data=b"x", headers={"content-type": "text/plain"}) as r:
+        assert r.status == 415
+    await gw.call(ECHO, body=grpcweb.frame(b"x" * 10)[:5].replace(b"\x00\x00\x00\x0a", b"\x7f\xff\xff\xff"))
+    assert {r: refused(r) - before[r] for r in reasons} == dict.fromkeys(reasons, 1.0)

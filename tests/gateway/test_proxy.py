@@ -3,6 +3,7 @@ deadlines, metadata both ways, CORS and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -255,3 +256,24 @@ async def test_metrics_count_requests_by_status_and_mode(gw: Running) -> None:
 async def test_healthz(gw: Running) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/healthz") as response:
         assert response.status == 200 and await response.text() == "ok\n"
+
+
+async def test_stopping_lets_unary_calls_finish_and_cuts_open_streams(probe: str) -> None:
+    gateway_config = config().model_copy(update={"grace_period": 0.5})
+    async with start_gateway(gateway_config, {SERVICE: probe}) as gw:
+        stream = await gw.session.post(
+            f"{gw.url}{PROBE}/Count",
+            data=grpcweb.frame(_int(100_000)),
+            headers={"content-type": grpcweb.BINARY, "x-delay-ms": "20"},
+        )
+        head = await stream.content.readexactly(5)
+        nap_for = duration_pb2.Duration(nanos=300_000_000).SerializeToString()
+        nap = asyncio.create_task(gw.call(f"{PROBE}/Sleep", [nap_for]))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await gw.gateway.stop()
+        assert time.monotonic() - started < 2
+        assert (await nap).code == grpc.StatusCode.OK  # within the grace period
+        cut = grpcweb.parse(200, {}, head + await stream.read(), text=False)
+        assert cut.trailer("grpc-status") == str(grpc.StatusCode.UNAVAILABLE.value[0])
+        assert "shutting down" in cut.message

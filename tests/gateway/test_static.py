@@ -3,6 +3,7 @@ and a helpful page when nothing is built."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,3 +95,14 @@ async def test_without_a_build_a_page_says_so(probe: str, tmp_path: Path) -> Non
             assert headers["Content-Type"].startswith("text/html")
         # the API is served all the same
         assert (await site.echo()).code.name == "OK"
+
+
+async def test_precompressed_siblings_are_served_to_clients_that_accept_them(site: Running, dist: Path) -> None:
+    script = dist / "assets" / "index-B3xq9Zk1.js"
+    (dist / "assets" / "index-B3xq9Zk1.js.gz").write_bytes(gzip.compress(script.read_bytes()))
+    async with site.session.get(
+        f"{site.url}/assets/index-B3xq9Zk1.js", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    ) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert r.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert gzip.decompress(await r.read()) == script.read_bytes()
