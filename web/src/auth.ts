@@ -132,7 +132,9 @@ async function renewNow(): Promise<void> {
 
 /** One renewal at a time across the tabs of this origin (Web Locks where the page is a secure context). */
 function renew(): Promise<void> {
-  return navigator.locks ? navigator.locks.request("marquee.refresh", () => renewNow()).then(() => undefined) : renewNow();
+  return navigator.locks
+    ? navigator.locks.request("marquee.refresh", () => renewNow()).then(() => undefined)
+    : renewNow();
 }
 
 /** A valid access token, renewed first when it is about to expire; "" when signed out. */

@@ -47,7 +47,11 @@ function renderNav(): void {
       profile ? h("li", {}, h("a", { href: "/" }, "Home")) : null,
       profile ? h("li", {}, h("a", { href: "/search", "data-testid": "nav-search" }, "Search")) : null,
       profile
-        ? h("li", {}, h("a", { href: "/profiles", "data-testid": "nav-profile", title: "Switch profile" }, profile.displayName))
+        ? h(
+            "li",
+            {},
+            h("a", { href: "/profiles", "data-testid": "nav-profile", title: "Switch profile" }, profile.displayName),
+          )
         : null,
       h("li", {}, out),
     ),

@@ -51,9 +51,7 @@ export function render(): void {
   }
   cleanup?.();
   cleanup = undefined;
-  const match = routes
-    .map((r) => ({ r, m: r.pattern.exec(url.pathname) }))
-    .find((x) => x.m !== null);
+  const match = routes.map((r) => ({ r, m: r.pattern.exec(url.pathname) })).find((x) => x.m !== null);
   main.replaceChildren();
   if (!match || !match.m) {
     document.title = "Not found · Marquee";

@@ -8,12 +8,7 @@ import { timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
 import shaka from "shaka-player";
 import { Code, ConnectError, playback, playbackOnExit } from "../api";
 import { seconds } from "../format";
-import {
-  ClientInfoSchema,
-  PlayerState,
-  StreamingProtocol,
-  type PlaybackSession,
-} from "../gen/marquee/v1/playback_pb";
+import { ClientInfoSchema, PlayerState, StreamingProtocol, type PlaybackSession } from "../gen/marquee/v1/playback_pb";
 import { PathwayMap } from "./pathways";
 import { QoeCollector } from "./qoe";
 
@@ -48,6 +43,9 @@ export interface ControllerOptions {
   onChange: (snapshot: PlayerSnapshot) => void;
 }
 
+/** Times streaming is resumed after a network failure that Shaka's own retries did not overcome. */
+const MAX_STREAMING_RETRIES = 5;
+
 /** Thrown by start() with a message fit for the viewer. */
 export class PlaybackRefused extends Error {}
 
@@ -78,6 +76,7 @@ export class PlaybackController {
   private firstFrame = false;
   private lastBandwidth = 0;
   private pathway = "";
+  private streamingRetries = 0;
   private snapshot: PlayerSnapshot;
   private readonly listeners: [EventTarget, string, EventListener][] = [];
 
@@ -138,10 +137,29 @@ export class PlaybackController {
         bufferingGoal: 30,
         rebufferingGoal: 0.5,
         bufferBehind: 30,
-        retryParameters: { maxAttempts: 5, baseDelay: 250, backoffFactor: 2, fuzzFactor: 0.5, timeout: 10_000, stallTimeout: 3_000, connectionTimeout: 3_000 },
+        // Every edge of the session failing (past the retries over its alternative base URLs) is not the end for
+        // a VOD stream: steering may move the session, or an edge come back. Resume with a backoff.
+        failureCallback: (error: shaka.util.Error) => this.retryStreaming(error),
+        retryParameters: {
+          maxAttempts: 5,
+          baseDelay: 250,
+          backoffFactor: 2,
+          fuzzFactor: 0.5,
+          timeout: 10_000,
+          stallTimeout: 3_000,
+          connectionTimeout: 3_000,
+        },
       },
       manifest: {
-        retryParameters: { maxAttempts: 4, baseDelay: 250, backoffFactor: 2, fuzzFactor: 0.5, timeout: 10_000, stallTimeout: 0, connectionTimeout: 3_000 },
+        retryParameters: {
+          maxAttempts: 4,
+          baseDelay: 250,
+          backoffFactor: 2,
+          fuzzFactor: 0.5,
+          timeout: 10_000,
+          stallTimeout: 0,
+          connectionTimeout: 3_000,
+        },
       },
       abr: {
         enabled: true,
@@ -163,6 +181,21 @@ export class PlaybackController {
     this.refreshTrack();
     this.startHeartbeat(seconds(session.heartbeatInterval) || 10);
     this.emit();
+  }
+
+  private retryable(error: shaka.util.Error): boolean {
+    return (
+      error.category === shaka.util.Error.Category.NETWORK &&
+      this.streamingRetries < MAX_STREAMING_RETRIES &&
+      !this.stopped
+    );
+  }
+
+  private retryStreaming(error: shaka.util.Error): void {
+    if (!this.retryable(error)) return;
+    const delaySeconds = 2 ** this.streamingRetries;
+    this.streamingRetries += 1;
+    this.player?.retryStreaming(delaySeconds);
   }
 
   /** Starts playing; false when the browser wants a gesture first (autoplay policy). */
@@ -223,6 +256,7 @@ export class PlaybackController {
         this.pathways.learn(new TextDecoder().decode(response.data), response.uri);
       } else if (type === RequestType.SEGMENT) {
         this.qoe.downloaded(bytes);
+        this.streamingRetries = 0;
         const pathway = this.pathways.pathwayOf(response.uri);
         if (pathway && pathway !== this.pathway) {
           this.pathway = pathway;
@@ -248,7 +282,8 @@ export class PlaybackController {
       const detail = (event as CustomEvent<shaka.util.Error>).detail;
       const fatal = detail.severity === shaka.util.Error.Severity.CRITICAL;
       this.qoe.error(String(detail.code), shakaMessage(detail), fatal);
-      if (fatal) this.snapshot.state = "error";
+      // (a network failure is retried by retryStreaming, which Shaka calls right after this event)
+      if (fatal && !this.retryable(detail)) this.snapshot.state = "error";
       this.emit();
     });
     this.on(video, "playing", () => {
@@ -359,7 +394,10 @@ export class PlaybackController {
     const reply = await playback.startPlayback({
       title: this.options.title,
       profile: this.options.profile,
-      client: create(ClientInfoSchema, { region: this.options.region, protocols: [StreamingProtocol.DASH, StreamingProtocol.HLS] }),
+      client: create(ClientInfoSchema, {
+        region: this.options.region,
+        protocols: [StreamingProtocol.DASH, StreamingProtocol.HLS],
+      }),
     });
     if (!reply.session?.manifestUrls || this.stopped) return;
     this.session = reply.session;

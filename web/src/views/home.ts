@@ -67,14 +67,28 @@ async function trending(region: string): Promise<HTMLElement[]> {
     orderBy: TitleOrder.POPULARITY,
     pageSize: ROW_LENGTH,
   });
-  return reply.titles.length ? [row("Trending now", reply.titles.map((t) => titleCard(t)), "trending")] : [];
+  return reply.titles.length
+    ? [
+        row(
+          "Trending now",
+          reply.titles.map((t) => titleCard(t)),
+          "trending",
+        ),
+      ]
+    : [];
 }
 
 async function genres(region: string): Promise<HTMLElement[]> {
   const reply = await catalog.listBrowseRows({ region, maxRows: 12, titlesPerRow: ROW_LENGTH });
   return reply.rows
     .filter((r) => r.titles.length > 0)
-    .map((r) => row(r.displayName || r.genre, r.titles.map((t) => titleCard(t)), "genre"));
+    .map((r) =>
+      row(
+        r.displayName || r.genre,
+        r.titles.map((t) => titleCard(t)),
+        "genre",
+      ),
+    );
 }
 
 export const homeView: View = (main) => {

@@ -12,7 +12,13 @@ export const profilesView: View = (main, _params, query) => {
   const list = h("ul", { class: "profiles", "data-testid": "profile-list", "aria-busy": "true" });
   const error = h("p", { class: "error", role: "alert" });
   main.append(
-    h("section", { class: "panel wide", "aria-labelledby": "profiles-heading" }, h("h1", { id: "profiles-heading" }, "Who's watching?"), list, error),
+    h(
+      "section",
+      { class: "panel wide", "aria-labelledby": "profiles-heading" },
+      h("h1", { id: "profiles-heading" }, "Who's watching?"),
+      list,
+      error,
+    ),
   );
   const account = currentAccount();
   if (!account) return;

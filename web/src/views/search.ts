@@ -55,17 +55,22 @@ export const searchView: View = (main, _params, query) => {
         { signal: controller.signal },
       );
       if (controller.signal.aborted) return;
-      replace(results, reply.results.map((r) => (r.title ? titleCard(r.title) : null)));
+      replace(
+        results,
+        reply.results.map((r) => (r.title ? titleCard(r.title) : null)),
+      );
       if (reply.results.length) {
         status.textContent = `${reply.results.length} result${reply.results.length === 1 ? "" : "s"} for “${trimmed}”`;
       } else if (reply.suggestions.length) {
         replace(
           status,
           `No results for “${trimmed}”. Did you mean `,
-          reply.suggestions.slice(0, 3).flatMap((s, i) => [
-            i ? ", " : "",
-            h("a", { href: `/search?q=${encodeURIComponent(s)}`, "data-testid": "search-suggestion" }, s),
-          ]),
+          reply.suggestions
+            .slice(0, 3)
+            .flatMap((s, i) => [
+              i ? ", " : "",
+              h("a", { href: `/search?q=${encodeURIComponent(s)}`, "data-testid": "search-suggestion" }, s),
+            ]),
           "?",
         );
       } else {

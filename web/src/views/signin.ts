@@ -35,11 +35,7 @@ export const signInView: View = (main, _params, query) => {
     password,
     error,
     submit,
-    h(
-      "p",
-      { class: "hint" },
-      "The all-in-one platform (marquee up) prints a demo account when it starts.",
-    ),
+    h("p", { class: "hint" }, "The all-in-one platform (marquee up) prints a demo account when it starts."),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

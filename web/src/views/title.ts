@@ -39,13 +39,13 @@ function reviewItem(review: Review): HTMLElement {
   );
 }
 
-function ratingControl(titleName: string, initial: number, onRated: (summary: RatingSummary) => void): HTMLElement {
+function ratingControl(
+  titleName: string,
+  initial: number,
+  onRated: (stars: number, summary: RatingSummary | undefined) => void,
+): HTMLElement {
   const status = h("span", { class: "rating-status", role: "status", "data-testid": "rating-status" });
-  const fieldset = h(
-    "fieldset",
-    { class: "rate", "data-testid": "rating-control" },
-    h("legend", {}, "Your rating"),
-  );
+  const fieldset = h("fieldset", { class: "rate", "data-testid": "rating-control" }, h("legend", {}, "Your rating"));
   for (let n = 1; n <= 5; n++) {
     const id = `rate-${n}`;
     const input = h("input", {
@@ -62,21 +62,27 @@ function ratingControl(titleName: string, initial: number, onRated: (summary: Ra
         const reply = await catalog.rateTitle({ name: `${titleName}/ratings/${profileId()}`, stars: n });
         status.textContent = `You rated it ${n} out of 5`;
         announce(status.textContent);
-        if (reply.summary) onRated(reply.summary);
+        onRated(n, reply.summary);
       } catch (err) {
         status.textContent = describeError(err);
       }
     });
     fieldset.append(
       input,
-      h("label", { for: id, title: `${n} star${n > 1 ? "s" : ""}` }, h("span", { class: "visually-hidden" }, `${n} star${n > 1 ? "s" : ""}`), h("span", { "aria-hidden": "true" }, "★")),
+      h(
+        "label",
+        { for: id, title: `${n} star${n > 1 ? "s" : ""}` },
+        h("span", { class: "visually-hidden" }, `${n} star${n > 1 ? "s" : ""}`),
+        h("span", { "aria-hidden": "true" }, "★"),
+      ),
     );
   }
   fieldset.append(status);
   return fieldset;
 }
 
-function reviewForm(titleName: string, onPosted: (review: Review) => void): HTMLElement {
+/** The review form; the author's name is the profile's, and their current rating goes with the review. */
+function reviewForm(titleName: string, stars: () => number, onPosted: (review: Review) => void): HTMLElement {
   const text = h("textarea", {
     id: "review-text",
     rows: 4,
@@ -105,7 +111,10 @@ function reviewForm(titleName: string, onPosted: (review: Review) => void): HTML
     }
     submit.disabled = true;
     try {
-      const reply = await catalog.createReview({ parent: titleName, review: { text: text.value.trim() } });
+      const reply = await catalog.createReview({
+        parent: titleName,
+        review: { text: text.value.trim(), authorDisplayName: currentProfile()?.displayName ?? "", stars: stars() },
+      });
       text.value = "";
       if (reply.review) onPosted(reply.review);
       announce("Review posted");
@@ -140,6 +149,7 @@ async function resumeAt(titleName: string, profile: string): Promise<number> {
 }
 
 function details(title: Title, resume: number, rating: number): HTMLElement {
+  let myStars = rating;
   const id = title.name.split("/").pop() ?? "";
   const summary = h("p", { class: "summary", "data-testid": "rating-summary" }, summaryText(title.ratingSummary));
   const reviews = h("ul", { class: "reviews", "data-testid": "reviews", "aria-live": "polite" });
@@ -177,7 +187,10 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
         directors.length ? h("p", { class: "people" }, h("span", {}, "Director: "), directors.join(", ")) : null,
         play,
         summary,
-        ratingControl(title.name, rating, (s) => (summary.textContent = summaryText(s))),
+        ratingControl(title.name, rating, (stars, s) => {
+          myStars = stars;
+          if (s) summary.textContent = summaryText(s);
+        }),
       ),
     ),
     title.seasons.length
@@ -193,7 +206,15 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
                 "ol",
                 {},
                 season.episodes.map((ep) =>
-                  h("li", {}, h("a", { href: `/title/${encodeURIComponent(ep.title.split("/").pop() ?? "")}` }, `${ep.number}. ${ep.displayName}`)),
+                  h(
+                    "li",
+                    {},
+                    h(
+                      "a",
+                      { href: `/title/${encodeURIComponent(ep.title.split("/").pop() ?? "")}` },
+                      `${ep.number}. ${ep.displayName}`,
+                    ),
+                  ),
                 ),
               ),
             ),
@@ -204,7 +225,14 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
       "section",
       { class: "reviews-section", "aria-labelledby": "reviews-heading" },
       h("h2", { id: "reviews-heading" }, "Reviews"),
-      reviewForm(title.name, (review) => reviews.prepend(reviewItem(review))),
+      reviewForm(
+        title.name,
+        () => myStars,
+        (review) => {
+          reviews.querySelector("[data-testid=no-reviews]")?.remove();
+          reviews.prepend(reviewItem(review));
+        },
+      ),
       reviews,
     ),
   );
@@ -226,7 +254,11 @@ export const titleView: View = (main, params) => {
   const profile = currentProfile();
   if (!profile) return;
   const name = `titles/${params.id}`;
-  const holder = h("div", { class: "title-holder", "aria-busy": "true" }, h("h1", { class: "visually-hidden" }, "Loading"));
+  const holder = h(
+    "div",
+    { class: "title-holder", "aria-busy": "true" },
+    h("h1", { class: "visually-hidden" }, "Loading"),
+  );
   main.append(holder);
   let cancelled = false;
   void (async () => {
@@ -246,7 +278,11 @@ export const titleView: View = (main, params) => {
     } catch (err) {
       if (cancelled) return;
       const notFound = err instanceof ConnectError && err.code === Code.NotFound;
-      replace(holder, h("h1", {}, notFound ? "Title not found" : "Could not load the title"), h("p", { class: "error" }, describeError(err)));
+      replace(
+        holder,
+        h("h1", {}, notFound ? "Title not found" : "Could not load the title"),
+        h("p", { class: "error" }, describeError(err)),
+      );
     }
   })();
   return () => {

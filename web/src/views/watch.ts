@@ -55,8 +55,17 @@ export const watchView: View = (main, params, query) => {
   });
   const heading = h("h1", { class: "watch-title", "data-testid": "watch-title" }, "");
   const message = h("p", { class: "watch-message", role: "alert", "data-testid": "player-message" });
-  const stats = h("dl", { class: "stats", hidden: true, "data-testid": "player-stats", "aria-label": "Playback statistics" });
-  const back = h("a", { href: `/title/${encodeURIComponent(params.id)}`, class: "back", "data-testid": "player-back" }, "← Back");
+  const stats = h("dl", {
+    class: "stats",
+    hidden: true,
+    "data-testid": "player-stats",
+    "aria-label": "Playback statistics",
+  });
+  const back = h(
+    "a",
+    { href: `/title/${encodeURIComponent(params.id)}`, class: "back", "data-testid": "player-back" },
+    "← Back",
+  );
   const tapToPlay = h("button", { type: "button", class: "primary tap-to-play", hidden: true }, "▶ Play");
   const container = h(
     "div",
@@ -88,8 +97,14 @@ export const watchView: View = (main, params, query) => {
     d.switches = String(s.switches);
     d.resumedAt = String(s.resumedAt);
     d.positionSent = String(s.lastPositionSent);
+    if (s.state === "error" && !message.textContent) {
+      message.textContent = "Playback stopped: the video could not be fetched. Reload the page to try again.";
+    }
     if (!stats.hidden) {
-      replace(stats, statsRows(s).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+      replace(
+        stats,
+        statsRows(s).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+      );
     }
   };
 
