@@ -62,6 +62,12 @@ class Browser:
     def goto(self, url: str) -> None:
         self.call("goto", url=url)
 
+    def set_content(self, html: str) -> None:
+        self.call("setContent", html=html)
+
+    def add_script(self, path: Path) -> None:
+        self.call("addScript", path=str(path))
+
     def reload(self) -> None:
         self.call("reload")
 

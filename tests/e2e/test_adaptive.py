@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import position, sign_in, wait_playing_past, watch
 from tests.e2e.harness import Platform
+from tests.e2e.viewer import position, sign_in, wait_playing_past, watch
 
 # Per connection: 150 kB/s = 1.2 Mbit/s, half of what the 720p rung needs (2.5 Mbit/s) and above 480p's 1.
 RATE_LIMIT = 150_000

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import position, sign_in, wait_playing_past, watch
 from tests.e2e.harness import Platform
+from tests.e2e.viewer import position, sign_in, wait_playing_past, watch
 
 SEEK_TO = 20.0
 

@@ -51,6 +51,11 @@ const methods = {
   goto: async ({ url }) => (await current().goto(url, { waitUntil: "domcontentloaded" }))?.status() ?? null,
   reload: async () => (await current().reload({ waitUntil: "domcontentloaded" }))?.status() ?? null,
   url: async () => current().url(),
+  setContent: async ({ html }) => current().setContent(html),
+  addScript: async ({ path }) => {
+    await current().addScriptTag({ path });
+    return true;
+  },
   click: async ({ selector, timeout = 10_000 }) => current().locator(selector).first().click({ timeout }),
   fill: async ({ selector, text, timeout = 10_000 }) => current().locator(selector).first().fill(text, { timeout }),
   // Key by key, as a person types (search as you type).
