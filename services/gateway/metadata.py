@@ -41,9 +41,10 @@ _KEY_RE = re.compile(r"^[0-9a-z_.-]+$")
 _ASCII_VALUE_RE = re.compile(r"^[\x20-\x7e]*$")
 
 
-def request_metadata(headers: CIMultiDictProxy[str], client_address: str, forwarded_for: str | None) -> Metadata:
-    """The metadata to send to the backend for these request headers. ``forwarded_for`` is the incoming
-    ``x-forwarded-for`` when the gateway trusts it (it sits behind a proxy of its own), else None."""
+def request_metadata(headers: CIMultiDictProxy[str], peer: str, forwarded_for: str | None) -> Metadata:
+    """The metadata to send to the backend for these request headers. ``peer`` is the transport peer's address;
+    ``forwarded_for`` the incoming ``x-forwarded-for`` when the gateway trusts it (it sits behind a proxy of its
+    own), else None: the backend gets the chain with the peer appended, as a proxy does."""
     connection_listed = {part.strip().lower() for line in headers.getall("connection", []) for part in line.split(",")}
     out: Metadata = []
     for raw_key, value in headers.items():
@@ -62,7 +63,7 @@ def request_metadata(headers: CIMultiDictProxy[str], client_address: str, forwar
             )
         else:
             out.append((key, value))
-    chain = f"{forwarded_for}, {client_address}" if forwarded_for else client_address
+    chain = f"{forwarded_for}, {peer}" if forwarded_for else peer
     out.append(("x-forwarded-for", chain))
     return out
 

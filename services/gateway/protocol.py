@@ -64,7 +64,7 @@ def parse_content_type(header: str | None) -> ContentType:
             codec = value[len(base) + 1 :]
             if codec not in SUPPORTED_CODECS:
                 supported = ", ".join(SUPPORTED_CODECS)
-                raise UnsupportedMediaType(f"codec {codec[:32]!r} is not supported (only {supported})")
+                raise UnsupportedMediaType(f"gRPC-web codec {codec[:32]!r} is not supported (only {supported})")
             return ContentType(mode, codec, value)
     raise UnsupportedMediaType(
         f"content-type {value[:64]!r} is not gRPC-web: "

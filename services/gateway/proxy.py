@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from services.common.context import new_request_id
 from services.common.errors import ResourceExhausted
@@ -174,12 +175,13 @@ class GrpcWebProxy:
         self._in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await self._proxy(request, route, exchange, outcome)
-        except ProtocolError as exc:
-            outcome.code, outcome.message = exc.code, exc.message
-            if exchange.started:
-                return await exchange.finish(status_trailers(exc.code, exc.message))
-            return exchange.trailers_only(status_trailers(exc.code, exc.message, _retry_details(exc)))
+            try:
+                return await self._proxy(request, route, exchange, outcome)
+            except ProtocolError as exc:
+                outcome.code, outcome.message = exc.code, exc.message
+                if exchange.started:
+                    return await exchange.finish(status_trailers(exc.code, exc.message))
+                return exchange.trailers_only(status_trailers(exc.code, exc.message, _retry_details(exc)))
         except ConnectionResetError:
             # the client went away: nobody reads what is returned here
             outcome.code, outcome.message = grpc.StatusCode.CANCELLED, "the client went away"
@@ -187,6 +189,17 @@ class GrpcWebProxy:
         except asyncio.CancelledError:
             outcome.code, outcome.message = grpc.StatusCode.CANCELLED, "the client went away"
             raise
+        except Exception:
+            # a bug here must cost one request, never the gateway: the client gets INTERNAL with the request id
+            log.exception("unexpected error proxying %s", request.path[:128])
+            message = f"internal gateway error (request id {outcome.request_id})"
+            outcome.code, outcome.message = grpc.StatusCode.INTERNAL, message
+            trailers = status_trailers(grpc.StatusCode.INTERNAL, message)
+            if exchange.started:
+                with contextlib.suppress(Exception):
+                    return await exchange.finish(trailers)
+                return exchange.response or web.Response(status=500)
+            return exchange.trailers_only(trailers)
         finally:
             self._in_flight -= 1
             metrics.IN_FLIGHT.dec()
@@ -238,7 +251,7 @@ class GrpcWebProxy:
                 f"request body of {declared} bytes is larger than the limit of {self.limits.max_request_bytes} bytes",
             )
 
-        metadata = request_metadata(request.headers, address, forwarded)
+        metadata = request_metadata(request.headers, request.remote or "unknown", forwarded)
         outcome.request_id = exchange.request_id = new_request_id(request.headers.get("x-request-id"))
         if request.headers.get("x-request-id") != outcome.request_id:
             metadata = [(k, v) for k, v in metadata if k != "x-request-id"] + [("x-request-id", outcome.request_id)]
@@ -268,7 +281,7 @@ class GrpcWebProxy:
         reader = FrameReader(self.limits.max_message_bytes)
         decoder = Base64Decoder() if content_type.mode is Mode.TEXT else None
         received = 0
-        async for chunk in request.content.iter_any():
+        async for chunk in _body(request):
             received += len(chunk)
             if received > self.limits.max_request_bytes:
                 metrics.REFUSED.labels("too_large").inc()
@@ -342,6 +355,9 @@ class GrpcWebProxy:
                 call.cancel()
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 pass  # the call already ended (the backend answered early): its status is the answer
+            except ConnectionResetError:
+                failure.append(ProtocolError(grpc.StatusCode.CANCELLED, "the client went away"))
+                call.cancel()
 
         pumping = asyncio.create_task(pump())
         try:
@@ -491,6 +507,18 @@ def _retry_details(exc: ProtocolError) -> list[tuple[str, MetadataValue]]:
         return []
     status = ResourceExhausted(exc.message, reason="RATE_LIMITED", retry_after=exc.retry_after).to_status()
     return list(status.trailing_metadata or ())
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body's chunks as they arrive; a broken body (bad chunked encoding, short of its
+    Content-Length) is a malformed request. A client that went away raises ConnectionResetError."""
+    try:
+        async for chunk in request.content.iter_any():
+            yield chunk
+    except HttpProcessingError as exc:
+        raise ProtocolError(
+            grpc.StatusCode.INTERNAL, f"malformed request: the HTTP body could not be read ({exc.message})"
+        ) from None
 
 
 def _remaining(deadline: float | None) -> float | None:

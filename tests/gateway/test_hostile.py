@@ -1,0 +1,283 @@
+"""Bad input and limits at the gateway: each gets a clear gRPC status (or HTTP 415/405), and the gateway keeps
+serving the next request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import struct
+import time
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, wrappers_pb2
+from google.rpc import error_details_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from services.gateway.routes import Routes
+from tests.gateway import grpcweb
+from tests.gateway.conftest import PROBE, Running, config, ok, start_gateway
+from tests.gateway.probe import ACTIVE_STREAMS, SERVICE, register_descriptors, start_probe
+
+ECHO = f"{PROBE}/Echo"
+MESSAGE = wrappers_pb2.BytesValue(value=b"payload").SerializeToString()
+Status = grpc.StatusCode
+
+
+async def _still_serving(gw: Running) -> None:
+    ok(await gw.echo(b"still here"))
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [
+        (grpcweb.frame(MESSAGE)[:-3], Status.INTERNAL, "ended inside a frame"),
+        (grpcweb.frame(MESSAGE)[:3], Status.INTERNAL, "frame prefix"),
+        (grpcweb.frame(MESSAGE, flags=0x80), Status.INTERNAL, "trailers frame"),
+        (grpcweb.frame(MESSAGE, flags=0x04), Status.INTERNAL, "frame flags"),
+        (grpcweb.frame(MESSAGE, flags=0x01), Status.INTERNAL, "compressed"),
+        (b"", Status.UNIMPLEMENTED, "exactly one request message; got 0"),
+        (grpcweb.frame(MESSAGE) * 2, Status.UNIMPLEMENTED, "exactly one request message; got 2"),
+        # well framed but not a BytesValue: the backend's own answer (grpc.aio says UNKNOWN) comes back
+        (grpcweb.frame(b"\xff\xff\xff"), Status.UNKNOWN, "Error parsing message"),
+    ],
+    ids=[
+        "truncated-frame",
+        "truncated-prefix",
+        "trailers-in-request",
+        "unknown-flags",
+        "compressed-without-encoding",
+        "no-message",
+        "two-messages",
+        "not-protobuf",
+    ],
+)
+async def test_malformed_binary_bodies(gw: Running, body: bytes, code: grpc.StatusCode, words: str) -> None:
+    reply = await gw.call(ECHO, body=body)
+    assert reply.http_status == 200 and reply.code == code, (reply.code, reply.message)
+    assert words in reply.message
+    await _still_serving(gw)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not base64!!", b"AAAA*AAA", b"AAA", b"A===", b"=AAA", base64.b64encode(grpcweb.frame(MESSAGE))[:-2]],
+    ids=["garbage", "bad-char", "short-group", "bad-padding", "leading-padding", "cut-short"],
+)
+async def test_bad_base64_in_text_mode(gw: Running, body: bytes) -> None:
+    reply = await gw.call(ECHO, body=body, text=True)
+    assert reply.code == Status.INTERNAL and "malformed request" in reply.message, reply.message
+    await _still_serving(gw)
+
+
+async def test_unknown_services_methods_and_paths(gw: Running) -> None:
+    reply = await gw.call("/no.such.Service/Method", [MESSAGE])
+    assert reply.code == Status.UNIMPLEMENTED and "no route for service 'no.such.Service'" in reply.message
+    reply = await gw.call(f"{PROBE}/NoSuchMethod", [MESSAGE])
+    assert reply.code == Status.UNIMPLEMENTED and f"'NoSuchMethod' is not part of {SERVICE}" in reply.message
+    for path in ("/", "/just-one-segment", "/a/b/c"):
+        reply = await gw.call(path, [MESSAGE])
+        assert reply.code == Status.UNIMPLEMENTED and "is not a gRPC method path" in reply.message
+    await _still_serving(gw)
+
+
+async def test_wrong_content_types(gw: Running) -> None:
+    for content_type in ("application/json", "text/plain", "application/grpc", "", "application/grpc-web+json"):
+        async with gw.session.post(
+            f"{gw.url}{ECHO}", data=grpcweb.frame(MESSAGE), headers={"content-type": content_type}
+        ) as r:
+            assert r.status == 415, content_type
+            assert r.headers["grpc-status"] == str(Status.UNKNOWN.value[0])
+            assert "grpc-web" in (await r.text()).lower()
+    await _still_serving(gw)
+
+
+async def test_other_verbs_are_not_allowed(gw: Running) -> None:
+    for verb in ("PUT", "DELETE", "PATCH"):
+        async with gw.session.request(verb, f"{gw.url}{ECHO}", data=grpcweb.frame(MESSAGE)) as r:
+            assert r.status == 405 and "POST" in r.headers["Allow"]
+
+
+async def test_bad_headers(gw: Running) -> None:
+    for value in ("soon", "123456789S", "10x", "-1S", "1.5S"):
+        reply = await gw.echo(headers={"grpc-timeout": value})
+        assert reply.code == Status.INVALID_ARGUMENT and "grpc-timeout" in reply.message
+    reply = await gw.echo(headers={"grpc-encoding": "snappy"})
+    assert reply.code == Status.UNIMPLEMENTED and "grpc-encoding 'snappy' is not supported" in reply.message
+    reply = await gw.echo(headers={"x-data-bin": "%%%not base64"})
+    assert reply.code == Status.INVALID_ARGUMENT and "x-data-bin" in reply.message
+    await _still_serving(gw)
+
+
+async def test_gzip_messages_are_decompressed(gw: Running) -> None:
+    value = b"squeeze " * 1000
+    body = grpcweb.frame(gzip.compress(wrappers_pb2.BytesValue(value=value).SerializeToString()), flags=0x01)
+    reply = ok(await gw.call(ECHO, body=body, headers={"grpc-encoding": "gzip"}))
+    assert wrappers_pb2.BytesValue.FromString(reply.messages[0]).value == value
+    reply = await gw.call(ECHO, body=grpcweb.frame(b"not gzip", flags=0x01), headers={"grpc-encoding": "gzip"})
+    assert reply.code == Status.INTERNAL and "gzip" in reply.message
+
+
+async def test_size_limits(probe: str) -> None:
+    async with start_gateway(
+        config(max_request_bytes=64 * 1024, max_message_bytes=16 * 1024, max_response_message_bytes=32 * 1024),
+        {SERVICE: probe},
+    ) as gw:
+        # one message over the message limit: refused from its frame prefix
+        big = wrappers_pb2.BytesValue(value=b"m" * (16 * 1024)).SerializeToString()
+        reply = await gw.call(ECHO, [big])
+        assert reply.code == Status.RESOURCE_EXHAUSTED and "larger than the limit of 16384 bytes" in reply.message
+        # just under it passes
+        ok(await gw.call(ECHO, [wrappers_pb2.BytesValue(value=b"m" * (16 * 1024 - 10)).SerializeToString()]))
+        # a body over the request limit, declared up front or streamed without a length
+        huge = grpcweb.frames([wrappers_pb2.BytesValue(value=b"b" * 8000).SerializeToString()] * 10)
+        reply = await gw.call(f"{PROBE}/Collect", body=huge)
+        assert reply.code == Status.RESOURCE_EXHAUSTED and "request body of" in reply.message
+        reply = await gw.call(
+            f"{PROBE}/Collect",
+            [wrappers_pb2.BytesValue(value=b"b" * 8000).SerializeToString()] * 30,
+            text=True,
+            chunks=10,
+        )
+        assert reply.code == Status.RESOURCE_EXHAUSTED and "request body is larger" in reply.message
+        # a gzip bomb: small on the wire, over the limit once decompressed
+        bomb = gzip.compress(wrappers_pb2.BytesValue(value=b"\0" * 1_000_000).SerializeToString())
+        assert len(bomb) < 16 * 1024
+        reply = await gw.call(ECHO, body=grpcweb.frame(bomb, flags=0x01), headers={"grpc-encoding": "gzip"})
+        assert reply.code == Status.RESOURCE_EXHAUSTED and "once decompressed" in reply.message
+        # a backend answer over the response limit
+        reply = await gw.call(f"{PROBE}/Blob", [wrappers_pb2.Int32Value(value=64 * 1024).SerializeToString()])
+        assert reply.code == Status.RESOURCE_EXHAUSTED
+        await _still_serving(gw)
+
+
+async def test_rate_limit_per_client_address(probe: str) -> None:
+    limited = config(requests_per_second=5, burst=5).model_copy(update={"trust_forwarded_for": True})
+    async with start_gateway(limited, {SERVICE: probe}) as gw:
+        replies = [await gw.echo() for _ in range(12)]
+        codes = [r.code for r in replies]
+        assert codes[:5] == [Status.OK] * 5
+        refused = [r for r in replies if r.code == Status.RESOURCE_EXHAUSTED]
+        assert len(refused) >= 6
+        details = refused[0].status_details()
+        assert details is not None
+        retry = error_details_pb2.RetryInfo()
+        assert any(d.Unpack(retry) for d in details.details)
+        assert 0 < retry.retry_delay.ToTimedelta().total_seconds() <= 0.2
+        # another client (behind the trusted proxy) has its own bucket
+        ok(await gw.echo(headers={"x-forwarded-for": "198.51.100.7"}))
+        await asyncio.sleep(0.25)
+        ok(await gw.echo())
+
+
+async def test_in_flight_limit(probe: str) -> None:
+    async with start_gateway(config(max_in_flight=2), {SERVICE: probe}) as gw:
+        nap = duration_pb2.Duration(nanos=400_000_000).SerializeToString()
+        replies = await asyncio.gather(*(gw.call(f"{PROBE}/Sleep", [nap]) for _ in range(4)))
+        codes = sorted(r.code.value[0] for r in replies)
+        assert codes.count(Status.OK.value[0]) == 2 and codes.count(Status.RESOURCE_EXHAUSTED.value[0]) == 2
+        await _still_serving(gw)
+
+
+async def test_backend_down_is_unavailable_naming_the_service() -> None:
+    server, address = await start_probe()
+    async with start_gateway(config(), {SERVICE: address}) as gw:
+        await _still_serving(gw)
+        await server.stop(0)
+        started = time.monotonic()
+        for text in (False, True):
+            reply = await gw.echo(text=text)
+            assert reply.code == Status.UNAVAILABLE
+            assert reply.message == f"{SERVICE} is unavailable: the gateway could not reach it; retry later"
+            assert address not in reply.message  # internal addresses stay internal
+        assert time.monotonic() - started < 10
+        # the backend comes back on the same port: the gateway reconnects
+        port = int(address.rsplit(":", 1)[1])
+        server, _ = await start_probe(port)
+        try:
+            deadline = time.monotonic() + 15
+            while (await gw.echo()).code != Status.OK:
+                assert time.monotonic() < deadline, "the gateway did not reconnect"
+                await asyncio.sleep(0.2)
+        finally:
+            await server.stop(0)
+
+
+async def test_a_client_leaving_mid_stream_cancels_the_backend_call(gw: Running) -> None:
+    before = REGISTRY.get_sample_value("marquee_gateway_in_flight")
+    count = wrappers_pb2.Int32Value(value=1000).SerializeToString()
+    response = await gw.session.post(
+        f"{gw.url}{PROBE}/Count",
+        data=grpcweb.frame(count),
+        headers={"content-type": grpcweb.BINARY, "x-delay-ms": "20"},
+    )
+    await response.content.readexactly(5)  # the first message is flowing
+    assert ACTIVE_STREAMS
+    response.close()
+    deadline = time.monotonic() + 5
+    while ACTIVE_STREAMS or REGISTRY.get_sample_value("marquee_gateway_in_flight") != before:
+        assert time.monotonic() < deadline, "the backend stream outlived its client"
+        await asyncio.sleep(0.05)
+    labels = {"grpc_service": SERVICE, "grpc_method": "Count", "grpc_code": "CANCELLED", "mode": "binary"}
+    assert (REGISTRY.get_sample_value("marquee_gateway_requests_total", labels) or 0) >= 1
+    await _still_serving(gw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "hang_up"),
+    [
+        # promises 100 bytes, sends 3, hangs up
+        (b"Content-Length: 100\r\n\r\n\x00\x00\x00", True),
+        # a client stream cut off mid-body
+        (b"Transfer-Encoding: chunked\r\n\r\n5\r\n\x00\x00\x00\x00\x02\r\n", True),
+        # broken chunked encoding: answered, with a status
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnonsense\r\n0\r\n\r\n", False),
+    ],
+    ids=["short-body", "cut-stream", "bad-chunking"],
+)
+async def test_broken_http_bodies(gw: Running, raw: bytes, hang_up: bool) -> None:
+    for method in ("Echo", "Collect"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+        head = f"POST {PROBE}/{method} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\n"
+        writer.write(head.encode() + raw)
+        await writer.drain()
+        if not hang_up:
+            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
+            status_line, _, rest = answer.partition(b"\r\n")
+            # aiohttp refuses the message itself (400), or the gateway answers INTERNAL: never a 500
+            assert status_line.split(b" ")[1] == b"400" or (
+                status_line.startswith(b"HTTP/1.1 200") and b"grpc-status: 13" in rest
+            ), answer
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    await _still_serving(gw)
+
+
+async def test_unknown_service_in_the_routing_table_is_a_configuration_error() -> None:
+    register_descriptors()
+    with pytest.raises(ValueError, match=r"no descriptors for service 'no\.such\.Service'"):
+        Routes({"no.such.Service": "127.0.0.1:1"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.binary(max_size=64),
+    prefix=st.sampled_from([b"", b"\x00", b"\x00\x00\x00\x00\x02", b"\x01\x00\x00\x00\x03"]),
+    text=st.booleans(),
+    encode=st.booleans(),
+)
+async def test_any_body_gets_a_status_and_the_gateway_keeps_serving(
+    gw: Running, body: bytes, prefix: bytes, text: bool, encode: bool
+) -> None:
+    raw = prefix + body
+    reply = await gw.call(ECHO, body=base64.b64encode(raw) if text and encode else raw, text=text)
+    assert reply.http_status == 200
+    assert reply.code in {Status.OK, Status.UNKNOWN, Status.INTERNAL, Status.UNIMPLEMENTED, Status.RESOURCE_EXHAUSTED}
+    if reply.code == Status.OK:
+        (frame_flags, length) = struct.unpack_from(">BI", raw) if len(raw) >= 5 else (None, None)
+        assert frame_flags == 0 and length is not None
+    await _still_serving(gw)
