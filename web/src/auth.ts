@@ -147,11 +147,6 @@ export async function accessToken(): Promise<string> {
   return state?.tokens.access ?? "";
 }
 
-/** The access token as it is now, without renewing (for calls made while the page unloads). */
-export function accessTokenNow(): string {
-  return state?.tokens.access ?? "";
-}
-
 export function initAuth(unauthenticated: () => void): void {
   configureAuth(accessToken, () => {
     dropSession();

@@ -22,10 +22,6 @@ export class PathwayMap {
     return this.prefixes.find((p) => url.startsWith(p.prefix))?.id ?? "";
   }
 
-  get size(): number {
-    return this.prefixes.length;
-  }
-
   private static fromDash(mpd: string, base: string): { prefix: string; id: string }[] {
     const doc = new DOMParser().parseFromString(mpd, "application/xml");
     return [...doc.getElementsByTagName("BaseURL")].flatMap((el) => {
