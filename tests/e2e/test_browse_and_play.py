@@ -73,3 +73,16 @@ def test_sign_in_search_rate_review_play_seek_and_resume(page: Browser, platform
     page.wait_for(f"[data-testid=row-continue] [data-title='{title_id}']")
     errors = [line for line in page.console() if line.startswith(("error", "pageerror"))]
     assert not errors, errors
+
+
+def test_the_hls_manifest_plays_too(page: Browser, platform: Platform) -> None:
+    """The session's HLS multivariant playlist (with content steering) in the same player, to the first frame and on."""
+    title_id = platform.titles_playing()[3].name.split("/")[1]
+    sign_in(page, platform, "Sam")
+    page.goto(f"{platform.url}/watch/{title_id}?protocol=hls")
+    page.wait_for_function("document.querySelector('[data-testid=player]')?.dataset.startupMs > 0", timeout=20_000)
+    wait_playing_past(page, 3)
+    player = page.player()
+    print(f"HLS: start-up {player['startupMs']} ms, {player['height']}p on {player['pathway']}")
+    assert player["protocol"] == "hls" and player["pathway"] in platform.edges
+    assert int(player["stalls"]) == 0
