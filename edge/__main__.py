@@ -3,7 +3,11 @@
     python -m edge --data-dir DATA --name edge-a --upstream http://shield:8090/v/ --steering steering:50055
 
 It verifies signed URLs with the platform's ``url_signing`` keys (``--no-tokens`` for a shield), registers with
-steering and heartbeats with a service token minted from the platform's auth key, and stops on SIGTERM/SIGINT."""
+steering and heartbeats with a service token minted from the platform's auth key, and stops on SIGTERM/SIGINT.
+With ``--commands-on-stdin`` it takes commands on standard input, one a line, while it serves:
+
+    rate-limit BYTES_PER_SEC    set the per-connection egress cap (0 removes it)
+"""
 
 from __future__ import annotations
 
@@ -44,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steering", default=None, help="SteeringService address to register with")
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
     p.add_argument("--ready-file", type=Path, default=None, help="write {'port': N} here once serving")
+    p.add_argument("--rate-limit", type=int, default=0, help="per-connection egress cap in bytes/s (0: none)")
+    p.add_argument("--commands-on-stdin", action="store_true", help="take commands on standard input (see above)")
     return p
+
+
+async def follow_commands(node: EdgeNode, stream: asyncio.StreamReader) -> None:
+    """Applies the commands read from ``stream`` until it closes; answers each on standard output."""
+    while raw := await stream.readline():
+        line = raw.decode(errors="replace").strip()
+        words = line.split()
+        if not words:
+            continue
+        if len(words) == 2 and words[0] == "rate-limit" and words[1].isdigit():
+            node.set_rate_limit(int(words[1]))
+            print(f"ok rate-limit {int(words[1])}", flush=True)
+        else:
+            print(f"error unknown command {line[:80]!r}", flush=True)
+
+
+async def stdin_reader() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -66,6 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
             disk_bytes=args.disk_bytes,
             disk_dir=args.disk_dir,
             token_keys={} if args.no_tokens else dict(platform.url_signing.keys),
+            rate_limit_bytes_per_sec=args.rate_limit,
         ),
     )
     node = await asyncio.to_thread(EdgeNode, config)
@@ -84,12 +112,15 @@ async def serve(args: argparse.Namespace) -> None:
             credentials=ServiceToken(AccessTokens(platform.auth), f"svc-edge-{args.name}"),
         )
         task = asyncio.create_task(reporter.run())
+    commands = asyncio.create_task(follow_commands(node, await stdin_reader())) if args.commands_on_stdin else None
     if args.ready_file:
         args.ready_file.write_text(json.dumps({"port": node.port, "base_url": node.base_url}))
     print(f"edge {node.name} serving {node.base_url}", flush=True)
     try:
         await stop.wait()
     finally:
+        if commands is not None:
+            commands.cancel()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

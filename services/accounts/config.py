@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from services.accounts.passwords import PasswordPolicy
 from services.common.config import ServerConfig
@@ -51,6 +51,19 @@ DEFAULT_PLANS = (
 )
 
 
+class DemoAccountConfig(BaseModel):
+    """The account the all-in-one creates on first start, so the web player can be tried at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="create it when `marquee up` starts (never by create_server alone)")
+    email: str = "demo@marquee.example"
+    password: SecretStr = Field(SecretStr("marquee-demo"), description="printed by `marquee up`: a demo, not a secret")
+    plan: str | None = Field(None, description="plan id; None: default_plan")
+    profiles: tuple[str, ...] = Field(("Alex", "Sam"), min_length=1, description="adult profiles, first to last")
+    kids_profile: str | None = Field("Kids", description="a kids profile (children's maturity limit); None: none")
+
+
 class AccountsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +78,7 @@ class AccountsConfig(BaseModel):
     trust_forwarded_for: bool = Field(
         False, description="take the client address from x-forwarded-for (only behind a trusted gateway)"
     )
+    demo: DemoAccountConfig = DemoAccountConfig()
 
     @model_validator(mode="after")
     def _check_plans(self) -> AccountsConfig:
@@ -73,6 +87,10 @@ class AccountsConfig(BaseModel):
             raise ValueError("plans: ids must be unique")
         if self.default_plan not in ids:
             raise ValueError(f"default_plan {self.default_plan!r} is not one of the plans")
+        if self.demo.enabled and self.demo.plan is not None and self.demo.plan not in ids:
+            raise ValueError(f"demo.plan {self.demo.plan!r} is not one of the plans")
+        if self.demo.enabled and len(self.demo.profiles) + bool(self.demo.kids_profile) > self.max_profiles:
+            raise ValueError("demo: more profiles than max_profiles")
         return self
 
     def plan(self, plan_id: str) -> Plan | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.accounts.config import AccountsConfig
+from services.accounts.demo import seed_demo_account
 from services.accounts.server import create_server
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin
 from services.platform.runtime import Runtime
@@ -14,11 +15,17 @@ async def start(runtime: Runtime) -> RunningService:
     config = runtime.config.service(NAME, AccountsConfig)
     config = config.model_copy(update={"server": runtime.server_config(config.server, PLUGIN.default_port)})
     server, port = await create_server(config, runtime.deps)
+    if config.demo.enabled:
+        await seed_demo_account(runtime.deps.store, config, runtime.deps.auth.refresh_token_ttl)
     await server.start()
     address = f"{config.server.host}:{port}"
+    endpoints = [Endpoint("AccountService", address)]
+    if config.demo.enabled:
+        demo = config.demo
+        endpoints.append(Endpoint("demo sign-in", f"{demo.email} / {demo.password.get_secret_value()}", "info"))
     return RunningService(
         name=NAME,
-        endpoints=[Endpoint("AccountService", address)],
+        endpoints=endpoints,
         stop=lambda: server.stop(),
         grpc_address=address,
         health_services=server.service_names,

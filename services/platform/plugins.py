@@ -27,7 +27,7 @@ class Endpoint:
 
     label: str
     address: str
-    kind: str = "grpc"  # grpc | http
+    kind: str = "grpc"  # grpc | http | info (something to tell the user, such as the demo sign-in)
 
 
 @dataclass

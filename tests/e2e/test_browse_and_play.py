@@ -1,0 +1,88 @@
+"""A viewer's path through the web player in headless Chromium, against the real platform: sign in, pick a
+profile, home rows, search as you type, the title page (rate, review), play to the first frame, seek, reload
+and resume where they were, and find the title in continue watching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.browser import Browser
+from tests.e2e.harness import Platform
+from tests.e2e.viewer import position, sign_in, wait_playing_past, watch
+
+SEEK_TO = 20.0
+
+
+def test_sign_in_search_rate_review_play_seek_and_resume(page: Browser, platform: Platform, screenshots: Path) -> None:
+    title = platform.titles_playing()[0]
+    title_id = title.name.split("/")[1]
+    sign_in(page, platform, "Alex", screenshots)
+
+    # home: trending and genre rows from the catalog (recommendations render when their service answers)
+    page.wait_for("[data-testid=row-trending] [data-testid=title-card]")
+    page.wait_for("[data-testid=row-genre] [data-testid=title-card]")
+    assert page.count("[data-testid=row-genre]") >= 5
+    page.screenshot(screenshots / "3-home.png")
+
+    # search as you type: results follow the keystrokes (debounced), without pressing Enter
+    page.click("[data-testid=nav-search]")
+    page.type("[data-testid=search-input]", title.display_name.lower())
+    card = f"[data-testid=search-results] [data-title='{title_id}']"
+    page.wait_for(card)
+    assert "/search?q=" in page.url()
+    page.screenshot(screenshots / "4-search.png")
+
+    # the title page: rate it and review it
+    page.click(card)
+    page.wait_for(f"[data-testid=title-page][data-title='{title_id}']")
+    assert page.text("[data-testid=title-name]") == title.display_name
+    page.click("label[for=rate-4]")
+    page.wait_for("[data-testid=rating-status]:has-text('You rated it 4 out of 5')")
+    assert "out of 5" in page.text("[data-testid=rating-summary]")
+    review = f"Watched it in a browser test ({title_id})."
+    page.fill("[data-testid=review-text]", review)
+    page.click("[data-testid=review-submit]")
+    page.wait_for(f"[data-testid=review]:has-text('{review}'):has-text('Alex'):has-text('★★★★☆')")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(screenshots / "5-title.png")
+
+    # play: the first frame, then the video keeps moving
+    player = watch(page, platform, title_id)
+    startup_ms = float(player["startupMs"])
+    print(f"start-up (play request to first frame): {startup_ms:.0f} ms, {player['height']}p on {player['pathway']}")
+    assert player["session"].startswith("playbackSessions/")
+    wait_playing_past(page, 2)
+    page.screenshot(screenshots / "6-player.png")
+
+    # seek, play on a little, then reload: the player resumes where the viewer was
+    page.evaluate(f"document.querySelector('[data-testid=video]').currentTime = {SEEK_TO}")
+    wait_playing_past(page, SEEK_TO + 3)
+    left_at = position(page)
+    page.reload()
+    page.wait_for_function("document.querySelector('[data-testid=player]')?.dataset.startupMs > 0", timeout=20_000)
+    resumed = float(page.player()["resumedAt"])
+    print(f"left at {left_at:.2f} s, resumed at {resumed:.2f} s")
+    assert left_at - 0.5 <= resumed <= left_at + 1.0, "the position sent when the page went away is the resume point"
+    assert position(page) >= resumed - 0.5
+    wait_playing_past(page, resumed + 1)
+
+    # home again: the title is in continue watching
+    page.click("[data-testid=player-back]")
+    page.wait_for("[data-testid=title-page]")
+    page.goto(platform.url + "/")
+    page.wait_for(f"[data-testid=row-continue] [data-title='{title_id}']")
+    errors = [line for line in page.console() if line.startswith(("error", "pageerror"))]
+    assert not errors, errors
+
+
+def test_the_hls_manifest_plays_too(page: Browser, platform: Platform) -> None:
+    """The session's HLS multivariant playlist (with content steering) in the same player, to the first frame and on."""
+    title_id = platform.titles_playing()[3].name.split("/")[1]
+    sign_in(page, platform, "Sam")
+    page.goto(f"{platform.url}/watch/{title_id}?protocol=hls")
+    page.wait_for_function("document.querySelector('[data-testid=player]')?.dataset.startupMs > 0", timeout=20_000)
+    wait_playing_past(page, 3)
+    player = page.player()
+    print(f"HLS: start-up {player['startupMs']} ms, {player['height']}p on {player['pathway']}")
+    assert player["protocol"] == "hls" and player["pathway"] in platform.edges
+    assert int(player["stalls"]) == 0
