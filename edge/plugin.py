@@ -58,6 +58,7 @@ def edge_configs(
             zone=tier.zone,
             data_plane=DataPlaneConfig(
                 name=name,
+                host=tier.host(i),
                 port=0 if ephemeral or not tier.first_edge_port else tier.first_edge_port + i,
                 upstream=HttpUpstream(base_url=shield_url),
                 memory_bytes=tier.memory_bytes,

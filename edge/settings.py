@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.config import NAME_PATTERN, MiB
 from services.common.config import Section
@@ -16,6 +16,11 @@ class EdgeTierConfig(Section):
     edges: tuple[str, ...] = Field(("edge-a", "edge-b"), min_length=1, description="edge names (pathway ids)")
     zone: str = "local"
     first_edge_port: int = Field(8081, ge=0, le=65535, description="edges take consecutive ports; 0: any")
+    hosts: tuple[str, ...] = Field(
+        (),
+        description="listen address per edge; default 127.0.0.2, 127.0.0.3, ...: players ban a failing host whatever"
+        " its port (Shaka Player), so edges on one address would fail over together",
+    )
     shield_port: int = Field(8090, ge=0, le=65535)
     memory_bytes: int = Field(128 * MiB, ge=0)
     disk_bytes: int = Field(1024 * MiB, ge=0)
@@ -34,3 +39,17 @@ class EdgeTierConfig(Section):
         if len(set(edges)) != len(edges):
             raise ValueError("edge names must be unique")
         return edges
+
+    def host(self, i: int) -> str:
+        """The listen address of the i-th edge."""
+        if self.hosts:
+            return self.hosts[i]
+        if i > 250:
+            raise ValueError("more than 250 edges need explicit hosts")
+        return f"127.0.0.{2 + i}"
+
+    @model_validator(mode="after")
+    def _hosts(self) -> EdgeTierConfig:
+        if self.hosts and len(self.hosts) != len(self.edges):
+            raise ValueError(f"hosts gives {len(self.hosts)} addresses for {len(self.edges)} edges")
+        return self
