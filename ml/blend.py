@@ -10,7 +10,7 @@ model is refitted on all the training data with the fitted weights and the valid
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +52,6 @@ def scale_of(model: Linear, q: Queries, sample: int = 256) -> float:
 class Fitted:
     parts: tuple[Linear, ...]
     scales: tuple[float, ...]
-
-
-Fitter = Callable[[Dataset, Split, int], Fitted]
 
 
 def fit_parts(data: Dataset, split: Split, epochs: int, seed: int, stop: threading.Event | None = None) -> Fitted:

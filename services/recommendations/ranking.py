@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from marquee.v1 import recommendations_pb2 as pb
+from ml.train import BECAUSE_THRESHOLD
 from services.recommendations.config import RecommendationsConfig
 from services.recommendations.model import ServingModel
 
 SIMILAR_PER_VIEW = 30
-BECAUSE_THRESHOLD = 0.35
 
 
 @dataclass

@@ -46,9 +46,8 @@ def _ms(d: duration_pb2.Duration) -> int:
 
 
 class Signals:
-    def __init__(self, store: Store, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._on_change = on_change
 
     async def record(
         self, profile_id: str, title_id: str, *, positive: bool, kind: str, time: int, region: str
@@ -66,8 +65,6 @@ class Signals:
         await self._store.insert(
             PROFILES, {"bucket": bucket_of(profile_id), "profile_id": profile_id, "update_time": time}
         )
-        if self._on_change is not None:
-            self._on_change(profile_id)
 
     async def watched(
         self, profile: str, title: str, position_ms: int, runtime_ms: int, finished: bool, time: int, region: str
