@@ -48,6 +48,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except supervisor.StartupError as exc:
         print(f"marquee up: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a port taken by another process (another `marquee up`?)
+        print(f"marquee up: {exc.strerror or exc} (is another marquee up running on these ports?)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -108,9 +108,12 @@ class Platform:
 
 def print_endpoints(platform: Platform, out: TextIO = sys.stdout) -> None:
     out.write("\nMarquee is up. Endpoints:\n")
-    for name, endpoints in platform.describe().items():
-        for e in endpoints:
-            out.write(f"  {name:<16} {e['label']:<18} {e['address']}\n")
+    described = platform.describe()
+    rows = [(name, e["label"], e["address"]) for name, endpoints in described.items() for e in endpoints]
+    names = max((len(r[0]) for r in rows), default=0)
+    labels = max((len(r[1]) for r in rows), default=0)
+    for name, label, address in rows:
+        out.write(f"  {name:<{names}}  {label:<{labels}}  {address}\n")
     out.write(f"\nData directory: {platform.runtime.config.data_dir.resolve()}\nPress Ctrl-C to stop.\n")
     out.flush()
 

@@ -260,3 +260,17 @@ async def _playable_titles(db: Path) -> tuple[int, int]:
         return total, playable
     finally:
         await store.close()
+
+
+def test_a_taken_port_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "MARQUEE_METRICS__PORT": str(port), "MARQUEE_LOGGING__LEVEL": "ERROR"}
+        cmd = [sys.executable, "-m", "services.platform.cli", "--data-dir", str(tmp_path), "up", "--only", "accounts"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert "Address already in use" in out.stderr and "Traceback" not in out.stderr, out.stderr
