@@ -10,8 +10,10 @@ A profile with neither a list nor views gets onboarding picks interleaved with t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -65,13 +67,14 @@ def _rerank(ctx: Context, base: list[Candidate], size: int) -> list[Candidate]:
         indices = np.array(list(pool), dtype=np.int64)
         sims = model.embeddings[indices] @ model.embeddings[recent].T  # candidates x views
         decay = 0.5 ** np.arange(len(recent), dtype=np.float32)
-        boost = (np.maximum(sims, 0.0) * decay).sum(axis=1) * ctx.config.rerank_weight
-        for j, i in enumerate(indices):
-            c = pool[int(i)]
-            c.score += float(boost[j])
-            best = int(np.argmax(sims[j]))
-            if sims[j, best] >= BECAUSE_THRESHOLD:
-                c.reason, c.source = pb.REASON_TYPE_BECAUSE_YOU_WATCHED, recent[best]
+        boost = ((np.maximum(sims, 0.0) * decay).sum(axis=1) * ctx.config.rerank_weight).tolist()
+        closest = sims.argmax(axis=1)
+        explained = (sims[np.arange(len(indices)), closest] >= BECAUSE_THRESHOLD).tolist()
+        for i, gain, near, explain in zip(indices.tolist(), boost, closest.tolist(), explained, strict=True):
+            c = pool[i]
+            c.score += gain
+            if explain:
+                c.reason, c.source = pb.REASON_TYPE_BECAUSE_YOU_WATCHED, recent[near]
     kept = [c for c in pool.values() if ctx.ok(c.index)]
     kept.sort(key=lambda c: (-c.score, c.index))
     return _diversify(ctx, kept, size)
@@ -79,27 +82,31 @@ def _rerank(ctx: Context, base: list[Candidate], size: int) -> list[Candidate]:
 
 def _diversify(ctx: Context, ranked: list[Candidate], size: int) -> list[Candidate]:
     """Greedy: each step takes the best score less ``genre_penalty`` x the picks of its primary genre so far. The
-    penalty depends only on the genre, so the best candidate is the head of one genre's queue."""
+    penalty depends only on the genre, so the best candidate is the head of one genre's queue: a heap of genres
+    keyed by their head's penalised score, re-keyed only when the genre is picked."""
     penalty = ctx.config.genre_penalty
     genre = ctx.model.primary_genre
     queues: dict[str, list[Candidate]] = {}
     for c in ranked:  # already best first
         queues.setdefault(genre[c.index], []).append(c)
-    heads = dict.fromkeys(queues, 0)
-    counts = dict.fromkeys(queues, 0)
+    heap = [(-q[0].score, q[0].index, g, 0) for g, q in queues.items()]
+    heapq.heapify(heap)
     out: list[Candidate] = []
-    while len(out) < size and heads:
-        g = max(heads, key=lambda g: (queues[g][heads[g]].score - penalty * counts[g], -queues[g][heads[g]].index))
-        out.append(queues[g][heads[g]])
-        counts[g] += 1
-        heads[g] += 1
-        if heads[g] == len(queues[g]):
-            del heads[g]
+    while heap and len(out) < size:
+        _, _, g, taken = heapq.heappop(heap)
+        out.append(queues[g][taken])
+        if taken + 1 < len(queues[g]):
+            head = queues[g][taken + 1]
+            heapq.heappush(heap, (-(head.score - penalty * (taken + 1)), head.index, g, taken + 1))
     return out
 
 
-def _trending(ctx: Context, exclude: set[int]) -> list[int]:
-    return [int(i) for i in ctx.model.trending(ctx.region) if ctx.ok(int(i)) and int(i) not in exclude]
+def _trending(ctx: Context, exclude: set[int]) -> Iterator[int]:
+    """Trending titles the profile may see and has not seen, most trending first (lazily: callers take a few)."""
+    order = ctx.model.trending(ctx.region)
+    for i in order[ctx.allowed[order]].tolist():
+        if i not in ctx.seen and i not in exclude:
+            yield i
 
 
 def _inject_trending(ctx: Context, ranked: list[Candidate], size: int) -> list[Candidate]:
@@ -127,7 +134,7 @@ def _inject_trending(ctx: Context, ranked: list[Candidate], size: int) -> list[C
 def cold_start(ctx: Context, size: int) -> list[Candidate]:
     model = ctx.model
     onboarding = [int(i) for i in model.artifact.onboarding if ctx.ok(int(i))]
-    trending = _trending(ctx, set(onboarding))
+    trending = list(islice(_trending(ctx, set(onboarding)), size))
     out: list[Candidate] = []
     seen: set[int] = set()
     for pair in zip(onboarding, trending, strict=False):
@@ -159,4 +166,4 @@ def similar_titles(ctx: Context, source: int, size: int) -> list[Candidate]:
 
 
 def trending(ctx: Context, size: int) -> list[Candidate]:
-    return [Candidate(i, 0.0, pb.REASON_TYPE_TRENDING) for i in _trending(ctx, set())[:size]]
+    return [Candidate(i, 0.0, pb.REASON_TYPE_TRENDING) for i in islice(_trending(ctx, set()), size)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ TITLE = NamePattern("titles/{title}")
 REGION = re.compile(r"^[A-Z]{2}$")
 MAX_ROWS = 10
 MAX_ITEMS_PER_ROW = 50
+LIST_CACHE_PROFILES = 10_000  # precomputed lists kept in memory (about 200 candidates each)
 _ROW_NAMES = {
     pb.RECOMMENDATION_ROW_TOP_PICKS: "Top picks for you",
     pb.RECOMMENDATION_ROW_TRENDING: "Trending now",
@@ -47,6 +49,7 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         self._model = model
         self._trained_time = trained_time
         self._pages = page_tokens
+        self._lists: OrderedDict[str, tuple[tuple[str, int], list[Candidate]]] = OrderedDict()
 
     # --- requests -------------------------------------------------------------------------------------------
 
@@ -64,11 +67,13 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
             )
         return region
 
-    async def _context(self, parent: str, region: str, model: ServingModel) -> tuple[Context, list[Candidate]]:
-        ids = PROFILE.parse(parent, "parent")
-        principal = require_profile(ids["account"], ids["profile"])
-        profile_id = ids["profile"]
-        history = await self._store.query(INTERACTIONS, {"profile_id": profile_id}, limit=MAX_QUERY_LIMIT)
+    async def _precomputed(self, profile_id: str, model: ServingModel) -> list[Candidate]:
+        """The profile's stored list, kept in a bounded cache until the next model (lists change only then)."""
+        version = (model.version, self._trained_time())
+        cached = self._lists.get(profile_id)
+        if cached is not None and cached[0] == version:
+            self._lists.move_to_end(profile_id)
+            return cached[1]
         listed = await self._store.query(LISTS, {"profile_id": profile_id}, limit=self._config.training.list_size)
         base = [
             Candidate(model.index[r["title_id"]], r["score"], pb.ReasonType.Value(r["reason"]),
@@ -76,6 +81,17 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
             for r in listed.rows
             if r["title_id"] in model.index
         ]  # fmt: skip
+        self._lists[profile_id] = (version, base)
+        if len(self._lists) > LIST_CACHE_PROFILES:
+            self._lists.popitem(last=False)
+        return base
+
+    async def _context(self, parent: str, region: str, model: ServingModel) -> tuple[Context, list[Candidate]]:
+        ids = PROFILE.parse(parent, "parent")
+        principal = require_profile(ids["account"], ids["profile"])
+        profile_id = ids["profile"]
+        history = await self._store.query(INTERACTIONS, {"profile_id": profile_id}, limit=MAX_QUERY_LIMIT)
+        base = await self._precomputed(profile_id, model)
         seen = {model.index[r["title_id"]] for r in history.rows if r["title_id"] in model.index}
         since = self._trained_time() if base else 0
         views = sorted(
