@@ -6,7 +6,6 @@ A title re-encoded (``encoding.done``) is purged from every tier. Edges register
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from services.common.auth import ServiceToken
 from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
 from services.common.names import NamePattern
+from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin
 from services.platform.runtime import Runtime
@@ -121,11 +121,7 @@ async def start(runtime: Runtime) -> RunningService:
         tasks += [asyncio.create_task(r.run(), name=f"edge-heartbeat-{r.node.name}") for r in reporters]
 
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         if channel is not None:
             await channel.close(None)
         REGISTRY.unregister(collector)

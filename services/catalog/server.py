@@ -5,7 +5,6 @@ other replicas)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc
@@ -22,6 +21,7 @@ from services.common.bus.port import EventBus
 from services.common.deps import Dependencies
 from services.common.ids import new_id
 from services.common.server import Server, ServiceBinding, build_server
+from services.common.tasks import cancel_all
 from services.common.topics import CATALOG_TITLE
 
 log = logging.getLogger("marquee.catalog")
@@ -69,12 +69,5 @@ async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Serv
     )
     server, port = build_server(config.server, [binding], tokens=deps.tokens)
 
-    async def stop_tasks() -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    server.add_on_stop(stop_tasks)
+    server.add_on_stop(lambda: cancel_all(tasks))
     return server, port, view
