@@ -4,7 +4,9 @@
                                           data, the seen titles never recommended again, the latest views
     profiles((bucket), profile_id)        every profile with interactions, listed by bucket for the batch job
     lists((profile_id), rank)             the precomputed top N of a profile, best first, with its reasons
-    models((name))                        the current model: version, summary and the serving artifact (npz)
+    models((name))                        the current model ("current"): version, training time, summary
+    artifacts((version))                  a model's serving artifact (npz); replicas poll the small models row
+                                          and read this only when the version changed
 
 Times are unix microseconds."""
 
@@ -64,13 +66,19 @@ MODELS = Table(
         Column("version", "text"),
         Column("trained_time", "int"),
         Column("summary", "json"),
-        Column("artifact", "blob"),
     ),
     partition_key=("name",),
     keyspace=KEYSPACE,
 )
 
-SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[INTERACTIONS, PROFILES, LISTS, MODELS])])
+ARTIFACTS = Table(
+    "artifacts",
+    columns=(Column("version", "text"), Column("artifact", "blob")),
+    partition_key=("version",),
+    keyspace=KEYSPACE,
+)
+
+SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[INTERACTIONS, PROFILES, LISTS, MODELS, ARTIFACTS])])
 
 
 def bucket_of(profile_id: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from marquee.v1 import catalog_pb2, recommendations_pb2_grpc
@@ -15,10 +14,11 @@ from services.common.deps import Dependencies
 from services.common.ids import new_id
 from services.common.server import Server, ServiceBinding, build_server
 from services.common.store.port import Store
+from services.common.tasks import cancel_all
 from services.common.topics import CATALOG_TITLE
 from services.recommendations.config import RecommendationsConfig
 from services.recommendations.model import ServingModel
-from services.recommendations.schema import CURRENT, MODELS, SCHEMA
+from services.recommendations.schema import ARTIFACTS, CURRENT, MODELS, SCHEMA
 from services.recommendations.servicer import SERVICE_NAME, TITLE, RecommendationServicer
 from services.recommendations.signals import Signals, follow
 from services.recommendations.training import item_of, train
@@ -42,7 +42,10 @@ class Models:
             return False
         if self.model is not None and row["version"] == self.model.version and row["trained_time"] == self.trained_time:
             return False
-        artifact = await asyncio.to_thread(Artifact.from_bytes, row["artifact"])
+        stored = await self._store.get(ARTIFACTS, {"version": row["version"]})
+        if stored is None:  # replaced by a newer run between the two reads: the next poll sees that one
+            return False
+        artifact = await asyncio.to_thread(Artifact.from_bytes, stored["artifact"])
         self.model = ServingModel(artifact)
         self.trained_time = row["trained_time"]
         self.ready.set()
@@ -119,12 +122,5 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> tu
     )
     server, port = build_server(config.server, [binding], tokens=deps.tokens)
 
-    async def stop_tasks() -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    server.add_on_stop(stop_tasks)
+    server.add_on_stop(lambda: cancel_all(tasks))
     return server, port, models

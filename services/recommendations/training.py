@@ -28,7 +28,7 @@ from services.common.ids import now_micros
 from services.common.store.port import MAX_QUERY_LIMIT, PagingState, Row, Store
 from services.common.store.schema import Table
 from services.recommendations.config import TrainingConfig
-from services.recommendations.schema import BUCKETS, CURRENT, INTERACTIONS, LISTS, MODELS, PROFILES, SCHEMA
+from services.recommendations.schema import ARTIFACTS, BUCKETS, CURRENT, INTERACTIONS, LISTS, MODELS, PROFILES, SCHEMA
 
 log = logging.getLogger("marquee.recommendations")
 
@@ -130,16 +130,13 @@ async def write(store: Store, result: Result) -> None:
         tail = await store.query(LISTS, {"profile_id": profile_id}, limit=MAX_QUERY_LIMIT, min_value=len(picks))
         for r in tail.rows:  # a shorter list than last time: drop the old tail
             await store.delete(LISTS, {"profile_id": profile_id, "rank": r["rank"]})
+    await store.insert(ARTIFACTS, {"version": version, "artifact": result.artifact.to_bytes()})
+    previous = await store.get(MODELS, {"name": CURRENT})
     await store.insert(
-        MODELS,
-        {
-            "name": CURRENT,
-            "version": version,
-            "trained_time": now_micros(),
-            "summary": result.summary,
-            "artifact": result.artifact.to_bytes(),
-        },
+        MODELS, {"name": CURRENT, "version": version, "trained_time": now_micros(), "summary": result.summary}
     )
+    if previous is not None and previous["version"] != version:
+        await store.delete(ARTIFACTS, {"version": previous["version"]})
 
 
 async def train(store: Store, config: TrainingConfig) -> Outcome | None:
