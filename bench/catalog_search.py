@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import random
 import statistics
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+from _service_process import service_process  # bench/ is on sys.path when a script here runs
 
 from marquee.v1 import catalog_pb2 as pb
 from marquee.v1 import catalog_pb2_grpc
@@ -69,38 +69,6 @@ def build_catalog(db: Path, titles: int) -> int:
     return asyncio.run(run())
 
 
-def serve(db: str, ports: multiprocessing.Queue[int]) -> None:
-    from pydantic import SecretStr
-
-    from services.catalog.config import CatalogConfig, DemoCatalogConfig
-    from services.catalog.server import create_server
-    from services.common.auth import AccessTokens
-    from services.common.bus.memory import InMemoryBus
-    from services.common.config import AuthConfig, ServerConfig
-    from services.common.deps import Dependencies
-    from services.common.logs import configure_logging
-    from services.common.paging import PageTokens
-    from services.common.ratelimit import InMemoryRateLimiter
-    from services.common.store.sqlite import SqliteStore
-
-    async def main() -> None:
-        configure_logging("WARNING", "json")
-        auth = AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1")
-        deps = Dependencies(
-            SqliteStore(Path(db)), InMemoryBus(), InMemoryRateLimiter(), auth, AccessTokens(auth), PageTokens(b"k")
-        )
-        config = CatalogConfig(
-            server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
-            demo=DemoCatalogConfig(enabled=False),
-        )
-        server, port, _ = await create_server(config, deps)
-        await server.start()
-        ports.put(port)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
 async def load(address: str, md: Any, *, clients: int, seconds: float, kind: str) -> list[float]:
     channel = grpc.aio.insecure_channel(address)
     stub = catalog_pb2_grpc.CatalogServiceStub(channel)
@@ -132,20 +100,20 @@ def main() -> int:
     args = parser.parse_args()
     from pydantic import SecretStr
 
+    from services.catalog.config import CatalogConfig, DemoCatalogConfig
     from services.common.auth import AccessTokens
-    from services.common.config import AuthConfig
+    from services.common.config import AuthConfig, ServerConfig
 
     token = AccessTokens(AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1")).issue("bench", profile_id="p").token
     md = (("authorization", f"Bearer {token}"),)
     with tempfile.TemporaryDirectory(prefix="marquee-bench-catalog-") as tmp:
         db = Path(tmp) / "catalog.db"
         size = build_catalog(db, args.titles)
-        ctx = multiprocessing.get_context("spawn")
-        ports: multiprocessing.Queue[int] = ctx.Queue()
-        proc = ctx.Process(target=serve, args=(str(db), ports), daemon=True)
-        proc.start()
-        try:
-            address = f"127.0.0.1:{ports.get(timeout=120)}"
+        config = CatalogConfig(
+            server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
+            demo=DemoCatalogConfig(enabled=False),
+        )
+        with service_process("services.catalog.server:create_server", config, db, KEY) as address:
             print(f"catalog: {size:,} titles; CatalogService in its own process, gRPC over loopback")
             print(f"{'call':<8} {'clients':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
             for kind in ("search", "browse"):
@@ -155,9 +123,6 @@ def main() -> int:
                     rate = len(lat) / args.seconds
                     print(f"{kind:<8} {clients:>8} {rate:>9.0f} {qs[49] * 1e3:>8.2f} {qs[98] * 1e3:>8.2f}")
             print("target: search p99 < 10 ms")
-        finally:
-            proc.terminate()
-            proc.join(10)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import random
 import statistics
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+from _service_process import service_process  # bench/ is on sys.path when a script here runs
 
 from marquee.v1 import common_pb2, recommendations_pb2_grpc
 from marquee.v1 import recommendations_pb2 as pb
@@ -75,38 +75,6 @@ def build(db: Path) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def serve(db: str, ports: multiprocessing.Queue[int]) -> None:
-    from pydantic import SecretStr
-
-    from services.common.auth import AccessTokens
-    from services.common.bus.memory import InMemoryBus
-    from services.common.config import AuthConfig, ServerConfig
-    from services.common.deps import Dependencies
-    from services.common.logs import configure_logging
-    from services.common.paging import PageTokens
-    from services.common.ratelimit import InMemoryRateLimiter
-    from services.common.store.sqlite import SqliteStore
-    from services.recommendations.config import RecommendationsConfig, TrainingConfig
-    from services.recommendations.server import create_server
-
-    async def main() -> None:
-        configure_logging("WARNING", "json")
-        auth = AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1")
-        deps = Dependencies(
-            SqliteStore(Path(db)), InMemoryBus(), InMemoryRateLimiter(), auth, AccessTokens(auth), PageTokens(b"k")
-        )
-        config = RecommendationsConfig(
-            server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
-            training=TrainingConfig(at_start=False, interval=0),
-        )
-        server, port, _ = await create_server(config, deps)
-        await server.start()
-        ports.put(port)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
 async def load_(address: str, tokens: list[Any], profiles: list[int], *, clients: int, seconds: float) -> list[float]:
     channel = grpc.aio.insecure_channel(address)
     stub = recommendations_pb2_grpc.RecommendationServiceStub(channel)
@@ -137,7 +105,8 @@ def main() -> int:
     from pydantic import SecretStr
 
     from services.common.auth import AccessTokens
-    from services.common.config import AuthConfig
+    from services.common.config import AuthConfig, ServerConfig
+    from services.recommendations.config import RecommendationsConfig, TrainingConfig
 
     issuer = AccessTokens(AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1"))
     tokens = [
@@ -150,12 +119,11 @@ def main() -> int:
         trained = build(db)
         print(f"trained in {trained['seconds']:.1f} s: {trained['users']} users x {trained['items']} titles, "
               f"{trained['events']:,} events, weights {trained['weights']}")  # fmt: skip
-        ctx = multiprocessing.get_context("spawn")
-        ports: multiprocessing.Queue[int] = ctx.Queue()
-        proc = ctx.Process(target=serve, args=(str(db), ports), daemon=True)
-        proc.start()
-        try:
-            address = f"127.0.0.1:{ports.get(timeout=120)}"
+        config = RecommendationsConfig(
+            server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
+            training=TrainingConfig(at_start=False, interval=0),
+        )
+        with service_process("services.recommendations.server:create_server", config, db, KEY) as address:
             print("RecommendationService in its own process, gRPC over loopback, top picks, page of 20")
             print(f"{'profiles':<24} {'clients':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
             cases = {"precomputed only": list(range(LATE, PROFILES)), "+ views since training": list(range(LATE))}
@@ -165,9 +133,6 @@ def main() -> int:
                     qs = statistics.quantiles(lat, n=100)
                     rate = len(lat) / args.seconds
                     print(f"{label:<24} {clients:>8} {rate:>9.0f} {qs[49] * 1e3:>8.2f} {qs[98] * 1e3:>8.2f}")
-        finally:
-            proc.terminate()
-            proc.join(10)
     return 0
 
 
