@@ -18,6 +18,7 @@ from pathlib import Path
 from services.common.wheeldata import DEFAULT_CACHE, wheel_files
 
 WHEEL = "recbole==1.2.1"
+WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
 _DIR = "recbole/dataset_example/ml-100k"
 FILES = {name: f"{_DIR}/{name}" for name in ("ml-100k.item", "ml-100k.user", "ml-100k.inter")}
 
@@ -100,7 +101,7 @@ def _movie(row: dict[str, str]) -> Movie:
 
 @cache
 def _load(cache_dir: Path) -> MovieLens:
-    paths = wheel_files(WHEEL, FILES, cache_dir)
+    paths = wheel_files(WHEEL, WHEEL_SHA256, FILES, cache_dir)
     movies = tuple(_movie(r) for r in _rows(paths["ml-100k.item"]))
     users = tuple(
         User(int(r["user_id"]), int(r["age"]), r["gender"], r["occupation"], r["zip_code"])

@@ -92,7 +92,8 @@ class Scheduler:
         process = ctx.Process(
             target=worker.run, args=(order, messages, cancel), name=f"encode-{job.job_id}", daemon=True
         )
-        process.start()
+        with worker.sigint_blocked():
+            process.start()
         log.info("job %s started (title %s, attempt %d)", job.job_id, job.title_id, job.attempt)
         outcome: tuple[Any, ...] | None = None
         last_progress = 0.0

@@ -6,8 +6,11 @@ takes the service down, and cancellation is an Event the child checks between fr
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,9 @@ def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
 
     def report(p: Progress) -> None:
         messages.put(("progress", p.percent, p.phase, p.speed))
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     try:
         kwargs: dict[str, Any] = {}
@@ -72,3 +78,16 @@ def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
 
 def context() -> Any:
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start worker processes inside this: Ctrl-C in a terminal signals the whole process group, and the parent
+    stops encodes itself (the cancel event, then the job goes back to the queue), so a worker must not die of the
+    same SIGINT and fail its job. A spawned child inherits the blocked mask through exec (so a Ctrl-C during its
+    start-up cannot interrupt it), then ignores SIGINT in :func:`run`; a SIGINT meanwhile waits for the parent."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

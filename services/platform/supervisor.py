@@ -16,11 +16,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import PlatformConfig
+from services.common.logs import CONSOLE
 from services.common.metrics import start_metrics_endpoint
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin, discover
 from services.platform.runtime import Runtime, open_runtime
 
 log = logging.getLogger("marquee.platform")
+console = logging.getLogger(f"{CONSOLE}.platform")
 
 HEALTH_TIMEOUT = 30.0
 METRICS_DEFAULT_PORT = 9464
@@ -65,6 +67,7 @@ class Platform:
 
     async def start(self) -> None:
         try:
+            self.runtime.follow_revocations()
             metrics_cfg = self.runtime.config.metrics
             if metrics_cfg.enabled:
                 port = 0 if self.runtime.ephemeral_ports else metrics_cfg.port or METRICS_DEFAULT_PORT
@@ -79,7 +82,10 @@ class Platform:
             for plugin in self.plugins:
                 missing = [r for r in plugin.requires if r not in self.runtime.addresses]
                 if missing:
-                    raise StartupError(f"{plugin.name} needs {', '.join(missing)}, which did not start")
+                    wanted = ", ".join(f"addresses.{m}" for m in missing)
+                    raise StartupError(
+                        f"{plugin.name} calls {', '.join(missing)}, which is not running here: set {wanted}"
+                    )
                 log.info("starting %s", plugin.name)
                 svc = await plugin.start(self.runtime)
                 self.running.append(svc)
@@ -106,7 +112,7 @@ class Platform:
         }
 
 
-def print_endpoints(platform: Platform, out: TextIO = sys.stdout) -> None:
+def print_endpoints(platform: Platform, out: TextIO = sys.stdout, log_file: Path | None = None) -> None:
     out.write("\nMarquee is up. Endpoints:\n")
     described = platform.describe()
     rows = [(name, e["label"], e["address"]) for name, endpoints in described.items() for e in endpoints]
@@ -114,7 +120,10 @@ def print_endpoints(platform: Platform, out: TextIO = sys.stdout) -> None:
     labels = max((len(r[1]) for r in rows), default=0)
     for name, label, address in rows:
         out.write(f"  {name:<{names}}  {label:<{labels}}  {address}\n")
-    out.write(f"\nData directory: {platform.runtime.config.data_dir.resolve()}\nPress Ctrl-C to stop.\n")
+    out.write(f"\nData directory: {platform.runtime.config.data_dir.resolve()}\n")
+    if log_file is not None:
+        out.write(f"Logs: {log_file.resolve()} (JSON lines, rotated; --verbose shows them here)\n")
+    out.write("Press Ctrl-C to stop.\n\n")
     out.flush()
 
 
@@ -124,10 +133,13 @@ async def run(
     ephemeral_ports: bool = False,
     ready_file: Path | None = None,
     only: set[str] | None = None,
+    log_file: Path | None = None,
 ) -> None:
-    """Run the platform until SIGINT/SIGTERM. ``ready_file`` receives the endpoints as JSON once healthy."""
+    """Run the platform until SIGINT/SIGTERM. ``ready_file`` receives the endpoints as JSON once healthy;
+    ``log_file`` is where the full logs go (said after the endpoints)."""
     plugins = [p for p in discover() if only is None or p.name in only]
     runtime = open_runtime(config, ephemeral_ports=ephemeral_ports)
+    console.info("Starting Marquee: %s ...", ", ".join(p.name for p in plugins))
     platform = Platform(runtime, plugins)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -135,7 +147,7 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     await platform.start()
     try:
-        print_endpoints(platform)
+        print_endpoints(platform, log_file=log_file)
         if ready_file is not None:
             tmp = ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(platform.describe()))

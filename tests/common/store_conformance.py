@@ -138,6 +138,29 @@ async def test_insert_many_writes_every_row_and_validates_first(db: Store) -> No
     await db.insert_many(ITEMS, [])
 
 
+async def test_update_many_sets_columns_of_every_row_and_validates_first(db: Store) -> None:
+    await db.insert_many(ITEMS, [{"owner": "u", "item": f"i{i}", "n": i, "state": "new"} for i in range(300)])
+    keys = [{"owner": "u", "item": f"i{i}"} for i in range(0, 300, 2)] + [{"owner": "u2", "item": "fresh"}]
+    await db.update_many(ITEMS, keys, {"state": "done"})
+    page = await db.query(ITEMS, {"owner": "u"}, limit=MAX_BATCH_ROWS)
+    assert {r["item"]: r["state"] for r in page.rows} == {f"i{i}": "done" if i % 2 == 0 else "new" for i in range(300)}
+    assert all(r["n"] == int(r["item"][1:]) for r in page.rows)  # other columns kept
+    assert await db.get(ITEMS, {"owner": "u2", "item": "fresh"}) == {
+        "owner": "u2",
+        "item": "fresh",
+        "n": None,
+        "state": "done",
+    }  # an upsert, like update
+    with pytest.raises(InvalidKeyError):
+        await db.update_many(ITEMS, [{"owner": "u", "item": "i1"}, {"owner": "u"}], {"state": "bad"})
+    with pytest.raises(InvalidKeyError):
+        await db.update_many(ITEMS, [{"owner": "u", "item": "i1"}], {"item": "key"})
+    assert (await db.get(ITEMS, {"owner": "u", "item": "i1"}) or {})["state"] == "new"  # nothing written
+    with pytest.raises(InvalidKeyError, match="at most"):
+        await db.update_many(ITEMS, [{"owner": "z", "item": str(i)} for i in range(MAX_BATCH_ROWS + 1)], {"n": 1})
+    await db.update_many(ITEMS, [], {"n": 1})
+
+
 async def test_insert_if_not_exists_has_exactly_one_winner(db: Store) -> None:
     results = await asyncio.gather(
         *(db.insert(ITEMS, {"owner": "lwt", "item": "x", "n": i, "state": "s"}, if_not_exists=True) for i in range(50))

@@ -38,6 +38,10 @@ PLATFORM_ENV = {
     "MARQUEE_SERVICES__EDGE__ENABLED": "false",
     # a killed edge leaves steering's answers within two seconds
     "MARQUEE_SERVICES__STEERING__HEARTBEAT_INTERVAL": "0.5",
+    # short session leases: a session's signed URL token expires a few seconds after its last renewal, so every
+    # play here outlives several tokens and the player must keep putting the renewed one on its requests
+    "MARQUEE_SERVICES__PLAYBACK__HEARTBEAT_INTERVAL": "2",
+    "MARQUEE_SERVICES__PLAYBACK__SESSION_TIMEOUT": "8",
     "MARQUEE_SERVICES__STEERING__HEARTBEAT_TIMEOUT": "2",
     # tests and benchmarks sign in and call from one address more than a person would
     **{

@@ -4,8 +4,16 @@ Semantics follow CQL so the ScyllaDB adapter is a direct mapping:
 
 - ``insert`` writes a whole row (upsert); ``if_not_exists`` makes it a lightweight transaction that applies only
   when no live row has that primary key, and returns whether it applied.
+- ``insert`` with ``timestamp`` (microseconds) is last-write-wins by that write time (CQL ``USING TIMESTAMP``):
+  the row is written only where it is newer than the write time of what is stored, whoever writes it and in
+  whatever order the writes arrive; ties keep either write. A table written with timestamps is written only so
+  (never by ``update``, ``increment`` or conditional writes) and deleted with a ``timestamp`` too: such a delete
+  removes what was written at or before that time (a row written later survives it). In CQL the delete also
+  hides writes older than it that arrive after it; SQLite keeps no such tombstone.
 - ``insert_many`` upserts many rows of one table (an unlogged batch in CQL): every row is validated before any is
   written, each row is atomic, the batch as a whole is not; at most :data:`MAX_BATCH_ROWS` rows.
+- ``update_many`` sets the same columns to the same values in many rows of one table (upserts, an unlogged batch
+  in CQL): every key is validated before any row is written; at most :data:`MAX_BATCH_ROWS` rows.
 - ``update`` sets columns of one row (an upsert unless ``if_exists`` or ``if_`` is given); ``if_`` applies only
   when the row exists and every named column equals the given value (compare-and-set).
 - ``delete`` removes one row (full primary key) or a whole partition (partition key only); ``if_exists`` /
@@ -13,7 +21,10 @@ Semantics follow CQL so the ScyllaDB adapter is a direct mapping:
 - ``query`` reads one partition in clustering order (or reversed), at most ``limit`` rows, optionally bounded on
   the first clustering column, resuming after an opaque :data:`PagingState`.
 - ``increment`` adds to an int column atomically (a counter) and returns the new value.
-- ``ttl`` (seconds) makes a written row expire; expired rows are invisible to every read and condition.
+- ``ttl`` (seconds) makes a written row expire; expired rows are invisible to every read and condition; an
+  ``update`` without ``ttl`` keeps the row's expiry.
+- ``migrate`` applies a schema's pending migrations once, whoever calls it concurrently, and refuses
+  (:class:`SchemaTooNewError`) a keyspace already at a version newer than the schema it is given.
 """
 
 from __future__ import annotations
@@ -40,7 +51,11 @@ class InvalidKeyError(StoreError, ValueError):
 
 
 class StoreUnavailable(StoreError):
-    """The backing database cannot be reached or is closed."""
+    """The backing database cannot be reached, lost a replica mid-call, or is closed: try again later."""
+
+
+class SchemaTooNewError(StoreError):
+    """The stored schema is newer than the code: this release must not run on that data."""
 
 
 @dataclass(frozen=True)
@@ -49,16 +64,45 @@ class Page:
     next: PagingState | None  # None: no more rows
 
 
+@dataclass(frozen=True)
+class ScannedRow:
+    row: Row
+    ttl: int | None  # seconds left, or None
+    writetime: int | None  # the write time of a timestamped write (microseconds), where the store knows it
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    rows: list[ScannedRow]
+    next: bytes | None  # None: the table is done; otherwise resume here (valid across processes)
+
+
+class Scannable(Protocol):
+    """What maintenance tools (``marquee copy``) need beyond the port: whole-table scans. Services never scan."""
+
+    async def migrate(self, schema: Schema) -> int: ...
+
+    async def scan(self, table: Table, *, limit: int, after: bytes | None = None) -> ScanPage: ...
+
+
 class Store(Protocol):
     async def migrate(self, schema: Schema) -> int:
         """Apply pending migrations of ``schema``; returns the version now in force. Idempotent."""
         ...
 
     async def insert(
-        self, table: Table, row: Mapping[str, Any], *, if_not_exists: bool = False, ttl: int | None = None
+        self,
+        table: Table,
+        row: Mapping[str, Any],
+        *,
+        if_not_exists: bool = False,
+        ttl: int | None = None,
+        timestamp: int | None = None,
     ) -> bool: ...
 
     async def insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def update_many(self, table: Table, keys: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> None: ...
 
     async def get(self, table: Table, key: Mapping[str, Any]) -> Row | None: ...
 
@@ -80,6 +124,7 @@ class Store(Protocol):
         *,
         if_: Mapping[str, Any] | None = None,
         if_exists: bool = False,
+        timestamp: int | None = None,
     ) -> bool: ...
 
     async def query(
@@ -144,3 +189,13 @@ def check_key(table: Table, key: Mapping[str, Any], *, partition_only_ok: bool =
     for name, value in key.items():
         check_value(table, name, value)
     return not missing_ck
+
+
+def check_timestamp(timestamp: int | None, conditional: bool) -> None:
+    """InvalidKeyError unless ``timestamp`` is None or a positive 64-bit microsecond time on a plain write."""
+    if timestamp is None:
+        return
+    if conditional:
+        raise InvalidKeyError("a write time cannot be given to a conditional write")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 < timestamp <= INT64_MAX:
+        raise InvalidKeyError("timestamp must be a positive int of microseconds")

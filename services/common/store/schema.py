@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Literal
 
 ColumnType = Literal["text", "int", "float", "bool", "blob", "json"]
@@ -70,11 +71,11 @@ class Table:
     def qualified_name(self) -> str:
         return f"{self.keyspace}__{self.name}"
 
-    @property
+    @cached_property
     def clustering_columns(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.clustering_key)
 
-    @property
+    @cached_property
     def primary_key(self) -> tuple[str, ...]:
         return self.partition_key + self.clustering_columns
 

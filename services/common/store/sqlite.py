@@ -25,8 +25,12 @@ from services.common.store.port import (
     Page,
     PagingState,
     Row,
+    ScannedRow,
+    ScanPage,
+    SchemaTooNewError,
     StoreUnavailable,
     check_key,
+    check_timestamp,
     check_value,
 )
 from services.common.store.schema import Column, Order, Schema, SchemaError, Table
@@ -42,6 +46,7 @@ _SQL_TYPES = {
     "json": "TEXT",
 }
 _EXPIRES = "_expires_at"  # unix seconds (REAL) or NULL: the row's TTL deadline
+_WRITETIME = "_writetime"  # microseconds of a timestamped write (last write wins), or NULL
 
 
 def _q(name: str) -> str:
@@ -137,6 +142,11 @@ class SqliteStore:
             done = {
                 v for (v,) in conn.execute("SELECT version FROM _migrations WHERE keyspace = ?", (schema.keyspace,))
             }
+            if done and max(done) > schema.version:
+                raise SchemaTooNewError(
+                    f"keyspace {schema.keyspace} is at schema version {max(done)}, newer than this code's"
+                    f" {schema.version}: run the newer release (or roll the data back); refusing to start"
+                )
             tables: dict[str, Table] = {}
             for migration in schema.migrations:
                 for t in migration.create_tables:
@@ -152,6 +162,13 @@ class SqliteStore:
                     continue
 
                 def body(m: Any = migration, ts: dict[str, Table] = tables) -> None:
+                    # another process on the same file may have applied it since the read above: look again
+                    # inside this (BEGIN IMMEDIATE) transaction, which no other writer can interleave with
+                    applied = conn.execute(
+                        "SELECT 1 FROM _migrations WHERE keyspace = ? AND version = ?", (schema.keyspace, m.version)
+                    ).fetchone()
+                    if applied:
+                        return
                     for t in m.create_tables:
                         conn.execute(self._create_sql(t))
                     for table_name, col in m.add_columns:
@@ -166,6 +183,9 @@ class SqliteStore:
 
                 self._transaction(conn, body)
             for t in tables.values():
+                present = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(t.qualified_name)})")}
+                if _WRITETIME not in present:  # a database made before timestamped writes
+                    conn.execute(f"ALTER TABLE {_q(t.qualified_name)} ADD COLUMN {_WRITETIME} INTEGER")
                 self._tables[t.qualified_name] = t
             return schema.version
 
@@ -174,7 +194,7 @@ class SqliteStore:
     @staticmethod
     def _create_sql(t: Table) -> str:
         cols = [f"{_q(c.name)} {_SQL_TYPES[c.type]}" for c in t.columns]
-        cols.append(f"{_EXPIRES} REAL")
+        cols += [f"{_EXPIRES} REAL", f"{_WRITETIME} INTEGER"]
         pk = [_q(c) for c in t.partition_key] + [f"{_q(c)} {o.value}" for c, o in t.clustering_key]
         return (
             f"CREATE TABLE IF NOT EXISTS {_q(t.qualified_name)} ({', '.join(cols)}, PRIMARY KEY ({', '.join(pk)}))"
@@ -202,11 +222,18 @@ class SqliteStore:
             raise InvalidKeyError("ttl must be a positive number of seconds")
         return time.time() + ttl
 
-    def _upsert(self, conn: sqlite3.Connection, t: Table, row: Mapping[str, Any], expires: float | None) -> None:
+    def _upsert(
+        self,
+        conn: sqlite3.Connection,
+        t: Table,
+        row: Mapping[str, Any],
+        expires: float | None,
+        writetime: int | None = None,
+    ) -> None:
         names = list(row)
-        cols = ", ".join([*(_q(n) for n in names), _EXPIRES])
-        marks = ", ".join("?" * (len(names) + 1))
-        params = [_encode(t.column(n), row[n]) for n in names] + [expires]
+        cols = ", ".join([*(_q(n) for n in names), _EXPIRES, _WRITETIME])
+        marks = ", ".join("?" * (len(names) + 2))
+        params = [_encode(t.column(n), row[n]) for n in names] + [expires, writetime]
         conn.execute(f"INSERT OR REPLACE INTO {_q(t.qualified_name)} ({cols}) VALUES ({marks})", params)
 
     def _set(
@@ -230,12 +257,19 @@ class SqliteStore:
         conn.execute(f"UPDATE {_q(t.qualified_name)} SET {', '.join(sets)} WHERE {where}", params)
 
     async def insert(
-        self, table: Table, row: Mapping[str, Any], *, if_not_exists: bool = False, ttl: int | None = None
+        self,
+        table: Table,
+        row: Mapping[str, Any],
+        *,
+        if_not_exists: bool = False,
+        ttl: int | None = None,
+        timestamp: int | None = None,
     ) -> bool:
         t = self._known(table)
         check_key(t, {k: row.get(k) for k in t.primary_key})
         for name, value in row.items():
             check_value(t, name, value)
+        check_timestamp(timestamp, if_not_exists)
         full = {c.name: row.get(c.name) for c in t.columns}
         expires = self._expiry(ttl)
 
@@ -243,12 +277,22 @@ class SqliteStore:
             def body() -> bool:
                 if if_not_exists and self._select_one(conn, t, full) is not None:
                     return False
-                self._upsert(conn, t, full, expires)
+                if timestamp is not None and self._newer_stored(conn, t, full, timestamp):
+                    return True  # like CQL: the write happened, and an older write time loses
+                self._upsert(conn, t, full, expires, timestamp)
                 return True
 
             return self._transaction(conn, body)
 
         return await self._run(run)
+
+    def _newer_stored(self, conn: sqlite3.Connection, t: Table, key: Mapping[str, Any], timestamp: int) -> bool:
+        where = " AND ".join(f"{_q(k)} = ?" for k in t.primary_key)
+        found = conn.execute(
+            f"SELECT {_WRITETIME} FROM {_q(t.qualified_name)} WHERE {where} AND {self._live()}",
+            [_encode(t.column(k), key[k]) for k in t.primary_key] + [time.time()],
+        ).fetchone()
+        return found is not None and found[0] is not None and found[0] >= timestamp
 
     async def insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         t = self._known(table)
@@ -270,6 +314,34 @@ class SqliteStore:
 
         await self._run(run)
 
+    async def update_many(self, table: Table, keys: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> None:
+        t = self._known(table)
+        if len(keys) > MAX_BATCH_ROWS:
+            raise InvalidKeyError(f"a batch holds at most {MAX_BATCH_ROWS} rows, got {len(keys)}")
+        self._check_values(t, values)
+        for key in keys:
+            check_key(t, key)
+
+        def run(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                for key in keys:
+                    if self._select_one(conn, t, key) is None:
+                        self._upsert(conn, t, {c.name: None for c in t.columns} | dict(key) | dict(values), None)
+                    else:
+                        self._set(conn, t, key, values, None)
+
+            self._transaction(conn, body)
+
+        if keys:
+            await self._run(run)
+
+    @staticmethod
+    def _check_values(t: Table, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            if name in t.primary_key:
+                raise InvalidKeyError(f"{t.name}.{name} is part of the primary key and cannot be updated")
+            check_value(t, name, value)
+
     async def get(self, table: Table, key: Mapping[str, Any]) -> Row | None:
         t = self._known(table)
         check_key(t, key)
@@ -287,10 +359,7 @@ class SqliteStore:
     ) -> bool:
         t = self._known(table)
         check_key(t, key)
-        for name, value in values.items():
-            if name in t.primary_key:
-                raise InvalidKeyError(f"{t.name}.{name} is part of the primary key and cannot be updated")
-            check_value(t, name, value)
+        self._check_values(t, values)
         for name, value in (if_ or {}).items():
             if name in t.primary_key:
                 raise InvalidKeyError(f"{t.name}.{name} is a key column; conditions are on other columns")
@@ -321,14 +390,19 @@ class SqliteStore:
         *,
         if_: Mapping[str, Any] | None = None,
         if_exists: bool = False,
+        timestamp: int | None = None,
     ) -> bool:
         t = self._known(table)
         full = check_key(t, key, partition_only_ok=True)
         if (if_ or if_exists) and not full:
             raise InvalidKeyError(f"{t.name}: conditional deletes need the full primary key")
+        check_timestamp(timestamp, bool(if_ or if_exists))
         cols = t.primary_key if full else t.partition_key
         where = " AND ".join(f"{_q(k)} = ?" for k in cols)
         params = [_encode(t.column(k), key[k]) for k in cols]
+        if timestamp is not None:
+            where += f" AND ({_WRITETIME} IS NULL OR {_WRITETIME} <= ?)"
+            params.append(timestamp)
 
         def run(conn: sqlite3.Connection) -> bool:
             def body() -> bool:
@@ -411,6 +485,41 @@ class SqliteStore:
         if not isinstance(values, list) or len(values) != n:
             raise InvalidKeyError("paging state does not belong to this table")
         return values
+
+    async def scan(self, table: Table, *, limit: int, after: bytes | None = None) -> ScanPage:
+        """Every live row of ``table`` in primary-key order, a page at a time (maintenance only: a full scan)."""
+        t = self._known(table)
+        if not 0 < limit <= MAX_QUERY_LIMIT:
+            raise InvalidKeyError(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
+        names = [c.name for c in t.columns]
+        pk = ", ".join(_q(k) for k in t.primary_key)
+        where = [self._live()]
+        params: list[Any] = [time.time()]
+        if after:
+            last = self._decode_state(after, len(t.primary_key))
+            where.append(f"({pk}) > ({', '.join('?' * len(last))})")
+            params += [_encode(t.column(k), v) for k, v in zip(t.primary_key, last, strict=True)]
+        sql = (
+            f"SELECT {', '.join(_q(n) for n in names)}, {_EXPIRES}, {_WRITETIME} FROM {_q(t.qualified_name)}"
+            f" WHERE {' AND '.join(where)} ORDER BY {pk} LIMIT ?"
+        )
+        params.append(limit + 1)
+
+        def run(conn: sqlite3.Connection) -> ScanPage:
+            raw = conn.execute(sql, params).fetchall()
+            now = time.time()
+            rows = [
+                ScannedRow(
+                    self._row(t, names, r[: len(names)]),
+                    None if r[-2] is None else max(1, int(r[-2] - now + 0.999)),
+                    r[-1],
+                )
+                for r in raw[:limit]
+            ]
+            nxt = json.dumps([rows[-1].row[k] for k in t.primary_key]).encode() if len(raw) > limit else None
+            return ScanPage(rows, nxt)
+
+        return await self._run(run)
 
     async def increment(self, table: Table, key: Mapping[str, Any], column: str, delta: int = 1) -> int:
         t = self._known(table)

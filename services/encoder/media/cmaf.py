@@ -76,7 +76,8 @@ def timescale(init: bytes) -> int:
     return int(ts)
 
 
-def _trex_defaults(init: bytes) -> tuple[int, int]:
+def trex_defaults(init: bytes) -> tuple[int, int]:
+    """(default_sample_duration, default_sample_size) of the movie's trex, (0, 0) without one."""
     trex = find(init, [b"moov", b"mvex", b"trex"])
     if trex is None:
         return 0, 0
@@ -168,7 +169,7 @@ def split(fragmented: Path, out_dir: Path, media_template: str = "seg-{n}.m4s") 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "init.mp4").write_bytes(init)
     ts = timescale(init)
-    defaults = _trex_defaults(init)
+    defaults = trex_defaults(init)
     segments: list[SegmentFile] = []
     pending_prefix = b""
     i = 0

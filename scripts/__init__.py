@@ -1,0 +1,1 @@
+"""Developer scripts run by ./dev (importable for their tests)."""
