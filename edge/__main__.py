@@ -2,8 +2,11 @@
 
     python -m edge --data-dir DATA --name edge-a --upstream http://shield:8090/v/ --steering steering:50055
 
-It verifies signed URLs with the platform's ``url_signing`` keys (``--no-tokens`` for a shield), registers with
-steering and heartbeats with a service token minted from the platform's auth key, and stops on SIGTERM/SIGINT.
+An edge verifies players' signed URLs with the platform's ``url_signing`` keys and signs its fills from an HTTP
+upstream with the ``edge_fill`` keys; a shield (``--role shield``) takes those fills and serves players only with
+``--serve-players``; ``--no-tokens`` serves anyone (a cache tested alone, never a deployment). It registers with
+steering, heartbeats and follows steering's revocation feed with a service token minted from the platform's auth
+key, and stops on SIGTERM/SIGINT.
 With ``--commands-on-stdin`` it takes commands on standard input, one a line, while it serves:
 
     rate-limit BYTES_PER_SEC    set the per-connection egress cap (0 removes it)
@@ -22,11 +25,14 @@ from pathlib import Path
 
 import grpc
 
-from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig, HttpUpstream
+from edge.config import DataPlaneConfig, DirUpstream, EdgeGeoConfig, EdgeNodeConfig, HttpUpstream
 from edge.node import EdgeNode
+from edge.revocations import RevocationFollower
 from edge.steering import SteeringReporter
 from services.common.auth import AccessTokens, ServiceToken
 from services.common.config import ConfigError, load_config
+from services.common.targets import channel_target
+from services.common.tasks import cancel_all
 from services.platform.runtime import local_config
 
 
@@ -44,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-bytes", type=int, default=256 << 20)
     p.add_argument("--disk-bytes", type=int, default=0)
     p.add_argument("--disk-dir", type=Path, default=None)
-    p.add_argument("--no-tokens", action="store_true", help="serve without signed URLs (a shield behind edges)")
+    p.add_argument("--serve-players", action="store_true", help="a shield: take players' signed URLs too")
+    p.add_argument("--no-tokens", action="store_true", help="serve anyone, without any key (tests of the cache)")
+    p.add_argument(
+        "--trusted-proxy", action="append", default=[], help="network of a load balancer whose X-Forwarded-For counts"
+    )
     p.add_argument("--steering", default=None, help="SteeringService address to register with")
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
     p.add_argument("--ready-file", type=Path, default=None, help="write {'port': N} here once serving")
@@ -80,6 +90,8 @@ async def serve(args: argparse.Namespace) -> None:
     upstream = (
         HttpUpstream(base_url=args.upstream) if args.upstream.startswith("http") else DirUpstream(root=args.upstream)
     )
+    players = not args.no_tokens and (args.role == "edge" or args.serve_players)
+    fill = {} if args.no_tokens else dict(platform.edge_fill.keys)
     config = EdgeNodeConfig(
         role=args.role,
         zone=args.zone,
@@ -92,7 +104,10 @@ async def serve(args: argparse.Namespace) -> None:
             memory_bytes=args.memory_bytes,
             disk_bytes=args.disk_bytes,
             disk_dir=args.disk_dir,
-            token_keys={} if args.no_tokens else dict(platform.url_signing.keys),
+            token_keys=dict(platform.url_signing.keys) if players else {},
+            fill_keys=fill,
+            fill_signing_kid=platform.edge_fill.signing_kid if fill else "",
+            geo=EdgeGeoConfig.of(platform.geo, tuple(args.trusted_proxy)),
             rate_limit_bytes_per_sec=args.rate_limit,
         ),
     )
@@ -101,17 +116,17 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    channel = grpc.aio.insecure_channel(args.steering) if args.steering else None
+    channel = None
+    if args.steering:
+        target, balanced = channel_target(args.steering)
+        channel = grpc.aio.insecure_channel(target, options=balanced)
     reporter = None
-    task = None
+    tasks: list[asyncio.Task[None]] = []
     if channel is not None:
-        reporter = SteeringReporter(
-            node,
-            channel,
-            interval=args.heartbeat_interval,
-            credentials=ServiceToken(AccessTokens(platform.auth), f"svc-edge-{args.name}"),
-        )
-        task = asyncio.create_task(reporter.run())
+        credentials = ServiceToken(AccessTokens(platform.auth), f"svc-edge-{args.name}")
+        reporter = SteeringReporter(node, channel, interval=args.heartbeat_interval, credentials=credentials)
+        follower = RevocationFollower(lambda: [node], channel, credentials=credentials)
+        tasks = [asyncio.create_task(reporter.run()), asyncio.create_task(follower.run())]
     commands = asyncio.create_task(follow_commands(node, await stdin_reader())) if args.commands_on_stdin else None
     if args.ready_file:
         args.ready_file.write_text(json.dumps({"port": node.port, "base_url": node.base_url}))
@@ -121,10 +136,7 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if commands is not None:
             commands.cancel()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         if reporter is not None:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await reporter.deregister()

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.config import Section
+from services.common.config import GeoConfig, Section
+from services.common.geo import network_layers
 
 MiB = 1024 * 1024
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -29,6 +30,26 @@ class HttpUpstream(Section):
 
 
 Upstream = Annotated[DirUpstream | HttpUpstream, Field(discriminator="kind")]
+
+
+class EdgeGeoConfig(Section):
+    """Where clients are, for tokens bound to licensed regions (``native/core/src/edge/geo.rs``)."""
+
+    layers: list[list[tuple[str, str]]] = Field(default_factory=list, description="(network, region), first wins")
+    loopback_region: str = ""
+    default_region: str = ""
+    trusted_proxies: tuple[str, ...] = Field((), description="whose X-Forwarded-For is believed (load balancers)")
+
+    @classmethod
+    def of(cls, geo: GeoConfig, trusted_proxies: tuple[str, ...] = ()) -> EdgeGeoConfig:
+        """The platform's ``[geo]`` for an edge. Players reach edges directly, so the gateways the backends trust
+        are not the edge's proxies: those are its own (``trusted_proxies``)."""
+        return cls(
+            layers=network_layers(geo),
+            loopback_region=geo.loopback_region,
+            default_region=geo.default_region,
+            trusted_proxies=trusted_proxies,
+        )
 
 
 class DataPlaneConfig(Section):
@@ -52,20 +73,32 @@ class DataPlaneConfig(Section):
     max_headers: int = Field(64, ge=1, le=1024)
     rate_limit_bytes_per_sec: int = Field(0, ge=0, description="per-connection egress cap; 0: none")
     token_keys: dict[str, SecretStr] = Field(
-        default_factory=dict, description="signed URL keys by id; empty: no token required (a shield)"
+        default_factory=dict,
+        description="players' signed URL keys by id; empty: players are not served (a shield players may not use)",
     )
     token_param: str = "token"
+    fill_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="fill credential keys by id: an edge signs its upstream requests, a shield verifies them",
+    )
+    fill_signing_kid: str = Field("", description="the fill key an edge signs with; default: the first")
+    revoked_capacity: int = Field(1_000_000, ge=1, description="most revoked playback sessions remembered")
+    geo: EdgeGeoConfig | None = Field(None, description="where clients are; none: region-bound tokens are refused")
     cors_origin: str = "*"
 
     @model_validator(mode="after")
     def _disk(self) -> DataPlaneConfig:
         if self.disk_bytes and self.disk_dir is None:
             raise ValueError("disk_dir is required when disk_bytes > 0")
+        if self.fill_signing_kid and self.fill_signing_kid not in self.fill_keys:
+            raise ValueError("fill_signing_kid is not one of fill_keys")
         return self
 
     def native_json(self) -> str:
-        doc = self.model_dump(mode="json", exclude={"token_keys"})
-        doc["token_keys"] = {kid: s.get_secret_value().encode().hex() for kid, s in self.token_keys.items()}
+        doc = self.model_dump(mode="json", exclude={"token_keys", "fill_keys"})
+        for name in ("token_keys", "fill_keys"):
+            keys: dict[str, SecretStr] = getattr(self, name)
+            doc[name] = {kid: s.get_secret_value().encode().hex() for kid, s in keys.items()}
         return json.dumps(doc)
 
 

@@ -95,6 +95,11 @@ class EdgeNode:
     def prefetch(self, key: str) -> int:
         return self._server.prefetch(key)
 
+    def revoke_sessions(self, sessions: list[tuple[str, int]]) -> int:
+        """Refuses these playback sessions' signed URLs, each until it expires (unix seconds); returns how many
+        revoked sessions the node holds."""
+        return self._server.revoke_sessions(sessions)
+
     def set_rate_limit(self, bytes_per_sec: int) -> None:
         if bytes_per_sec < 0:
             raise ValueError("rate limit must be >= 0 bytes/s (0 removes it)")

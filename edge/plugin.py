@@ -1,28 +1,35 @@
 """The all-in-one's edge tier: a shield in front of the local origin and two edges in front of the shield.
 
-Edges verify signed URLs with the platform's ``url_signing`` keys; the shield, reached only by edges, does not.
-A title re-encoded (``encoding.done``) is purged from every tier. Edges register with steering when it runs."""
+Edges verify players' signed URLs with the platform's ``url_signing`` keys and fill from the shield with a fill
+credential (``edge_fill`` keys) that the shield requires; the shield serves players only when
+``shield_serves_players`` is on (then with the same signed URLs as the edges). A title re-encoded
+(``encoding.done``) is purged from every tier. Every node registers with steering when it runs, and follows
+steering's revocation feed: the signed URLs of ended playback sessions are refused at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig, HttpUpstream
+from edge.config import DataPlaneConfig, DirUpstream, EdgeGeoConfig, EdgeNodeConfig, HttpUpstream
 from edge.metrics import EdgeCollector
 from edge.node import EdgeNode
+from edge.revocations import RevocationFollower
 from edge.settings import EdgeTierConfig
 from edge.steering import SteeringReporter
 from marquee.v1 import encoding_pb2
 from services.common.auth import ServiceToken
 from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
+from services.common.config import PlatformConfig
 from services.common.names import NamePattern
+from services.common.targets import channel_target
 from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
 from services.platform.plugins import Endpoint, RunningService, ServicePlugin
@@ -34,8 +41,27 @@ TITLE = NamePattern("titles/{title}")
 log = logging.getLogger("marquee.edge")
 
 
-def shield_config(tier: EdgeTierConfig, *, data_dir: Path, origin: Path, ephemeral: bool) -> EdgeNodeConfig:
-    """The shield: reads the origin directory, no tokens (only edges reach it)."""
+@dataclass(frozen=True)
+class TierKeys:
+    """Players' signed URL keys, the fill credential keys of edges and their shield, and where clients are (for
+    tokens bound to licensed regions)."""
+
+    token_keys: dict[str, SecretStr]
+    fill_keys: dict[str, SecretStr]
+    fill_signing_kid: str
+    geo: EdgeGeoConfig
+
+    @classmethod
+    def of(cls, config: PlatformConfig, tier: EdgeTierConfig) -> TierKeys:
+        fill = config.edge_fill
+        geo = EdgeGeoConfig.of(config.geo, tier.trusted_proxies)
+        return cls(dict(config.url_signing.keys), dict(fill.keys), fill.signing_kid, geo)
+
+
+def shield_config(
+    tier: EdgeTierConfig, *, data_dir: Path, origin: Path, keys: TierKeys, ephemeral: bool
+) -> EdgeNodeConfig:
+    """The shield: reads the origin directory, takes edges' fills, and players' signed URLs only if allowed."""
     return EdgeNodeConfig(
         role="shield",
         data_plane=DataPlaneConfig(
@@ -45,14 +71,17 @@ def shield_config(tier: EdgeTierConfig, *, data_dir: Path, origin: Path, ephemer
             memory_bytes=tier.shield_memory_bytes,
             disk_bytes=tier.shield_disk_bytes,
             disk_dir=data_dir / "edge" / "shield",
+            token_keys=keys.token_keys if tier.shield_serves_players else {},
+            fill_keys=keys.fill_keys,
+            geo=keys.geo,
         ),
     )
 
 
 def edge_configs(
-    tier: EdgeTierConfig, *, data_dir: Path, shield_url: str, token_keys: dict[str, SecretStr], ephemeral: bool
+    tier: EdgeTierConfig, *, data_dir: Path, shield_url: str, keys: TierKeys, ephemeral: bool
 ) -> list[EdgeNodeConfig]:
-    """The edges, in front of the shield at ``shield_url``, verifying signed URLs."""
+    """The edges, in front of the shield at ``shield_url``: verifying signed URLs, filling with a credential."""
     return [
         EdgeNodeConfig(
             zone=tier.zone,
@@ -64,7 +93,10 @@ def edge_configs(
                 memory_bytes=tier.memory_bytes,
                 disk_bytes=tier.disk_bytes,
                 disk_dir=data_dir / "edge" / name,
-                token_keys=token_keys,
+                token_keys=keys.token_keys,
+                fill_keys=keys.fill_keys,
+                fill_signing_kid=keys.fill_signing_kid,
+                geo=keys.geo,
                 rate_limit_bytes_per_sec=tier.rate_limit_bytes_per_sec,
             ),
         )
@@ -89,18 +121,16 @@ async def start(runtime: Runtime) -> RunningService:
     if not tier.enabled:
         return RunningService(name=NAME, endpoints=[], stop=_nothing)
     data_dir = runtime.config.data_dir
-    keys = dict(runtime.config.url_signing.keys)
+    keys = await asyncio.to_thread(TierKeys.of, runtime.config, tier)  # reads the GeoIP database
     origin = tier.origin or data_dir / "origin"
     ephemeral = runtime.ephemeral_ports
     nodes: list[EdgeNode] = []
     try:
         shield = await asyncio.to_thread(
-            EdgeNode, shield_config(tier, data_dir=data_dir, origin=origin, ephemeral=ephemeral)
+            EdgeNode, shield_config(tier, data_dir=data_dir, origin=origin, keys=keys, ephemeral=ephemeral)
         )
         nodes.append(shield)
-        for config in edge_configs(
-            tier, data_dir=data_dir, shield_url=shield.base_url, token_keys=keys, ephemeral=ephemeral
-        ):
+        for config in edge_configs(tier, data_dir=data_dir, shield_url=shield.base_url, keys=keys, ephemeral=ephemeral):
             nodes.append(await asyncio.to_thread(EdgeNode, config))
     except Exception:
         for node in nodes:
@@ -112,13 +142,16 @@ async def start(runtime: Runtime) -> RunningService:
     channel: grpc.aio.Channel | None = None
     steering = runtime.addresses.get("steering")
     if steering:
-        channel = grpc.aio.insecure_channel(steering)
+        target, balanced = channel_target(steering)
+        channel = grpc.aio.insecure_channel(target, options=balanced)
 
         credentials = ServiceToken(runtime.deps.tokens, "svc-edge")
         reporters = [
             SteeringReporter(n, channel, interval=tier.heartbeat_interval, credentials=credentials) for n in nodes
         ]
         tasks += [asyncio.create_task(r.run(), name=f"edge-heartbeat-{r.node.name}") for r in reporters]
+        follower = RevocationFollower(lambda: nodes, channel, credentials=credentials)
+        tasks.append(asyncio.create_task(follower.run(), name="edge-revocations"))
 
     async def stop() -> None:
         await cancel_all(tasks)

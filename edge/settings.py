@@ -22,11 +22,19 @@ class EdgeTierConfig(Section):
         " its port (Shaka Player), so edges on one address would fail over together",
     )
     shield_port: int = Field(8090, ge=0, le=65535)
+    shield_serves_players: bool = Field(
+        False,
+        description="whether players with a signed URL may fetch from the shield (a last resort; steering lists it"
+        " only with [services.steering] shield_fallback); off: the shield serves edges' fills alone",
+    )
     memory_bytes: int = Field(128 * MiB, ge=0)
     disk_bytes: int = Field(1024 * MiB, ge=0)
     shield_memory_bytes: int = Field(256 * MiB, ge=0)
     shield_disk_bytes: int = Field(4096 * MiB, ge=0)
     rate_limit_bytes_per_sec: int = Field(0, ge=0)
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="networks of load balancers in front of the edges, whose X-Forwarded-For is believed"
+    )
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats to steering")
     origin: Path | None = Field(None, description="origin store root; default {data_dir}/origin")
 

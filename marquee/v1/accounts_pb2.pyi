@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from marquee.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,40 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RevocationReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RevocationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RevocationReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVOCATION_REASON_UNSPECIFIED: _RevocationReason.ValueType  # 0
+    REVOCATION_REASON_SIGNED_OUT: _RevocationReason.ValueType  # 1
+    """SignOut ended the session."""
+    REVOCATION_REASON_REFRESH_TOKEN_REUSED: _RevocationReason.ValueType  # 2
+    """A refresh token of the session was used twice (a stolen copy): the whole session was revoked."""
+    REVOCATION_REASON_ALL_SESSIONS_REVOKED: _RevocationReason.ValueType  # 3
+    """RevokeAllSessions."""
+    REVOCATION_REASON_PASSWORD_CHANGED: _RevocationReason.ValueType  # 4
+    """ChangePassword ended every session."""
+    REVOCATION_REASON_ACCOUNT_DELETED: _RevocationReason.ValueType  # 5
+    """DeleteAccount."""
+
+class RevocationReason(_RevocationReason, metaclass=_RevocationReasonEnumTypeWrapper):
+    """Why access tokens were revoked before they expired."""
+
+REVOCATION_REASON_UNSPECIFIED: RevocationReason.ValueType  # 0
+REVOCATION_REASON_SIGNED_OUT: RevocationReason.ValueType  # 1
+"""SignOut ended the session."""
+REVOCATION_REASON_REFRESH_TOKEN_REUSED: RevocationReason.ValueType  # 2
+"""A refresh token of the session was used twice (a stolen copy): the whole session was revoked."""
+REVOCATION_REASON_ALL_SESSIONS_REVOKED: RevocationReason.ValueType  # 3
+"""RevokeAllSessions."""
+REVOCATION_REASON_PASSWORD_CHANGED: RevocationReason.ValueType  # 4
+"""ChangePassword ended every session."""
+REVOCATION_REASON_ACCOUNT_DELETED: RevocationReason.ValueType  # 5
+"""DeleteAccount."""
+Global___RevocationReason: _TypeAlias = RevocationReason  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
@@ -946,6 +981,7 @@ class SelectProfileRequest(_message.Message):
     PROFILE_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
     profile: _builtins.str
     """`accounts/{account}/profiles/{profile}`."""
     device: _builtins.str
@@ -954,16 +990,21 @@ class SelectProfileRequest(_message.Message):
     """The session's current refresh token: it is rotated into the new pair (same session). When empty, a
     new session is started.
     """
+    password: _builtins.str
+    """The account's password: required to leave a kids profile (the caller's token is for a kids profile and
+    `profile` is another one), ignored otherwise. Attempts count against the account's password-attempt limit.
+    """
     def __init__(
         self,
         *,
         profile: _builtins.str = ...,
         device: _builtins.str = ...,
         refresh_token: _builtins.str = ...,
+        password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "profile", b"profile", "refresh_token", b"refresh_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "password", b"password", "profile", b"profile", "refresh_token", b"refresh_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1160,3 +1201,47 @@ class DeleteDeviceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteDeviceResponse: _TypeAlias = DeleteDeviceResponse  # noqa: Y015
+
+@_typing.final
+class AccessRevokedEvent(_message.Message):
+    """Published on `accounts.revoked` (keyed by account id) when access tokens stop being valid before they expire:
+    either one session's, or every token of the account issued at or before `revoke_time`. Services of the
+    all-in-one share the deny list the accounts service writes; other processes follow this topic.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    """`accounts/{account}`."""
+    session: _builtins.str
+    """The session (the access token's `sid` claim: its refresh-token family) whose tokens are void. Empty: every
+    token of the account issued at or before `revoke_time` is.
+    """
+    reason: Global___RevocationReason.ValueType
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the last token concerned expires: followers may forget the revocation then."""
+
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        session: _builtins.str = ...,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: Global___RevocationReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "revoke_time", b"revoke_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "expire_time", b"expire_time", "reason", b"reason", "revoke_time", b"revoke_time", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessRevokedEvent: _TypeAlias = AccessRevokedEvent  # noqa: Y015

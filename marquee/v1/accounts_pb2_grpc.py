@@ -30,7 +30,8 @@ class AccountServiceStub:
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     def __init__(self, channel):
@@ -151,7 +152,8 @@ class AccountServiceServicer:
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     def SignUp(self, request, context):
@@ -176,21 +178,22 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignOut(self, request, context):
-        """Ends the session the refresh token belongs to.
+        """Ends the session the refresh token belongs to; its access tokens are refused from then on (TOKEN_REVOKED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeAllSessions(self, request, context):
-        """Ends every session of the account.
+        """Ends every session of the account, the caller's included: every access token issued so far is refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ChangePassword(self, request, context):
-        """Changes the password and ends every session.
+        """Changes the password and ends every session (as RevokeAllSessions). Attempts count against the account's
+        password-attempt limit, shared with SignIn (RESOURCE_EXHAUSTED, RATE_LIMITED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,7 +213,8 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAccount(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes the account; its access tokens are refused from then on.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -259,7 +263,9 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SelectProfile(self, request, context):
-        """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs.
+        """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs. From a kids
+        profile, selecting another profile needs the account's password (PERMISSION_DENIED PASSWORD_REQUIRED without
+        it, INVALID_CREDENTIALS when wrong).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -411,7 +417,8 @@ class AccountService:
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     @staticmethod

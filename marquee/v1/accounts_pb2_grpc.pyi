@@ -31,7 +31,8 @@ class AccountServiceStub:
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     @_typing.overload
@@ -45,15 +46,18 @@ class AccountServiceStub:
     RefreshTokens: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokensRequest, _accounts_pb2.RefreshTokensResponse]
     """Spends a refresh token for a new token pair (rotation). Reusing a spent refresh token revokes its session."""
     SignOut: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignOutRequest, _accounts_pb2.SignOutResponse]
-    """Ends the session the refresh token belongs to."""
+    """Ends the session the refresh token belongs to; its access tokens are refused from then on (TOKEN_REVOKED)."""
     RevokeAllSessions: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RevokeAllSessionsRequest, _accounts_pb2.RevokeAllSessionsResponse]
-    """Ends every session of the account."""
+    """Ends every session of the account, the caller's included: every access token issued so far is refused."""
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ChangePasswordRequest, _accounts_pb2.ChangePasswordResponse]
-    """Changes the password and ends every session."""
+    """Changes the password and ends every session (as RevokeAllSessions). Attempts count against the account's
+    password-attempt limit, shared with SignIn (RESOURCE_EXHAUSTED, RATE_LIMITED).
+    """
     GetAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]
     UpdateAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.UpdateAccountRequest, _accounts_pb2.UpdateAccountResponse]
     """Updates display_name and/or plan."""
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.DeleteAccountRequest, _accounts_pb2.DeleteAccountResponse]
+    """Deletes the account; its access tokens are refused from then on."""
     ListPlans: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListPlansRequest, _accounts_pb2.ListPlansResponse]
     GetPlan: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetPlanRequest, _accounts_pb2.GetPlanResponse]
     CreateProfile: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.CreateProfileRequest, _accounts_pb2.CreateProfileResponse]
@@ -63,7 +67,10 @@ class AccountServiceStub:
     UpdateProfile: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.UpdateProfileRequest, _accounts_pb2.UpdateProfileResponse]
     DeleteProfile: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.DeleteProfileRequest, _accounts_pb2.DeleteProfileResponse]
     SelectProfile: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SelectProfileRequest, _accounts_pb2.SelectProfileResponse]
-    """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs."""
+    """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs. From a kids
+    profile, selecting another profile needs the account's password (PERMISSION_DENIED PASSWORD_REQUIRED without
+    it, INVALID_CREDENTIALS when wrong).
+    """
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RegisterDeviceRequest, _accounts_pb2.RegisterDeviceResponse]
     """Registers a device (at most the plan's max_devices)."""
     GetDevice: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetDeviceRequest, _accounts_pb2.GetDeviceResponse]
@@ -76,7 +83,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -87,15 +95,18 @@ class AccountServiceAsyncStub(AccountServiceStub):
     RefreshTokens: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokensRequest, _accounts_pb2.RefreshTokensResponse]  # type: ignore[assignment]
     """Spends a refresh token for a new token pair (rotation). Reusing a spent refresh token revokes its session."""
     SignOut: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignOutRequest, _accounts_pb2.SignOutResponse]  # type: ignore[assignment]
-    """Ends the session the refresh token belongs to."""
+    """Ends the session the refresh token belongs to; its access tokens are refused from then on (TOKEN_REVOKED)."""
     RevokeAllSessions: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RevokeAllSessionsRequest, _accounts_pb2.RevokeAllSessionsResponse]  # type: ignore[assignment]
-    """Ends every session of the account."""
+    """Ends every session of the account, the caller's included: every access token issued so far is refused."""
     ChangePassword: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ChangePasswordRequest, _accounts_pb2.ChangePasswordResponse]  # type: ignore[assignment]
-    """Changes the password and ends every session."""
+    """Changes the password and ends every session (as RevokeAllSessions). Attempts count against the account's
+    password-attempt limit, shared with SignIn (RESOURCE_EXHAUSTED, RATE_LIMITED).
+    """
     GetAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]  # type: ignore[assignment]
     UpdateAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.UpdateAccountRequest, _accounts_pb2.UpdateAccountResponse]  # type: ignore[assignment]
     """Updates display_name and/or plan."""
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.DeleteAccountRequest, _accounts_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """Deletes the account; its access tokens are refused from then on."""
     ListPlans: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListPlansRequest, _accounts_pb2.ListPlansResponse]  # type: ignore[assignment]
     GetPlan: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetPlanRequest, _accounts_pb2.GetPlanResponse]  # type: ignore[assignment]
     CreateProfile: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CreateProfileRequest, _accounts_pb2.CreateProfileResponse]  # type: ignore[assignment]
@@ -105,7 +116,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     UpdateProfile: _aio.UnaryUnaryMultiCallable[_accounts_pb2.UpdateProfileRequest, _accounts_pb2.UpdateProfileResponse]  # type: ignore[assignment]
     DeleteProfile: _aio.UnaryUnaryMultiCallable[_accounts_pb2.DeleteProfileRequest, _accounts_pb2.DeleteProfileResponse]  # type: ignore[assignment]
     SelectProfile: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SelectProfileRequest, _accounts_pb2.SelectProfileResponse]  # type: ignore[assignment]
-    """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs."""
+    """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs. From a kids
+    profile, selecting another profile needs the account's password (PERMISSION_DENIED PASSWORD_REQUIRED without
+    it, INVALID_CREDENTIALS when wrong).
+    """
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RegisterDeviceRequest, _accounts_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
     """Registers a device (at most the plan's max_devices)."""
     GetDevice: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetDeviceRequest, _accounts_pb2.GetDeviceResponse]  # type: ignore[assignment]
@@ -117,7 +131,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Public RPCs (no access token): SignUp, SignIn, RefreshTokens, SignOut, ListPlans, GetPlan. Every other RPC
     needs `authorization: Bearer <access token>`; an account may only touch its own resources
-    (PERMISSION_DENIED otherwise).
+    (PERMISSION_DENIED otherwise). From a kids profile's token, every change to the account, its plan, profiles,
+    devices or sessions is PERMISSION_DENIED (KIDS_PROFILE), and selecting another profile needs the password.
     """
 
     @_abc_1.abstractmethod
@@ -150,7 +165,7 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.SignOutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.SignOutResponse, _abc.Awaitable[_accounts_pb2.SignOutResponse]]:
-        """Ends the session the refresh token belongs to."""
+        """Ends the session the refresh token belongs to; its access tokens are refused from then on (TOKEN_REVOKED)."""
 
     @_abc_1.abstractmethod
     def RevokeAllSessions(
@@ -158,7 +173,7 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.RevokeAllSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.RevokeAllSessionsResponse, _abc.Awaitable[_accounts_pb2.RevokeAllSessionsResponse]]:
-        """Ends every session of the account."""
+        """Ends every session of the account, the caller's included: every access token issued so far is refused."""
 
     @_abc_1.abstractmethod
     def ChangePassword(
@@ -166,7 +181,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.ChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.ChangePasswordResponse, _abc.Awaitable[_accounts_pb2.ChangePasswordResponse]]:
-        """Changes the password and ends every session."""
+        """Changes the password and ends every session (as RevokeAllSessions). Attempts count against the account's
+        password-attempt limit, shared with SignIn (RESOURCE_EXHAUSTED, RATE_LIMITED).
+        """
 
     @_abc_1.abstractmethod
     def GetAccount(
@@ -188,7 +205,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _accounts_pb2.DeleteAccountRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_accounts_pb2.DeleteAccountResponse, _abc.Awaitable[_accounts_pb2.DeleteAccountResponse]]: ...
+    ) -> _typing.Union[_accounts_pb2.DeleteAccountResponse, _abc.Awaitable[_accounts_pb2.DeleteAccountResponse]]:
+        """Deletes the account; its access tokens are refused from then on."""
 
     @_abc_1.abstractmethod
     def ListPlans(
@@ -246,7 +264,10 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.SelectProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.SelectProfileResponse, _abc.Awaitable[_accounts_pb2.SelectProfileResponse]]:
-        """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs."""
+        """Issues tokens bound to a profile (and optionally a device): what every profile-scoped RPC needs. From a kids
+        profile, selecting another profile needs the account's password (PERMISSION_DENIED PASSWORD_REQUIRED without
+        it, INVALID_CREDENTIALS when wrong).
+        """
 
     @_abc_1.abstractmethod
     def RegisterDevice(

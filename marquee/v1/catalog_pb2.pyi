@@ -1027,10 +1027,13 @@ class Review(_message.Message):
     author: _builtins.str
     """OUTPUT_ONLY. `accounts/{account}/profiles/{profile}` of the author."""
     author_display_name: _builtins.str
+    """OUTPUT_ONLY. The author profile's display name when the review was written (a value sent is ignored)."""
     text: _builtins.str
     """REQUIRED. At most 5000 characters."""
     stars: _builtins.int
-    """The author's rating when the review was written, if any."""
+    """OUTPUT_ONLY. The author's rating of the title when the review was written, 0 without one (a value sent is
+    ignored).
+    """
     state: Global___ReviewState.ValueType
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...

@@ -214,13 +214,15 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateReview(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Writes a review as the caller's profile. The author, its display name and the stars are the server's.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListReviews(self, request, context):
-        """Reviews of a title, newest first.
+        """Reviews of a title, newest first: the visible ones, and hidden ones the caller wrote (all hidden ones for a
+        moderator).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,7 +235,9 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportReview(self, request, context):
-        """Reports a review; after a threshold of reports it is hidden.
+        """Reports a review. Reports count once per account (the author's own account's not at all); reports from
+        `hide_review_after_reports` distinct accounts (3 by default), or one from a moderator (the admin role), hide
+        it. A hidden review is listed only to its author and to moderators, with state REVIEW_STATE_HIDDEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

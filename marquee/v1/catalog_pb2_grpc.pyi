@@ -54,11 +54,17 @@ class CatalogServiceStub:
     DeleteRating: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.DeleteRatingRequest, _catalog_pb2.DeleteRatingResponse]
     GetRatingSummary: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetRatingSummaryRequest, _catalog_pb2.GetRatingSummaryResponse]
     CreateReview: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateReviewRequest, _catalog_pb2.CreateReviewResponse]
+    """Writes a review as the caller's profile. The author, its display name and the stars are the server's."""
     ListReviews: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListReviewsRequest, _catalog_pb2.ListReviewsResponse]
-    """Reviews of a title, newest first."""
+    """Reviews of a title, newest first: the visible ones, and hidden ones the caller wrote (all hidden ones for a
+    moderator).
+    """
     DeleteReview: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.DeleteReviewRequest, _catalog_pb2.DeleteReviewResponse]
     ReportReview: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReportReviewRequest, _catalog_pb2.ReportReviewResponse]
-    """Reports a review; after a threshold of reports it is hidden."""
+    """Reports a review. Reports count once per account (the author's own account's not at all); reports from
+    `hide_review_after_reports` distinct accounts (3 by default), or one from a moderator (the admin role), hide
+    it. A hidden review is listed only to its author and to moderators, with state REVIEW_STATE_HIDDEN.
+    """
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -86,11 +92,17 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     DeleteRating: _aio.UnaryUnaryMultiCallable[_catalog_pb2.DeleteRatingRequest, _catalog_pb2.DeleteRatingResponse]  # type: ignore[assignment]
     GetRatingSummary: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetRatingSummaryRequest, _catalog_pb2.GetRatingSummaryResponse]  # type: ignore[assignment]
     CreateReview: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateReviewRequest, _catalog_pb2.CreateReviewResponse]  # type: ignore[assignment]
+    """Writes a review as the caller's profile. The author, its display name and the stars are the server's."""
     ListReviews: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListReviewsRequest, _catalog_pb2.ListReviewsResponse]  # type: ignore[assignment]
-    """Reviews of a title, newest first."""
+    """Reviews of a title, newest first: the visible ones, and hidden ones the caller wrote (all hidden ones for a
+    moderator).
+    """
     DeleteReview: _aio.UnaryUnaryMultiCallable[_catalog_pb2.DeleteReviewRequest, _catalog_pb2.DeleteReviewResponse]  # type: ignore[assignment]
     ReportReview: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReportReviewRequest, _catalog_pb2.ReportReviewResponse]  # type: ignore[assignment]
-    """Reports a review; after a threshold of reports it is hidden."""
+    """Reports a review. Reports count once per account (the author's own account's not at all); reports from
+    `hide_review_after_reports` distinct accounts (3 by default), or one from a moderator (the admin role), hide
+    it. A hidden review is listed only to its author and to moderators, with state REVIEW_STATE_HIDDEN.
+    """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """The catalog: titles, browse rows, search, ratings and reviews.
@@ -198,7 +210,8 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _catalog_pb2.CreateReviewRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_catalog_pb2.CreateReviewResponse, _abc.Awaitable[_catalog_pb2.CreateReviewResponse]]: ...
+    ) -> _typing.Union[_catalog_pb2.CreateReviewResponse, _abc.Awaitable[_catalog_pb2.CreateReviewResponse]]:
+        """Writes a review as the caller's profile. The author, its display name and the stars are the server's."""
 
     @_abc_1.abstractmethod
     def ListReviews(
@@ -206,7 +219,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ListReviewsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ListReviewsResponse, _abc.Awaitable[_catalog_pb2.ListReviewsResponse]]:
-        """Reviews of a title, newest first."""
+        """Reviews of a title, newest first: the visible ones, and hidden ones the caller wrote (all hidden ones for a
+        moderator).
+        """
 
     @_abc_1.abstractmethod
     def DeleteReview(
@@ -221,6 +236,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ReportReviewRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ReportReviewResponse, _abc.Awaitable[_catalog_pb2.ReportReviewResponse]]:
-        """Reports a review; after a threshold of reports it is hidden."""
+        """Reports a review. Reports count once per account (the author's own account's not at all); reports from
+        `hide_review_after_reports` distinct accounts (3 by default), or one from a moderator (the admin role), hide
+        it. A hidden review is listed only to its author and to moderators, with state REVIEW_STATE_HIDDEN.
+        """
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

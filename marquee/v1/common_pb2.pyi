@@ -142,6 +142,24 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No edge, shield or origin can serve the session now."""
     ERROR_REASON_MODEL_NOT_READY: _ErrorReason.ValueType  # 27
     """The recommendation model has not been trained yet; retry shortly."""
+    ERROR_REASON_MALFORMED_REQUEST: _ErrorReason.ValueType  # 28
+    """The request message could not be decoded as the method's request type (garbage or truncated bytes)."""
+    ERROR_REASON_TOKEN_REVOKED: _ErrorReason.ValueType  # 29
+    """The access token's session was signed out or revoked, or its account's tokens were (all sessions revoked,
+    password changed, account deleted): sign in again.
+    """
+    ERROR_REASON_KIDS_PROFILE: _ErrorReason.ValueType  # 30
+    """The caller's token is for a kids profile, which may not change the account, its profiles, plan or devices."""
+    ERROR_REASON_PASSWORD_REQUIRED: _ErrorReason.ValueType  # 31
+    """Leaving a kids profile (selecting another profile) needs the account's password."""
+    ERROR_REASON_STORE_UNAVAILABLE: _ErrorReason.ValueType  # 32
+    """The store (a CQL cluster) could not answer: unreachable, a replica lost mid-call, or a lightweight
+    transaction whose outcome is unknown. UNAVAILABLE with RetryInfo; retry after the delay.
+    """
+    ERROR_REASON_QOE_OUT_OF_BOUNDS: _ErrorReason.ValueType  # 40
+    """A QoE report claims more than its session can have observed since its previous report (or its start)."""
+    ERROR_REASON_UNKNOWN_PATHWAY: _ErrorReason.ValueType  # 41
+    """A QoE report names a pathway its session was not given."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -195,4 +213,22 @@ ERROR_REASON_NO_PATHWAY: ErrorReason.ValueType  # 26
 """No edge, shield or origin can serve the session now."""
 ERROR_REASON_MODEL_NOT_READY: ErrorReason.ValueType  # 27
 """The recommendation model has not been trained yet; retry shortly."""
+ERROR_REASON_MALFORMED_REQUEST: ErrorReason.ValueType  # 28
+"""The request message could not be decoded as the method's request type (garbage or truncated bytes)."""
+ERROR_REASON_TOKEN_REVOKED: ErrorReason.ValueType  # 29
+"""The access token's session was signed out or revoked, or its account's tokens were (all sessions revoked,
+password changed, account deleted): sign in again.
+"""
+ERROR_REASON_KIDS_PROFILE: ErrorReason.ValueType  # 30
+"""The caller's token is for a kids profile, which may not change the account, its profiles, plan or devices."""
+ERROR_REASON_PASSWORD_REQUIRED: ErrorReason.ValueType  # 31
+"""Leaving a kids profile (selecting another profile) needs the account's password."""
+ERROR_REASON_STORE_UNAVAILABLE: ErrorReason.ValueType  # 32
+"""The store (a CQL cluster) could not answer: unreachable, a replica lost mid-call, or a lightweight
+transaction whose outcome is unknown. UNAVAILABLE with RetryInfo; retry after the delay.
+"""
+ERROR_REASON_QOE_OUT_OF_BOUNDS: ErrorReason.ValueType  # 40
+"""A QoE report claims more than its session can have observed since its previous report (or its start)."""
+ERROR_REASON_UNKNOWN_PATHWAY: ErrorReason.ValueType  # 41
+"""A QoE report names a pathway its session was not given."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -61,6 +61,28 @@ PLAYER_STATE_SEEKING: PlayerState.ValueType  # 4
 PLAYER_STATE_ENDED: PlayerState.ValueType  # 5
 Global___PlayerState: _TypeAlias = PlayerState  # noqa: Y015
 
+class _SessionEndReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SessionEndReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionEndReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_END_REASON_UNSPECIFIED: _SessionEndReason.ValueType  # 0
+    SESSION_END_REASON_STOPPED: _SessionEndReason.ValueType  # 1
+    """StopPlayback."""
+    SESSION_END_REASON_REVOKED: _SessionEndReason.ValueType  # 2
+    """Its account signed out everywhere, changed its password or was deleted (or its device signed out)."""
+
+class SessionEndReason(_SessionEndReason, metaclass=_SessionEndReasonEnumTypeWrapper):
+    """Why a playback session ended."""
+
+SESSION_END_REASON_UNSPECIFIED: SessionEndReason.ValueType  # 0
+SESSION_END_REASON_STOPPED: SessionEndReason.ValueType  # 1
+"""StopPlayback."""
+SESSION_END_REASON_REVOKED: SessionEndReason.ValueType  # 2
+"""Its account signed out everywhere, changed its password or was deleted (or its device signed out)."""
+Global___SessionEndReason: _TypeAlias = SessionEndReason  # noqa: Y015
+
 @_typing.final
 class ClientInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -194,6 +216,7 @@ class PlaybackSession(_message.Message):
     MAX_RESOLUTION_HEIGHT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    URL_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     title: _builtins.str
     """`titles/{title}`."""
@@ -202,8 +225,13 @@ class PlaybackSession(_message.Message):
     device: _builtins.str
     """`accounts/{account}/devices/{device}`."""
     steering_uri: _builtins.str
-    """The content steering server URI for this session."""
+    """The content steering server URI for this session (signed like the manifest URLs)."""
     max_resolution_height: _builtins.int
+    url_token: _builtins.str
+    """The session's signed URL token (the `token` query parameter of its manifest, segment and steering URLs). It
+    expires with the session (expire_time); every UpdatePosition answers with its renewal, which players put on
+    their requests from then on. A stopped session's token is refused everywhere at once.
+    """
     @_builtins.property
     def manifest_urls(self) -> Global___ManifestUrls:
         """Signed manifest URLs for this session."""
@@ -237,10 +265,11 @@ class PlaybackSession(_message.Message):
         max_resolution_height: _builtins.int = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        url_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "manifest_urls", b"manifest_urls", "resume_position", b"resume_position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tracks", b"audio_tracks", "device", b"device", "expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "manifest_urls", b"manifest_urls", "max_resolution_height", b"max_resolution_height", "name", b"name", "profile", b"profile", "resume_position", b"resume_position", "steering_uri", b"steering_uri", "subtitle_tracks", b"subtitle_tracks", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tracks", b"audio_tracks", "device", b"device", "expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "manifest_urls", b"manifest_urls", "max_resolution_height", b"max_resolution_height", "name", b"name", "profile", b"profile", "resume_position", b"resume_position", "steering_uri", b"steering_uri", "subtitle_tracks", b"subtitle_tracks", "title", b"title", "url_token", b"url_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,16 +370,21 @@ class UpdatePositionResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    URL_TOKEN_FIELD_NUMBER: _builtins.int
     applied: _builtins.bool
     """False when a newer update had already been recorded."""
     finished: _builtins.bool
     """True once 95% of the runtime has been watched."""
+    url_token: _builtins.str
+    """The session's signed URL token, valid until expire_time: use it on every request from now on."""
     @_builtins.property
     def position(self) -> _duration_pb2.Duration:
         """The stored position after this call."""
 
     @_builtins.property
-    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The session's new expiry: it ends if no heartbeat arrives by then."""
+
     def __init__(
         self,
         *,
@@ -358,10 +392,11 @@ class UpdatePositionResponse(_message.Message):
         position: _duration_pb2.Duration | None = ...,
         finished: _builtins.bool = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        url_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "position", b"position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "expire_time", b"expire_time", "finished", b"finished", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "expire_time", b"expire_time", "finished", b"finished", "position", b"position", "url_token", b"url_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -919,3 +954,44 @@ class VideoViewedEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VideoViewedEvent: _TypeAlias = VideoViewedEvent  # noqa: Y015
+
+@_typing.final
+class SessionEndedEvent(_message.Message):
+    """Published on `playback.session_ended` when a session ends before its signed URLs expire (keyed by session):
+    steering passes it on to every edge and the shield, which refuse the session's URLs from then on.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    URL_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    """`playbackSessions/{session}`."""
+    profile: _builtins.str
+    """`accounts/{account}/profiles/{profile}`."""
+    reason: Global___SessionEndReason.ValueType
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def url_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the session's signed URLs expire by themselves (the revocation can be forgotten then)."""
+
+    def __init__(
+        self,
+        *,
+        session: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        reason: Global___SessionEndReason.ValueType = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        url_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "url_expire_time", b"url_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "profile", b"profile", "reason", b"reason", "session", b"session", "url_expire_time", b"url_expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionEndedEvent: _TypeAlias = SessionEndedEvent  # noqa: Y015

@@ -441,6 +441,7 @@ class GetSteeringRequest(_message.Message):
     DEVICE_TYPE_FIELD_NUMBER: _builtins.int
     CURRENT_PATHWAY_FIELD_NUMBER: _builtins.int
     THROUGHPUT_BPS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     """`playbackSessions/{session}`."""
     title: _builtins.str
@@ -454,6 +455,8 @@ class GetSteeringRequest(_message.Message):
     """The pathway the player is using now."""
     throughput_bps: _builtins.int
     """The player's measured throughput, bits/s."""
+    account: _builtins.str
+    """The account the session plays for (`accounts/{account}`): problem reports count once per account."""
     def __init__(
         self,
         *,
@@ -464,10 +467,11 @@ class GetSteeringRequest(_message.Message):
         device_type: _common_pb2.DeviceType.ValueType = ...,
         current_pathway: _builtins.str = ...,
         throughput_bps: _builtins.int = ...,
+        account: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "country", b"country", "current_pathway", b"current_pathway", "device_type", b"device_type", "session", b"session", "throughput_bps", b"throughput_bps", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "client_address", b"client_address", "country", b"country", "current_pathway", b"current_pathway", "device_type", b"device_type", "session", b"session", "throughput_bps", b"throughput_bps", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -547,3 +551,83 @@ class ReportPathwayProblemResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportPathwayProblemResponse: _TypeAlias = ReportPathwayProblemResponse  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.str
+    """The feed's epoch the caller last saw (empty: none); another epoch means the feed restarted."""
+    after_sequence: _builtins.int
+    """Resume after this sequence number of that epoch (0, or another epoch: every revocation still in force)."""
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "epoch", b"epoch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevocationsRequest: _TypeAlias = WatchRevocationsRequest  # noqa: Y015
+
+@_typing.final
+class RevokedSession(_message.Message):
+    """A playback session whose signed URLs must be refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    """`playbackSessions/{session}`."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the session's signed URLs expire by themselves: the revocation may be forgotten then."""
+
+    def __init__(
+        self,
+        *,
+        session: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokedSession: _TypeAlias = RevokedSession  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.str
+    """The feed's epoch (it changes when steering restarts)."""
+    sequence: _builtins.int
+    """The sequence number of the last revocation in this message: resume after it."""
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevokedSession]: ...
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___RevokedSession] | None = ...,
+        epoch: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "sequence", b"sequence", "sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevocationsResponse: _TypeAlias = WatchRevocationsResponse  # noqa: Y015

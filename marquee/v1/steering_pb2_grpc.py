@@ -70,6 +70,11 @@ class SteeringServiceStub:
                 request_serializer=marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemRequest.SerializeToString,
                 response_deserializer=marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/marquee.v1.SteeringService/WatchRevocations',
+                request_serializer=marquee_dot_v1_dot_steering__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=marquee_dot_v1_dot_steering__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class SteeringServiceServicer:
@@ -120,6 +125,14 @@ class SteeringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """The revocation feed edges follow: playback sessions that ended before their signed URLs expired. First every
+        revocation still in force after the caller's position, then each new one as it happens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SteeringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +170,11 @@ def add_SteeringServiceServicer_to_server(servicer, server):
                     servicer.ReportPathwayProblem,
                     request_deserializer=marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemRequest.FromString,
                     response_serializer=marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=marquee_dot_v1_dot_steering__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=marquee_dot_v1_dot_steering__pb2.WatchRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +367,33 @@ class SteeringService:
             '/marquee.v1.SteeringService/ReportPathwayProblem',
             marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemRequest.SerializeToString,
             marquee_dot_v1_dot_steering__pb2.ReportPathwayProblemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/marquee.v1.SteeringService/WatchRevocations',
+            marquee_dot_v1_dot_steering__pb2.WatchRevocationsRequest.SerializeToString,
+            marquee_dot_v1_dot_steering__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class SteeringServiceStub:
     """The ordered pathways a session should use, with the reason for the order."""
     ReportPathwayProblem: _grpc.UnaryUnaryMultiCallable[_steering_pb2.ReportPathwayProblemRequest, _steering_pb2.ReportPathwayProblemResponse]
     """A player's report of trouble on a pathway (stalls, errors), which can demote it."""
+    WatchRevocations: _grpc.UnaryStreamMultiCallable[_steering_pb2.WatchRevocationsRequest, _steering_pb2.WatchRevocationsResponse]
+    """The revocation feed edges follow: playback sessions that ended before their signed URLs expired. First every
+    revocation still in force after the caller's position, then each new one as it happens.
+    """
 
 @_typing.type_check_only
 class SteeringServiceAsyncStub(SteeringServiceStub):
@@ -57,6 +61,10 @@ class SteeringServiceAsyncStub(SteeringServiceStub):
     """The ordered pathways a session should use, with the reason for the order."""
     ReportPathwayProblem: _aio.UnaryUnaryMultiCallable[_steering_pb2.ReportPathwayProblemRequest, _steering_pb2.ReportPathwayProblemResponse]  # type: ignore[assignment]
     """A player's report of trouble on a pathway (stalls, errors), which can demote it."""
+    WatchRevocations: _aio.UnaryStreamMultiCallable[_steering_pb2.WatchRevocationsRequest, _steering_pb2.WatchRevocationsResponse]  # type: ignore[assignment]
+    """The revocation feed edges follow: playback sessions that ended before their signed URLs expired. First every
+    revocation still in force after the caller's position, then each new one as it happens.
+    """
 
 class SteeringServiceServicer(metaclass=_abc_1.ABCMeta):
     """Chooses the edges for every player and follows their health, load and cache contents."""
@@ -111,5 +119,15 @@ class SteeringServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_steering_pb2.ReportPathwayProblemResponse, _abc.Awaitable[_steering_pb2.ReportPathwayProblemResponse]]:
         """A player's report of trouble on a pathway (stalls, errors), which can demote it."""
+
+    @_abc_1.abstractmethod
+    def WatchRevocations(
+        self,
+        request: _steering_pb2.WatchRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_steering_pb2.WatchRevocationsResponse], _abc.AsyncIterator[_steering_pb2.WatchRevocationsResponse]]:
+        """The revocation feed edges follow: playback sessions that ended before their signed URLs expired. First every
+        revocation still in force after the caller's position, then each new one as it happens.
+        """
 
 def add_SteeringServiceServicer_to_server(servicer: SteeringServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

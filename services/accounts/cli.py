@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from marquee.v1 import accounts_pb2
 from services.accounts import schema, validation
 from services.accounts.config import AccountsConfig
 from services.accounts.identity import Identity, NewAccount
@@ -26,21 +27,21 @@ from services.accounts.records import AccountRecord
 from services.accounts.refresh import RefreshTokens
 from services.accounts.servicer import KIDS_MAX_MATURITY
 from services.common.errors import ServiceError
+from services.common.plans import Plans
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.port import Store
-from services.common.store.sqlite import SqliteStore
 from services.platform.cli import platform_config
-from services.platform.runtime import local_config
+from services.platform.runtime import local_config, platform_store
 
 NAME = "accounts"
 
 
 class _Admin:
-    def __init__(self, store: Store, config: AccountsConfig, refresh_ttl: int) -> None:
+    def __init__(self, store: Store, config: AccountsConfig, plans: Plans, refresh_ttl: int) -> None:
         self.store = store
         self.config = config
-        self.refresh = RefreshTokens(store, refresh_ttl)
-        self.identity = Identity(store, config, Passwords(config.passwords), self.refresh, InMemoryRateLimiter())
+        self.refresh = RefreshTokens(store, refresh_ttl, None)
+        self.identity = Identity(store, config, plans, Passwords(config.passwords), self.refresh, InMemoryRateLimiter())
 
     async def by_email(self, email: str) -> AccountRecord:
         row = await self.store.get(schema.ACCOUNT_EMAILS, {"email": validation.email(email)})
@@ -69,10 +70,10 @@ def _run(args: argparse.Namespace, action: Callable[[_Admin, argparse.Namespace]
     config = platform.service(NAME, AccountsConfig)
 
     async def go() -> str:
-        store = SqliteStore(platform.sqlite_path)
+        store = platform_store(platform)
         try:
             await store.migrate(schema.SCHEMA)
-            return await action(_Admin(store, config, platform.auth.refresh_token_ttl), args)
+            return await action(_Admin(store, config, Plans(platform.plans), platform.auth.refresh_token_ttl), args)
         finally:
             await store.close()
 
@@ -117,7 +118,14 @@ async def _grant_admin(admin: _Admin, args: argparse.Namespace) -> str:
 
 async def _revoke(admin: _Admin, args: argparse.Namespace) -> str:
     account = await admin.by_email(args.email)
-    return json.dumps({"revoked_sessions": await admin.refresh.revoke_all(account.account_id)})
+    revoked = await admin.refresh.revoke_all(account.account_id, accounts_pb2.REVOCATION_REASON_ALL_SESSIONS_REVOKED)
+    return json.dumps(
+        {
+            "revoked_sessions": revoked,
+            "note": "refresh tokens are revoked; access tokens already issued stay valid until they expire "
+            "(auth.access_token_ttl): RevokeAllSessions on the running platform refuses them at once",
+        }
+    )
 
 
 def register(sub: Any) -> None:

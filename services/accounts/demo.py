@@ -13,6 +13,7 @@ from services.accounts.profiles import ProfileInput, Profiles
 from services.accounts.refresh import RefreshTokens
 from services.accounts.servicer import KIDS_MAX_MATURITY
 from services.common.errors import AlreadyExists
+from services.common.plans import Plans
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.port import Store
 
@@ -21,13 +22,18 @@ log = logging.getLogger("marquee.accounts")
 ADULT = 6  # MATURITY_RATING_ADULT
 
 
-async def seed_demo_account(store: Store, config: AccountsConfig, refresh_ttl: int) -> bool:
+async def seed_demo_account(store: Store, config: AccountsConfig, refresh_ttl: int, plans: Plans) -> bool:
     """Creates the demo account and its profiles unless its email is taken; True when it was created."""
     demo = config.demo
     if await store.get(schema.ACCOUNT_EMAILS, {"email": validation.email(demo.email)}) is not None:
         return False
     identity = Identity(
-        store, config, Passwords(config.passwords), RefreshTokens(store, refresh_ttl), InMemoryRateLimiter()
+        store,
+        config,
+        plans,
+        Passwords(config.passwords),
+        RefreshTokens(store, refresh_ttl, None),
+        InMemoryRateLimiter(),
     )
     try:
         account = await identity.sign_up(

@@ -1,10 +1,12 @@
-"""Accounts and credentials: sign up, sign in (rate limited), password change, account read/update/delete."""
+"""Accounts and credentials: sign up, sign in and password change (password attempts rate limited per account),
+account read/update/delete."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+from marquee.v1 import accounts_pb2
 from services.accounts import schema, validation
 from services.accounts.config import AccountsConfig
 from services.accounts.passwords import Passwords
@@ -12,6 +14,7 @@ from services.accounts.records import AccountRecord
 from services.accounts.refresh import RefreshTokens
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
 from services.common.ids import new_id, now_micros
+from services.common.plans import Plans
 from services.common.ratelimit import Rate, RateLimiter
 from services.common.store.port import Store
 
@@ -31,12 +34,14 @@ class Identity:
         self,
         store: Store,
         config: AccountsConfig,
+        plans: Plans,
         passwords: Passwords,
         refresh: RefreshTokens,
         limiter: RateLimiter,
     ) -> None:
         self._store = store
         self._config = config
+        self._plans = plans
         self._passwords = passwords
         self._refresh = refresh
         self._limiter = limiter
@@ -44,8 +49,8 @@ class Identity:
     def check_plan(self, plan_id: str, field: str = "plan") -> str:
         if not plan_id:
             return self._config.default_plan
-        if self._config.plan(plan_id) is None:
-            known = ", ".join(p.id for p in self._config.plans)
+        if plan_id not in self._plans:
+            known = ", ".join(self._plans.ids())
             raise InvalidArgument(f"{field} {plan_id[:64]!r} is not a plan (plans: {known})", field_name=field)
         return plan_id
 
@@ -83,7 +88,7 @@ class Identity:
         """The account for valid credentials. Failed and successful attempts both count against the limits."""
         normalized = validation.email(email)
         await self._limit("sign-in-address", client_address, self._config.sign_in_per_address)
-        await self._limit("sign-in-account", normalized, self._config.sign_in_per_account)
+        await self._limit_password_attempts(normalized)
         mapping = await self._store.get(schema.ACCOUNT_EMAILS, {"email": normalized})
         account = await self.find(mapping["account_id"]) if mapping else None
         ok = await self._passwords.verify(account.password_hash if account else None, password)
@@ -96,6 +101,16 @@ class Identity:
                 {"password_hash": await self._passwords.hash(password)},
             )
         return account
+
+    async def _limit_password_attempts(self, email: str) -> None:
+        """One budget of password attempts per account (``sign_in_per_account``), whichever call makes them: SignIn,
+        ChangePassword, leaving a kids profile. Every attempt counts, right or wrong, so the limit tells nothing."""
+        await self._limit("password-account", email, self._config.sign_in_per_account)
+
+    async def check_password(self, account: AccountRecord, password: str) -> bool:
+        """Whether ``password`` is the account's, as one attempt against the account's limit."""
+        await self._limit_password_attempts(account.email)
+        return await self._passwords.verify(account.password_hash, password)
 
     async def _limit(self, scope: str, key: str, rate: Rate) -> None:
         decision = await self._limiter.hit(f"accounts:{scope}:{key}", rate)
@@ -134,18 +149,18 @@ class Identity:
             max_length=self._config.passwords.max_length,
             field="new_password",
         )
-        if not await self._passwords.verify(account.password_hash, current):
+        if not await self.check_password(account, current):
             raise InvalidArgument("current_password is incorrect", field_name="current_password")
         await self._store.update(
             schema.ACCOUNTS,
             {"account_id": account_id},
             {"password_hash": await self._passwords.hash(new), "update_time": now_micros()},
         )
-        await self._refresh.revoke_all(account_id)
+        await self._refresh.revoke_all(account_id, accounts_pb2.REVOCATION_REASON_PASSWORD_CHANGED)
 
     async def delete(self, account_id: str) -> None:
         account = await self.get(account_id)
-        await self._refresh.revoke_all(account_id)
+        await self._refresh.revoke_all(account_id, accounts_pb2.REVOCATION_REASON_ACCOUNT_DELETED)
         for table in (schema.PROFILES, schema.PROFILE_NAMES, schema.DEVICES):
             await self._store.delete(table, {"account_id": account_id})
         await self._store.delete(schema.ACCOUNTS, {"account_id": account_id})

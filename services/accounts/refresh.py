@@ -4,6 +4,9 @@ A refresh token is 256 random bits shown to the client once; only its SHA-256 is
 a family (one sign-in). Using a token marks it used (a lightweight transaction, so two concurrent uses cannot
 both win) and issues its successor in the same family. Presenting an already-used token means a copy is in the
 wrong hands: the whole family is revoked and both holders must sign in again.
+
+Revoking a family (or all of an account's) also ends the access tokens issued from it, through the
+:class:`~services.accounts.revocation.AccessRevoker`: the family id is the access tokens' session id (``sid``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from marquee.v1 import accounts_pb2
 from services.accounts import schema
+from services.accounts.revocation import AccessRevoker, Reason
 from services.common.errors import Unauthenticated
 from services.common.ids import new_id, now_micros
 from services.common.store.port import Store
@@ -41,9 +46,12 @@ def token_hash(token: str) -> str:
 
 
 class RefreshTokens:
-    def __init__(self, store: Store, ttl: int) -> None:
+    def __init__(self, store: Store, ttl: int, revoker: AccessRevoker | None) -> None:
+        """``revoker`` None: revocations reach refresh tokens only (tools that run outside the platform's process,
+        whose access tokens then stay valid until they expire)."""
         self._store = store
         self._ttl = ttl
+        self._revoker = revoker
 
     async def start_family(self, account_id: str, *, profile_id: str = "", device_id: str = "") -> RefreshGrant:
         """A new sign-in session and its first refresh token."""
@@ -97,7 +105,7 @@ class RefreshTokens:
         if family is None or family["revoked"]:
             raise Unauthenticated("this session was signed out: sign in again", reason="INVALID_TOKEN")
         if row["used"] or not await self._store.update(schema.REFRESH_TOKENS, key, {"used": True}, if_={"used": False}):
-            await self.revoke_family(account_id, family_id)
+            await self.revoke_family(account_id, family_id, accounts_pb2.REVOCATION_REASON_REFRESH_TOKEN_REUSED)
             log.warning("refresh token reuse detected; session revoked", extra={"account": account_id})
             raise Unauthenticated(
                 "refresh token was already used: the session has been revoked, sign in again",
@@ -118,21 +126,30 @@ class RefreshTokens:
         row = await self._store.get(schema.REFRESH_TOKENS, {"token_hash": token_hash(token)})
         return None if row is None else (row["account_id"], row["family_id"])
 
-    async def revoke_family(self, account_id: str, family_id: str) -> None:
-        await self._store.update(
-            schema.TOKEN_FAMILIES, {"account_id": account_id, "family_id": family_id}, {"revoked": True}, if_exists=True
-        )
+    async def revoke_family(self, account_id: str, family_id: str, reason: Reason) -> None:
+        """End one session: its refresh tokens and the access tokens issued from it."""
+        await self._revoke_in_store(account_id, family_id)
+        if self._revoker is not None:
+            await self._revoker.session(account_id, family_id, reason)
 
-    async def revoke_all(self, account_id: str) -> int:
-        """Revoke every session of the account; returns how many were active."""
+    async def revoke_all(self, account_id: str, reason: Reason) -> int:
+        """End every session of the account (and every access token issued so far); returns how many were
+        active."""
+        if self._revoker is not None:
+            await self._revoker.account(account_id, reason)
         revoked = 0
         after = None
         while True:
             page = await self._store.query(schema.TOKEN_FAMILIES, {"account_id": account_id}, limit=200, after=after)
             for fam in page.rows:
                 if not fam["revoked"]:
-                    await self.revoke_family(account_id, fam["family_id"])
+                    await self._revoke_in_store(account_id, fam["family_id"])
                     revoked += 1
             if page.next is None:
                 return revoked
             after = page.next
+
+    async def _revoke_in_store(self, account_id: str, family_id: str) -> None:
+        await self._store.update(
+            schema.TOKEN_FAMILIES, {"account_id": account_id, "family_id": family_id}, {"revoked": True}, if_exists=True
+        )

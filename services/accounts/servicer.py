@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from marquee.v1 import accounts_pb2, accounts_pb2_grpc, common_pb2
-from services.accounts.config import AccountsConfig, Plan
+from services.accounts.config import AccountsConfig
 from services.accounts.devices import Devices
 from services.accounts.identity import Identity, NewAccount
 from services.accounts.profiles import ProfileInput, Profiles
@@ -20,6 +20,7 @@ from services.common.errors import InvalidArgument, NotFound, PermissionDenied, 
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.common.peer import client_address
+from services.common.plans import Plan, Plans
 
 ACCOUNT = NamePattern("accounts/{account}")
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
@@ -49,6 +50,17 @@ def _ts_seconds(seconds: int) -> timestamp_pb2.Timestamp:
     return ts
 
 
+def _not_kids(principal: Principal) -> None:
+    """PERMISSION_DENIED when the caller's token is for a kids profile: it may not change the account, its plan,
+    profiles, devices or sessions (leaving it, SelectProfile with the password, is the way out)."""
+    if principal.kids:
+        raise PermissionDenied(
+            "a kids profile cannot change the account, its plan, profiles, devices or sessions: switch to another "
+            "profile (with the account's password) first",
+            reason="KIDS_PROFILE",
+        )
+
+
 def _mask_paths(mask: field_mask_pb2.FieldMask, allowed: tuple[str, ...]) -> tuple[str, ...]:
     """The mask's paths (all updatable fields when empty); INVALID_ARGUMENT for anything else."""
     paths = tuple(mask.paths) or allowed
@@ -65,6 +77,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     def __init__(
         self,
         config: AccountsConfig,
+        plans: Plans,
         identity: Identity,
         profiles: Profiles,
         devices: Devices,
@@ -73,6 +86,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         page_tokens: PageTokens,
     ) -> None:
         self._config = config
+        self._plans = plans
         self._identity = identity
         self._profiles = profiles
         self._devices = devices
@@ -130,19 +144,22 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         )
 
     async def _tokens(self, account: AccountRecord, grant: RefreshGrant) -> accounts_pb2.TokenPair:
-        max_maturity = None
+        profile = None
         if grant.profile_id:
             try:
-                max_maturity = (await self._profiles.get(account.account_id, grant.profile_id)).maturity_limit
+                profile = await self._profiles.get(account.account_id, grant.profile_id)
             except NotFound:
                 raise Unauthenticated("the profile no longer exists", reason="INVALID_TOKEN") from None
         access = self._access.issue(
             account.account_id,
             profile_id=grant.profile_id or None,
             device_id=grant.device_id or None,
+            session_id=grant.family_id,
+            profile_name=profile.display_name if profile else None,
+            kids=profile.kids if profile else False,
             roles=account.roles,
             plan=account.plan,
-            max_maturity=max_maturity,
+            max_maturity=profile.maturity_limit if profile else None,
         )
         return accounts_pb2.TokenPair(
             access_token=access.token,
@@ -162,7 +179,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         if not name:
             return ""
         plan_id = PLAN.parse(name, field)["plan"]
-        if self._config.plan(plan_id) is None:
+        if self._plans.get(plan_id) is None:
             raise InvalidArgument(f"{field} {name!r} is not a plan", field_name=field)
         return plan_id
 
@@ -174,6 +191,20 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def _own_account(self, name: str, field: str = "name") -> tuple[Principal, str]:
         account_id = ACCOUNT.parse(name, field)["account"]
         return require_account(account_id), account_id
+
+    async def _managed_account(self, name: str, field: str = "name") -> str:
+        """The caller's own account, to change: not from a kids profile."""
+        principal, account_id = await self._own_account(name, field)
+        _not_kids(principal)
+        return account_id
+
+    async def _leave_kids_profile(self, account_id: str, password: str) -> None:
+        """Leaving a kids profile takes the account's password (one attempt against the account's limit)."""
+        if not password:
+            raise PermissionDenied("leaving a kids profile needs the account's password", reason="PASSWORD_REQUIRED")
+        account = await self._identity.get(account_id)
+        if not await self._identity.check_password(account, password):
+            raise PermissionDenied("the password is incorrect", reason="INVALID_CREDENTIALS")
 
     async def _device_of(self, account_id: str, device_name: str, field: str) -> str:
         if not device_name:
@@ -240,21 +271,21 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     ) -> accounts_pb2.SignOutResponse:
         family = await self._refresh.family_of(request.refresh_token)
         if family is not None:
-            await self._refresh.revoke_family(*family)
+            await self._refresh.revoke_family(*family, accounts_pb2.REVOCATION_REASON_SIGNED_OUT)
         return accounts_pb2.SignOutResponse()
 
     async def RevokeAllSessions(
         self, request: accounts_pb2.RevokeAllSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.RevokeAllSessionsResponse:
-        _, account_id = await self._own_account(request.account, "account")
+        account_id = await self._managed_account(request.account, "account")
         await self._identity.get(account_id)
-        revoked = await self._refresh.revoke_all(account_id)
+        revoked = await self._refresh.revoke_all(account_id, accounts_pb2.REVOCATION_REASON_ALL_SESSIONS_REVOKED)
         return accounts_pb2.RevokeAllSessionsResponse(revoked_sessions=revoked)
 
     async def ChangePassword(
         self, request: accounts_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.ChangePasswordResponse:
-        _, account_id = await self._own_account(request.account, "account")
+        account_id = await self._managed_account(request.account, "account")
         await self._identity.change_password(account_id, request.current_password, request.new_password)
         return accounts_pb2.ChangePasswordResponse()
 
@@ -269,7 +300,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def UpdateAccount(
         self, request: accounts_pb2.UpdateAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.UpdateAccountResponse:
-        _, account_id = await self._own_account(request.account.name, "account.name")
+        account_id = await self._managed_account(request.account.name, "account.name")
         paths = _mask_paths(request.update_mask, ACCOUNT_MUTABLE)
         account = await self._identity.update(
             account_id,
@@ -281,7 +312,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def DeleteAccount(
         self, request: accounts_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.DeleteAccountResponse:
-        _, account_id = await self._own_account(request.name)
+        account_id = await self._managed_account(request.name)
         await self._identity.delete(account_id)
         return accounts_pb2.DeleteAccountResponse()
 
@@ -292,8 +323,8 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         fingerprint = query_fingerprint({"list": "plans"})
         state = self._pages.decode(request.page_token, fingerprint)
         start = int(state or b"0")
-        plans = self._config.plans[start : start + size]
-        more = start + size < len(self._config.plans)
+        plans = self._plans[start : start + size]
+        more = start + size < len(self._plans)
         return accounts_pb2.ListPlansResponse(
             plans=[self._plan_pb(p) for p in plans],
             next_page_token=self._pages.encode(str(start + size).encode() if more else None, fingerprint),
@@ -303,7 +334,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.GetPlanRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.GetPlanResponse:
         plan_id = PLAN.parse(request.name)["plan"]
-        plan = self._config.plan(plan_id)
+        plan = self._plans.get(plan_id)
         if plan is None:
             raise NotFound(f"plan {request.name} does not exist", reason="PLAN_NOT_FOUND")
         return accounts_pb2.GetPlanResponse(plan=self._plan_pb(plan))
@@ -322,7 +353,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def CreateProfile(
         self, request: accounts_pb2.CreateProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.CreateProfileResponse:
-        _, account_id = await self._own_account(request.parent, "parent")
+        account_id = await self._managed_account(request.parent, "parent")
         profile = await self._profiles.create(account_id, self._profile_input(request.profile))
         return accounts_pb2.CreateProfileResponse(profile=self._profile_pb(profile))
 
@@ -351,7 +382,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.UpdateProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.UpdateProfileResponse:
         ids = PROFILE.parse(request.profile.name, "profile.name")
-        require_account(ids["account"])
+        _not_kids(require_account(ids["account"]))
         paths = _mask_paths(request.update_mask, PROFILE_MUTABLE)
         current = await self._profiles.get(ids["account"], ids["profile"])
         p = request.profile
@@ -371,7 +402,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.DeleteProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.DeleteProfileResponse:
         ids = PROFILE.parse(request.name)
-        require_account(ids["account"])
+        _not_kids(require_account(ids["account"]))
         await self._profiles.delete(ids["account"], ids["profile"])
         return accounts_pb2.DeleteProfileResponse()
 
@@ -379,9 +410,11 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.SelectProfileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.SelectProfileResponse:
         ids = PROFILE.parse(request.profile, "profile")
-        require_account(ids["account"])
+        principal = require_account(ids["account"])
         account_id = ids["account"]
         profile = await self._profiles.get(account_id, ids["profile"])
+        if principal.kids and profile.profile_id != principal.profile_id:
+            await self._leave_kids_profile(account_id, request.password)
         device_id = await self._device_of(account_id, request.device, "device")
         if request.refresh_token:
             family = await self._refresh.family_of(request.refresh_token)
@@ -404,11 +437,11 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     async def RegisterDevice(
         self, request: accounts_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.RegisterDeviceResponse:
-        _, account_id = await self._own_account(request.parent, "parent")
+        account_id = await self._managed_account(request.parent, "parent")
         if request.device.type not in _DEVICE_TYPES:
             raise InvalidArgument(f"device.type {request.device.type} is not a DeviceType", field_name="device.type")
         account = await self._identity.get(account_id)
-        plan = self._config.plan(account.plan)
+        plan = self._plans.get(account.plan)
         max_devices = plan.max_devices if plan else 1
         device = await self._devices.register(account_id, request.device.display_name, request.device.type, max_devices)
         return accounts_pb2.RegisterDeviceResponse(device=self._device_pb(device))
@@ -439,6 +472,6 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.DeleteDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.DeleteDeviceResponse:
         ids = DEVICE.parse(request.name)
-        require_account(ids["account"])
+        _not_kids(require_account(ids["account"]))
         await self._devices.remove(ids["account"], ids["device"])
         return accounts_pb2.DeleteDeviceResponse()

@@ -1,5 +1,11 @@
-"""Reviews: text (at most 5,000 characters) by a profile, listed newest first; reports from other profiles (one
-each) hide a review once they reach the configured threshold."""
+"""Reviews: text (at most 5,000 characters) by a profile, listed newest first.
+
+The author's name and stars are the server's: the profile's display name (from its access token, as accounts
+issued it) and the profile's rating of the title when the review is written (0 without one); what a client puts
+in those fields is ignored. Reports count once per account (however many profiles it has; the author's own
+account's not at all); a review is hidden once reports from ``hide_after`` distinct accounts arrive, or at once
+when a moderator (an admin) reports it. Hidden reviews are listed only to their author and to moderators, marked
+HIDDEN."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from google.protobuf import timestamp_pb2
 
 from marquee.v1 import catalog_pb2
 from services.catalog.schema import REVIEW_REPORTS, REVIEWS
+from services.common.context import Principal
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import new_id, now_micros
 from services.common.names import NamePattern
@@ -41,24 +48,18 @@ class Reviews:
     async def create(
         self, title_id: str, account_id: str, profile_id: str, display_name: str, text: str, stars: int
     ) -> Row:
+        """A review by the profile; ``display_name`` and ``stars`` are the server's (the profile's, its rating)."""
         text = text.strip()
         if not text:
             raise InvalidArgument("review.text is required", field_name="review.text")
         if len(text) > MAX_TEXT:
             raise InvalidArgument(f"review.text is longer than {MAX_TEXT} characters", field_name="review.text")
-        if len(display_name) > MAX_NAME:
-            raise InvalidArgument(
-                f"review.author_display_name is longer than {MAX_NAME} characters",
-                field_name="review.author_display_name",
-            )
-        if not 0 <= stars <= 5:
-            raise InvalidArgument("review.stars must be between 0 (none) and 5", field_name="review.stars")
         row = {
             "title_id": title_id,
             "review_id": new_id(),
             "account_id": account_id,
             "profile_id": profile_id,
-            "author_display_name": display_name.strip(),
+            "author_display_name": display_name.strip()[:MAX_NAME],
             "text": text,
             "stars": stars,
             "hidden": False,
@@ -74,26 +75,42 @@ class Reviews:
             raise NotFound(f"review titles/{title_id}/reviews/{review_id} does not exist")
         return row
 
-    async def list(self, title_id: str, limit: int, after: PagingState | None) -> tuple[list[Row], Page]:
-        """Visible reviews, newest first (a page may be short where hidden reviews were skipped)."""
+    async def list(
+        self, title_id: str, limit: int, after: PagingState | None, reader: Principal
+    ) -> tuple[list[Row], Page]:
+        """The reviews ``reader`` may see, newest first: visible ones, plus hidden ones the reader wrote (or all
+        hidden ones for a moderator). A page may be short where hidden reviews were skipped."""
         page = await self._store.query(REVIEWS, {"title_id": title_id}, limit=limit, after=after)
-        return [r for r in page.rows if not r["hidden"]], page
+        return [r for r in page.rows if not r["hidden"] or reader.is_admin or _wrote(reader, r)], page
 
     async def delete(self, title_id: str, review_id: str) -> None:
         await self._store.delete(REVIEWS, {"title_id": title_id, "review_id": review_id})
 
-    async def report(self, title_id: str, review_id: str, reporter: str, reason: str) -> bool:
-        """Records one report per reporter; returns whether the review is now hidden."""
+    async def report(self, title_id: str, review_id: str, reporter: Principal, reason: str) -> bool:
+        """Records the report (once per account); returns whether the review is now hidden."""
         if len(reason) > MAX_REASON:
             raise InvalidArgument(f"reason is longer than {MAX_REASON} characters", field_name="reason")
+        key = {"title_id": title_id, "review_id": review_id}
         row = await self.get(title_id, review_id)
+        if row["hidden"]:
+            return True
+        if reporter.is_admin:  # a moderator's decision
+            await self._store.update(REVIEWS, key, {"hidden": True})
+            return True
+        if reporter.account_id == row["account_id"]:  # an author's household cannot bury its own review either
+            return False
         fresh = await self._store.insert(
-            REVIEW_REPORTS, {"review_id": review_id, "reporter": reporter, "reason": reason}, if_not_exists=True
+            REVIEW_REPORTS,
+            {"review_id": review_id, "reporter": reporter.account_id, "reason": reason},
+            if_not_exists=True,
         )
         if not fresh:
-            return bool(row["hidden"])
-        reports = await self._store.increment(REVIEWS, {"title_id": title_id, "review_id": review_id}, "reports")
-        if reports >= self._hide_after and not row["hidden"]:
-            await self._store.update(REVIEWS, {"title_id": title_id, "review_id": review_id}, {"hidden": True})
+            return False
+        if await self._store.increment(REVIEWS, key, "reports") >= self._hide_after:
+            await self._store.update(REVIEWS, key, {"hidden": True})
             return True
-        return bool(row["hidden"])
+        return False
+
+
+def _wrote(reader: Principal, row: Row) -> bool:
+    return (reader.account_id, reader.profile_id) == (row["account_id"], row["profile_id"])

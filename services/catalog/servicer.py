@@ -349,9 +349,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if principal.profile_id is None:
             raise PermissionDenied("select a profile first: reviews are written by a profile")
         self._visible(principal, title_id)
-        r = request.review
+        rating = await self._ratings.get(title_id, principal.profile_id)
         row = await self._reviews.create(
-            title_id, principal.account_id, principal.profile_id, r.author_display_name, r.text, r.stars
+            title_id,
+            principal.account_id,
+            principal.profile_id,
+            principal.profile_name or "",
+            request.review.text,
+            rating["stars"] if rating else 0,
         )
         return catalog_pb2.CreateReviewResponse(review=review_rows.to_pb(row))
 
@@ -364,7 +369,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         size = page_size(request.page_size, default=20, maximum=self._max_page)
         fingerprint = query_fingerprint({"reviews": title_id})
         state = self._tokens.decode(request.page_token, fingerprint)
-        rows, page = await self._reviews.list(title_id, size, state)
+        rows, page = await self._reviews.list(title_id, size, state, principal)
         token = self._tokens.encode(page.next, fingerprint)
         return catalog_pb2.ListReviewsResponse(reviews=[review_rows.to_pb(r) for r in rows], next_page_token=token)
 
@@ -387,7 +392,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.ReportReviewResponse:
         principal = current_principal()
         ids = REVIEW.parse(request.name)
-        reporter = f"{principal.account_id}/{principal.profile_id or '-'}"
-        hidden = await self._reviews.report(ids["title"], ids["review"], reporter, request.reason)
+        hidden = await self._reviews.report(ids["title"], ids["review"], principal, request.reason)
         state = catalog_pb2.REVIEW_STATE_HIDDEN if hidden else catalog_pb2.REVIEW_STATE_VISIBLE
         return catalog_pb2.ReportReviewResponse(state=state)

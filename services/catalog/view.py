@@ -81,7 +81,25 @@ class CatalogView:
             await self.put(row)
         return row
 
+    async def refresh_many(self, title_ids: list[str]) -> None:
+        """Re-reads many titles at once: one search-index update for all of them."""
+        rows = await asyncio.gather(*(self._store.get(TITLES, {"title_id": i}) for i in title_ids))
+        found = [r for r in rows if r is not None]
+        for title_id, row in zip(title_ids, rows, strict=True):
+            if row is None:
+                await self.remove(title_id)
+        for row in found:
+            self._place(row)
+        for start in range(0, len(found), 2000):
+            docs = json.dumps([index_doc(r) for r in found[start : start + 2000]])
+            await asyncio.to_thread(self.index.upsert, docs)
+
     async def put(self, row: Row) -> None:
+        self._place(row)
+        await asyncio.to_thread(self.index.upsert, json.dumps([index_doc(row)]))
+
+    def _place(self, row: Row) -> None:
+        """The row in memory and in every browse order (not in the search index)."""
         title_id = row["title_id"]
         old = self.rows.get(title_id)
         for order, key in ORDERS.items():
@@ -94,7 +112,6 @@ class CatalogView:
         self.rows[title_id] = row
         self._pb.pop(title_id, None)
         self._words.pop(title_id, None)
-        await asyncio.to_thread(self.index.upsert, json.dumps([index_doc(row)]))
 
     async def remove(self, title_id: str) -> None:
         old = self.rows.pop(title_id, None)

@@ -1,13 +1,18 @@
 """Access tokens (JWT, HS256 with key ids for rotation) and the authorization checks handlers make.
 
 An access token is short-lived and names the account, and (after SelectProfile) the profile and device, in its
-claims: ``sub`` (account id), ``pid`` (profile id), ``did`` (device id), ``roles``, ``plan``, ``mat`` (the profile's
-maturity limit, a MaturityRating value), ``jti``. Every
-service verifies it locally with the shared keys; refresh tokens are opaque and live in the accounts service.
+claims: ``sub`` (account id), ``sid`` (the sign-in session: its refresh-token family), ``pid`` (profile id),
+``pnm`` (the profile's display name, what reviews show as their author), ``kids`` (true for a kids profile),
+``did`` (device id), ``roles``, ``plan``, ``mat`` (the profile's maturity limit, a MaturityRating value), ``jti``;
+``iat`` has millisecond precision (RFC 7519 allows a fractional NumericDate), so an account-wide revocation at
+time T refuses tokens issued before it and not those issued just after. Every service verifies it locally with
+the shared keys and asks the deny list (services.common.denylist) whether it was revoked; refresh tokens are
+opaque and live in the accounts service.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -53,14 +58,18 @@ class AccessTokens:
         *,
         profile_id: str | None = None,
         device_id: str | None = None,
+        session_id: str | None = None,
+        profile_name: str | None = None,
+        kids: bool = False,
         roles: Iterable[str] = (),
         plan: str = "",
         max_maturity: int | None = None,
         now: float | None = None,
         ttl: int | None = None,
     ) -> IssuedToken:
-        issued = int(now if now is not None else time.time())
-        exp = issued + (ttl if ttl is not None else self._config.access_token_ttl)
+        # truncated, never rounded up: a token must not look issued after a revocation it came before
+        issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
+        exp = int(issued) + (ttl if ttl is not None else self._config.access_token_ttl)
         claims: dict[str, object] = {
             "iss": self._config.issuer,
             "aud": self._config.audience,
@@ -69,8 +78,14 @@ class AccessTokens:
             "exp": exp,
             "jti": uuid.uuid4().hex,
         }
+        if session_id:
+            claims["sid"] = session_id
         if profile_id:
             claims["pid"] = profile_id
+        if profile_name:
+            claims["pnm"] = profile_name
+        if kids:
+            claims["kids"] = True
         if device_id:
             claims["did"] = device_id
         role_list = sorted(set(roles))
@@ -138,6 +153,10 @@ class AccessTokens:
             token_id=str(claims.get("jti", "")),
             plan=str(claims.get("plan", "")),
             max_maturity=mat if isinstance(mat := claims.get("mat"), int) else None,
+            session_id=_opt_str(claims.get("sid")),
+            profile_name=_opt_str(claims.get("pnm")),
+            issued_at=float(claims["iat"]),
+            kids=claims.get("kids") is True,
         )
         return principal, int(claims["exp"])
 

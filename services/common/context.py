@@ -29,6 +29,10 @@ class Principal:
     token_id: str = ""
     plan: str = ""
     max_maturity: int | None = None  # the selected profile's limit (MaturityRating value)
+    session_id: str | None = None  # the sign-in session (refresh-token family) the token was issued from
+    issued_at: float = 0.0  # unix seconds, millisecond precision
+    profile_name: str | None = None  # the selected profile's display name when the token was issued
+    kids: bool = False  # the selected profile is a kids profile
 
     @property
     def is_admin(self) -> bool:
@@ -37,6 +41,17 @@ class Principal:
 
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("marquee_principal", default=None)
 access_token_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("marquee_access_token", default=None)
+
+
+@dataclass
+class CallRecord:
+    """What the interceptors learn about the RPC being served that an outer one reports after it: the access log
+    names the caller, whom the (inner) auth interceptor identifies."""
+
+    principal: Principal | None = None
+
+
+call_record_var: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("marquee_call", default=None)
 
 
 def new_request_id(incoming: str | None = None) -> str:

@@ -126,8 +126,21 @@ class Aborted(ServiceError):
 
 
 class Unavailable(ServiceError):
-    def __init__(self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None) -> None:
+    """Try again later. ``retry_after`` (seconds) is sent as google.rpc.RetryInfo when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        retry_after: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retry_after = retry_after
         super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.UNAVAILABLE)
+
+    def details(self) -> list[any_pb2.Any]:
+        return _retry_info(self.retry_after)
 
 
 class DeadlineExceeded(ServiceError):
@@ -150,13 +163,17 @@ class ResourceExhausted(ServiceError):
         super().__init__(message, reason=reason, metadata=metadata or {}, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def details(self) -> list[any_pb2.Any]:
-        if self.retry_after is None:
-            return []
-        delay = duration_pb2.Duration()
-        delay.FromMilliseconds(int(self.retry_after * 1000))
-        packed = any_pb2.Any()
-        packed.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        return [packed]
+        return _retry_info(self.retry_after)
+
+
+def _retry_info(seconds: float | None) -> list[any_pb2.Any]:
+    if seconds is None:
+        return []
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(int(seconds * 1000))
+    packed = any_pb2.Any()
+    packed.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return [packed]
 
 
 class Internal(ServiceError):

@@ -5,9 +5,13 @@
    access-log line per RPC and records RED metrics.
 3. :class:`DeadlineInterceptor`: refuses RPCs whose deadline has already passed and publishes the deadline
    so outgoing calls (services.common.client) and long handlers can honour it.
-4. :class:`AuthInterceptor`: verifies the bearer access token on every RPC not listed as public.
+4. :class:`MalformedRequestInterceptor`: a request message that does not decode is INVALID_ARGUMENT
+   (MALFORMED_REQUEST), before authentication, instead of grpc.aio's UNKNOWN naming the decoder's exception.
+5. :class:`AuthInterceptor`: verifies the bearer access token on every RPC not listed as public, and refuses
+   revoked ones (services.common.denylist).
 
-Each wraps the method handler's behaviour in an async context manager, for all four RPC shapes.
+Each wraps the method handler's behaviour in an async context manager, for all four RPC shapes (the malformed
+request check wraps the request deserializer as well).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -23,19 +28,25 @@ import grpc
 from services.common import metrics
 from services.common.auth import AccessTokens
 from services.common.context import (
+    CallRecord,
+    Principal,
     access_token_var,
+    call_record_var,
     deadline_var,
     new_request_id,
     principal_var,
     request_id_var,
 )
-from services.common.errors import DeadlineExceeded, ServiceError, Unauthenticated
+from services.common.denylist import DenyList
+from services.common.errors import DeadlineExceeded, InvalidArgument, ServiceError, Unauthenticated, Unavailable
+from services.common.store.port import StoreUnavailable
 
 access_log = logging.getLogger("marquee.access")
 log = logging.getLogger("marquee.server")
 
 # Methods of the standard services that are always public (health checks, reflection).
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+STORE_RETRY_AFTER = 1.0  # seconds a caller is told to wait when the store is unavailable (RetryInfo)
 
 Around = Callable[[str, Mapping[str, str], grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
 
@@ -47,6 +58,17 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
         if isinstance(value, str):
             out[key] = value
     return out
+
+
+async def stream_out(responses: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Sends what a streaming handler produces: the items of an async generator through ``context.write``, or
+    nothing more for a coroutine handler that writes its responses itself (grpc.health.v1's Watch does: wrapping
+    it as a generator broke Watch, and with it gRPC clients' health checking, on every server)."""
+    if hasattr(responses, "__aiter__"):
+        async for item in responses:
+            await context.write(item)
+    else:
+        await responses
 
 
 def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str, str], around: Around) -> Any:
@@ -71,18 +93,16 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str
     if h.unary_stream is not None:
         inner_us = h.unary_stream
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             async with around(method, md, context):
-                async for item in inner_us(request, context):
-                    yield item
+                await stream_out(inner_us(request, context), context)
 
         return h._replace(unary_stream=unary_stream)
     inner_ss = h.stream_stream
 
-    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         async with around(method, md, context):
-            async for item in inner_ss(request_iter, context):
-                yield item
+            await stream_out(inner_ss(request_iter, context), context)
 
     return h._replace(stream_stream=stream_stream)
 
@@ -137,6 +157,8 @@ class ObservabilityInterceptor(_AroundInterceptor):
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         message = ""
+        record = CallRecord()
+        record_token = call_record_var.set(record)
         try:
             yield
         except ServiceError as err:
@@ -145,12 +167,17 @@ class ObservabilityInterceptor(_AroundInterceptor):
         except grpc.aio.AbortError:
             code = _code_of(context) or grpc.StatusCode.UNKNOWN
             raise
+        except StoreUnavailable as exc:  # an unreachable cluster, a replica lost mid-call: the caller may retry
+            unavailable = Unavailable(str(exc), reason="STORE_UNAVAILABLE", retry_after=STORE_RETRY_AFTER)
+            code, message = unavailable.code, unavailable.message
+            await context.abort_with_status(unavailable.to_status())  # type: ignore[attr-defined]
         except Exception:
             code = grpc.StatusCode.INTERNAL
             message = "internal error"
             log.exception("unhandled error in %s", method)
             await context.abort(code, f"internal error (request id {request_id_var.get()})")
         finally:
+            call_record_var.reset(record_token)
             elapsed = time.perf_counter() - start
             in_flight.dec()
             set_code = _code_of(context)
@@ -158,7 +185,7 @@ class ObservabilityInterceptor(_AroundInterceptor):
                 code = set_code
             metrics.RPC_REQUESTS.labels(service, name, code.name).inc()
             metrics.RPC_LATENCY.labels(service, name).observe(elapsed)
-            principal = principal_var.get()
+            principal = record.principal
             access_log.info(
                 "rpc",
                 extra={
@@ -167,6 +194,7 @@ class ObservabilityInterceptor(_AroundInterceptor):
                     "duration_ms": round(elapsed * 1000, 3),
                     "peer": context.peer(),
                     "account": principal.account_id if principal else None,
+                    "profile": principal.profile_id if principal else None,
                     "error": message or None,
                 },
             )
@@ -195,14 +223,107 @@ class DeadlineInterceptor(_AroundInterceptor):
             deadline_var.reset(token)
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """What the wrapped deserializer hands on in place of a request message that did not decode."""
+
+    message_type: str
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", None) or f"{method} request"
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError, and whatever else a decoder raises on hostile bytes
+            return _Undecodable(name)
+
+    return safe
+
+
+def _refuse(request: _Undecodable) -> InvalidArgument:
+    return InvalidArgument(
+        f"the request is not a valid {request.message_type} message: it could not be decoded",
+        reason="MALFORMED_REQUEST",
+    )
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise _refuse(request)
+        yield request
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """grpc.aio decodes a request before any handler code runs and answers UNKNOWN ("Unexpected <class
+    'google.protobuf.message.DecodeError'>") when it cannot. This wraps every handler's request deserializer so a
+    bad message becomes a marker, and the handler's behaviour so the marker becomes INVALID_ARGUMENT (reason
+    MALFORMED_REQUEST) before authentication or the servicer sees it. Streamed requests are checked one by one."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler  # type: ignore[no-any-return]
+        safe = _safe_deserializer(handler.request_deserializer, handler_call_details.method)
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                if isinstance(request, _Undecodable):
+                    raise _refuse(request)
+                return await inner_uu(request, context)
+
+            return handler._replace(request_deserializer=safe, unary_unary=unary_unary)  # type: ignore[no-any-return]
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+                if isinstance(request, _Undecodable):
+                    raise _refuse(request)
+                await stream_out(inner_us(request, context), context)
+
+            return handler._replace(request_deserializer=safe, unary_stream=unary_stream)  # type: ignore[no-any-return]
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await inner_su(_checked_stream(requests), context)
+
+            return handler._replace(request_deserializer=safe, stream_unary=stream_unary)  # type: ignore[no-any-return]
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await stream_out(inner_ss(_checked_stream(requests), context), context)
+
+        return handler._replace(request_deserializer=safe, stream_stream=stream_stream)  # type: ignore[no-any-return]
+
+
 class AuthInterceptor(_AroundInterceptor):
-    """Verifies ``authorization: Bearer <jwt>`` on every RPC except the public ones.
+    """Verifies ``authorization: Bearer <jwt>`` on every RPC except the public ones, and refuses tokens the deny
+    list says were revoked (UNAUTHENTICATED, reason TOKEN_REVOKED).
 
-    On a public RPC a valid token still sets the principal (an invalid one is ignored there)."""
+    On a public RPC a valid token still sets the principal (an invalid or revoked one is ignored there)."""
 
-    def __init__(self, tokens: AccessTokens, public_methods: frozenset[str]) -> None:
+    def __init__(self, tokens: AccessTokens, denylist: DenyList, public_methods: frozenset[str]) -> None:
         self._tokens = tokens
+        self._denylist = denylist
         self._public = public_methods
+
+    async def _authenticate(self, token: str) -> Principal:
+        principal = self._tokens.verify(token)
+        if await self._denylist.denied(principal.account_id, principal.session_id, principal.issued_at):
+            raise Unauthenticated(
+                "access token has been revoked (signed out, or the account's sessions were ended): sign in again",
+                reason="TOKEN_REVOKED",
+            )
+        return principal
 
     def is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
@@ -217,7 +338,7 @@ class AuthInterceptor(_AroundInterceptor):
         if self.is_public(method):
             if scheme.lower() == "bearer" and token:
                 try:
-                    principal = self._tokens.verify(token.strip())
+                    principal = await self._authenticate(token.strip())
                 except Unauthenticated:
                     principal = None
         else:
@@ -225,7 +346,10 @@ class AuthInterceptor(_AroundInterceptor):
                 raise Unauthenticated("missing access token: send 'authorization: Bearer <token>'")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-            principal = self._tokens.verify(token.strip())
+            principal = await self._authenticate(token.strip())
+        record = call_record_var.get()
+        if record is not None:
+            record.principal = principal
         p_token = principal_var.set(principal)
         t_token = access_token_var.set(token.strip() if principal else None)
         try:

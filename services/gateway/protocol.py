@@ -110,7 +110,9 @@ class FrameReader:
                 flags, length = struct.unpack_from(">BI", self._buffer)
                 if flags & ~FLAG_COMPRESSED:
                     kind = "a trailers frame" if flags & FLAG_TRAILERS else f"unknown frame flags 0x{flags:02x}"
-                    raise ProtocolError(grpc.StatusCode.INTERNAL, f"malformed request: {kind} in the request body")
+                    raise ProtocolError(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {kind} in the request body"
+                    )
                 if length > self._max:
                     raise ProtocolError(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -128,12 +130,12 @@ class FrameReader:
         """The body ended: anything left is a truncated frame."""
         if self._need is not None:
             raise ProtocolError(
-                grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.INVALID_ARGUMENT,
                 f"malformed request: the body ended inside a frame ({len(self._buffer)} of {self._need} bytes)",
             )
         if self._buffer:
             raise ProtocolError(
-                grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.INVALID_ARGUMENT,
                 f"malformed request: the body ended inside a frame prefix ({len(self._buffer)} of 5 bytes)",
             )
 
@@ -154,7 +156,7 @@ class Base64Decoder:
     def finish(self) -> None:
         if self._pending:
             raise ProtocolError(
-                grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.INVALID_ARGUMENT,
                 f"malformed request: the base64 body ends with {len(self._pending)} characters of an incomplete group",
             )
 
@@ -170,7 +172,7 @@ def _decode_quanta(text: bytes) -> bytes:
             out += binascii.a2b_base64(text[start:end], strict_mode=True)
         except binascii.Error:
             raise ProtocolError(
-                grpc.StatusCode.INTERNAL, "malformed request: the grpc-web-text body is not valid base64"
+                grpc.StatusCode.INVALID_ARGUMENT, "malformed request: the grpc-web-text body is not valid base64"
             ) from None
         start = end
     return bytes(out)
@@ -182,14 +184,16 @@ def gunzip(data: bytes, max_bytes: int) -> bytes:
     try:
         out = inflater.decompress(data, max_bytes + 1)
     except zlib.error:
-        raise ProtocolError(grpc.StatusCode.INTERNAL, "malformed request: a message is not valid gzip") from None
+        raise ProtocolError(
+            grpc.StatusCode.INVALID_ARGUMENT, "malformed request: a message is not valid gzip"
+        ) from None
     if len(out) > max_bytes:
         raise ProtocolError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"request message is larger than the limit of {max_bytes} bytes once decompressed",
         )
     if not inflater.eof:
-        raise ProtocolError(grpc.StatusCode.INTERNAL, "malformed request: a gzip message is truncated")
+        raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: a gzip message is truncated")
     return out
 
 

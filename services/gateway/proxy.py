@@ -302,6 +302,7 @@ class GrpcWebProxy:
         if not f.compressed:
             return f.payload
         if encoding == "identity":
+            # the one malformed request whose status the gRPC protocol fixes (and the Connect conformance suite checks)
             raise ProtocolError(
                 grpc.StatusCode.INTERNAL,
                 "malformed request: a message is marked compressed but grpc-encoding is identity",
@@ -532,7 +533,7 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
             yield chunk
     except HttpProcessingError as exc:
         raise ProtocolError(
-            grpc.StatusCode.INTERNAL, f"malformed request: the HTTP body could not be read ({exc.message})"
+            grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: the HTTP body could not be read ({exc.message})"
         ) from None
 
 

@@ -3,16 +3,21 @@
     GET /sessions/{session}/master.m3u8?token=...   HLS multivariant playlist with EXT-X-CONTENT-STEERING
     GET /sessions/{session}/manifest.mpd?token=...  DASH MPD with ContentSteering
 
-Every URI inside carries the session's token (which the edges verify), the session's pathways come from
-steering, and renditions above the plan's (and the device's) height are left out. 403 for a missing, bad or
-foreign token, 410 for an expired token or an ended session, 404 for an unknown session."""
+Every URI inside carries the request's token (which the edges and steering verify: its content steering
+SERVER-URI too), the session's pathways come from steering, and renditions above the plan's (and the device's)
+height are left out. 403 for a missing, bad or foreign token (or a client outside the title's licensed regions,
+by its address), 410 for an expired token or an ended session, 404 for an unknown session."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
-from marquee.native import InvalidArgumentError, TokenError, TokenExpiredError, TokenKeyring
-from services.common.http import HttpSite, start_site
+from marquee.native import TokenKeyring
+from services.common import urltokens
+from services.common.geo import Geo
+from services.common.http import HttpSite, bind_site
 from services.common.ids import now_micros
 from services.common.store.port import Store
 from services.playback.config import ManifestHttpConfig
@@ -26,18 +31,15 @@ def _error(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=f"{status}: {message}\n", headers=HEADERS)
 
 
-def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring) -> web.Application:
+def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring, geo: Geo) -> web.Application:
     async def manifest(request: web.Request) -> web.Response:
         session_id, kind = request.match_info["session"], request.match_info["file"]
-        token = request.query.get("token", "")
-        if not token:
-            return _error(403, "a signed token is required")
-        try:
-            keys.verify(token, request.path, session_id=session_id)
-        except TokenExpiredError:
-            return _error(410, "the token has expired")
-        except (TokenError, InvalidArgumentError) as exc:
-            return _error(403, str(exc))
+        token = request.query.get(urltokens.TOKEN_PARAM, "")
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        region = geo.region(geo.client_address(request.remote or "", forwarded))
+        refused = urltokens.refusal(keys, token, request.path, session_id, region)
+        if refused is not None:
+            return _error(*refused)
         row = await store.get(SESSIONS, {"session_id": session_id})
         if row is None:
             return _error(404, "no such session")
@@ -46,7 +48,8 @@ def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring) -> web.Appl
         presentation = (await media.get(row["media_id"])).presentation
         pathways = [(p["id"], p["base_uri"]) for p in row["pathways"]]
         default = pathways[0][0] if pathways else None
-        hls_steering = row["steering_uri"]
+        signed = f"?{urltokens.TOKEN_PARAM}={quote(token, safe='')}"
+        hls_steering = f"{row['steering_uri']}{signed}" if row["steering_uri"] else ""
         if kind == "master.m3u8":
             text = presentation.hls_multivariant(
                 token=token,
@@ -71,7 +74,8 @@ def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring) -> web.Appl
     return app
 
 
-async def start_manifests(
-    store: Store, media: MediaLibrary, keys: TokenKeyring, config: ManifestHttpConfig
+def bind_manifests(
+    store: Store, media: MediaLibrary, keys: TokenKeyring, config: ManifestHttpConfig, geo: Geo
 ) -> HttpSite:
-    return await start_site(lambda _: build_app(store, media, keys), config.host, config.port, config.public_url)
+    """The per-session manifests' endpoint, bound (it serves once started)."""
+    return bind_site(lambda _: build_app(store, media, keys, geo), config.host, config.port, config.public_url)

@@ -2,12 +2,18 @@
 
 A session is started for the caller's own profile. StartPlayback checks, in order: the title exists and is
 playable, it is licensed in the client's region, the profile's maturity limit allows it, and the plan has a
-free stream slot; it then asks steering for the session's pathways and signs the session's URLs."""
+free stream slot; it then asks steering for the session's pathways and signs the session's URLs. The region is
+the server's answer for the caller's address (services/common/geo.py): ``client.region`` is a UI hint, never an
+entitlement.
+
+The session's signed URL token lives as long as its lease: it expires with the session's ``expire_time``, every
+heartbeat (UpdatePosition) that extends the lease answers with the renewed token, and a stopped session's token is
+revoked at once (``playback.session_ended``, which steering passes on to every edge). A session whose heartbeats
+stop therefore loses its URLs when its lease lapses, which is also when its stream slot can be taken again."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +28,12 @@ from marquee.v1 import (
     playback_pb2_grpc,
     steering_pb2,
 )
+from services.common import urltokens
 from services.common.auth import current_principal
 from services.common.bus.port import EventBus
 from services.common.context import Principal
 from services.common.errors import (
+    Aborted,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -33,17 +41,19 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.common.geo import Geo
 from services.common.ids import new_id, now_micros
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
-from services.common.peer import client_address
-from services.common.store.port import Row, Store
-from services.common.topics import PLAYBACK_UPDATE, PLAYBACK_VIEWED
+from services.common.peer import caller_address
+from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
+from services.common.timevalues import duration_ms, event_time_micros
+from services.common.topics import PLAYBACK_SESSION_ENDED, PLAYBACK_UPDATE, PLAYBACK_VIEWED
 from services.playback import qoe
 from services.playback.config import PlaybackConfig
 from services.playback.media import MediaLibrary
-from services.playback.positions import Positions
-from services.playback.schema import SESSIONS
+from services.playback.positions import Positions, Report, clamp_event_time
+from services.playback.schema import SESSIONS, STREAM_SLOTS
 from services.playback.streams import Streams
 
 log = logging.getLogger("marquee.playback")
@@ -53,8 +63,8 @@ SESSION = NamePattern("playbackSessions/{session}")
 TITLE = NamePattern("titles/{title}")
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
 DEVICE = NamePattern("accounts/{account}/devices/{device}")
+ACCOUNT = NamePattern("accounts/{account}")
 HISTORY = NamePattern("accounts/{account}/profiles/{profile}/watchHistory/{title}")
-FUTURE_SLACK_US = 5 * 60 * 1_000_000  # event times may run this far ahead of ours (clock skew)
 POSITION_SLACK_MS = 1_000  # positions may pass the runtime by this much (rounding at the end)
 MAX_CACHED_SESSIONS = 100_000
 
@@ -63,12 +73,6 @@ MAX_CACHED_SESSIONS = 100_000
 class PlanLimits:
     max_concurrent_streams: int
     max_resolution_height: int
-
-
-def _duration_ms(d: duration_pb2.Duration, field: str) -> int:
-    if d.seconds < 0 or d.nanos < 0:
-        raise InvalidArgument(f"{field} must not be negative", field_name=field)
-    return d.seconds * 1000 + d.nanos // 1_000_000
 
 
 def _ms(value: int) -> duration_pb2.Duration:
@@ -81,6 +85,11 @@ def _ts(micros: int) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
     t.FromMicroseconds(micros)
     return t
+
+
+def _seconds_up(micros: int) -> int:
+    """Unix seconds no earlier than ``micros`` (a token must not outlive its lease, nor die before it)."""
+    return -(-micros // 1_000_000)
 
 
 class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
@@ -97,8 +106,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         plans: dict[str, PlanLimits],
         manifest_base: Callable[[], str],
         page_tokens: PageTokens,
+        geo: Geo,
     ) -> None:
         self._config = config
+        self._timeout_micros = int(config.session_timeout * 1_000_000)
+        self._geo = geo
         self._store = store
         self._bus = bus
         self._media = media
@@ -168,16 +180,58 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 f"playback session playbackSessions/{row['session_id']} has ended", reason="SESSION_ENDED"
             )
 
-    def _event_time(self, ts: timestamp_pb2.Timestamp, field: str) -> int:
-        if ts.seconds <= 0:
-            raise InvalidArgument(f"{field} is required", field_name=field)
-        micros = ts.ToMicroseconds()
-        if micros > now_micros() + FUTURE_SLACK_US:
-            raise InvalidArgument(f"{field} is in the future", field_name=field)
-        return micros
+    @staticmethod
+    def _event_time(request: playback_pb2.UpdatePositionRequest | playback_pb2.StopPlaybackRequest) -> int:
+        """The request's event_time, checked, and clamped to our clock plus the allowed skew."""
+        micros = event_time_micros(request.event_time, "event_time", present=request.HasField("event_time"))
+        return clamp_event_time(micros, now_micros())
+
+    def _url_token(self, session: Row, expire_micros: int) -> str:
+        """The session's signed URL token, valid until its lease expires, for clients in the title's licensed
+        regions (when it has any: the edges check the client's address against them)."""
+        acl = urltokens.session_acl(session["session_id"], session["media_id"])
+        regions = session.get("regions") or None
+        return self._keys.sign(acl, _seconds_up(expire_micros), session["session_id"], regions)
+
+    async def _end(self, session: Row, reason: playback_pb2.SessionEndReason.ValueType) -> None:
+        """Ends a live session: marked ended, its signed URLs revoked at every edge (through steering), then its
+        stream slot freed (so a new session can never stream beside the old one's URLs)."""
+        session_id = session["session_id"]
+        now = now_micros()
+        # no token of the session outlives now + the timeout (each expires with the lease it was signed under),
+        # whichever replica extended the lease last: the revocation lasts that long
+        expire = max(session["expire_time"], self._held.get(session_id, 0), now + self._timeout_micros)
+        await self._store.update(SESSIONS, {"session_id": session_id}, {"ended": True})
+        ended = playback_pb2.SessionEndedEvent(
+            session=SESSION.format(session=session_id),
+            profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
+            reason=reason,
+            end_time=_ts(now),
+            url_expire_time=timestamp_pb2.Timestamp(seconds=_seconds_up(expire)),
+        )
+        await self._bus.publish(PLAYBACK_SESSION_ENDED, ended.SerializeToString(), key=session_id)
+        await self._streams.release(session["account_id"], session["slot"], session_id)
+        self._rows.pop(session_id, None)
+        self._held.pop(session_id, None)
+
+    async def end_revoked(self, account_id: str, auth_session: str, revoke_time: int) -> int:
+        """Ends the account's live sessions started at or before ``revoke_time`` (micros) whose access token came
+        from ``auth_session`` (any, when empty): the account's tokens were revoked (accounts.revoked). Returns how
+        many ended. The account's stream slots list its live sessions: a key read, no scan."""
+        ended = 0
+        slots = await self._store.query(STREAM_SLOTS, {"account_id": account_id}, limit=MAX_QUERY_LIMIT)
+        for slot in slots.rows:
+            row = await self._store.get(SESSIONS, {"session_id": slot["session_id"]})
+            if row is None or row["ended"] or row["start_time"] > revoke_time:
+                continue
+            if auth_session and row["auth_session"] != auth_session:
+                continue
+            await self._end(row, playback_pb2.SESSION_END_REASON_REVOKED)
+            ended += 1
+        return ended
 
     def _position_ms(self, d: duration_pb2.Duration, runtime_ms: int, field: str) -> int:
-        position = _duration_ms(d, field)
+        position = duration_ms(d, field)
         if position > runtime_ms + POSITION_SLACK_MS:
             raise InvalidArgument(
                 f"{field} {position / 1000:.3f} s is beyond the title's runtime {runtime_ms / 1000:.3f} s",
@@ -195,10 +249,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         )
 
     def _history_pb(self, row: Row) -> playback_pb2.WatchHistoryEntry:
+        """An entry from a watch history row (watched_at) or a position row (watch_time: continue watching)."""
         return playback_pb2.WatchHistoryEntry(
             name=HISTORY.format(account=row["account_id"], profile=row["profile_id"], title=row["title_id"]),
             title=TITLE.format(title=row["title_id"]),
-            watch_time=_ts(row["watch_time"]),
+            watch_time=_ts(row["watched_at"] if "watched_at" in row else row["watch_time"]),
             position=_ms(row["position_ms"]),
             runtime=_ms(row["runtime_ms"]),
             finished=row["finished"],
@@ -206,12 +261,16 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
 
     async def _record(self, session: Row, position_ms: int, event_time: int) -> tuple[bool, Row]:
         update = await self._positions.update(
-            session["account_id"],
-            session["profile_id"],
-            session["title_id"],
-            position_ms,
-            session["runtime_ms"],
-            event_time,
+            Report(
+                account_id=session["account_id"],
+                profile_id=session["profile_id"],
+                title_id=session["title_id"],
+                session_id=session["session_id"],
+                started=session["start_time"],
+                position_ms=position_ms,
+                runtime_ms=session["runtime_ms"],
+                event_time=event_time,
+            )
         )
         if update.applied:
             event = playback_pb2.PlaybackUpdateEvent(
@@ -241,9 +300,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             if device["account"] != account_id:
                 raise PermissionDenied("the device belongs to another account")
             device_id = device["device"]
-        region = request.client.region
-        if region and (len(region) != 2 or not region.isalpha() or not region.isupper()):
+        hint = request.client.region  # what the player believes: checked for form, never used for entitlements
+        if hint and (len(hint) != 2 or not hint.isalpha() or not hint.isupper()):
             raise InvalidArgument("client.region must be an ISO 3166-1 alpha-2 code", field_name="client.region")
+        address = caller_address(context, self._geo)
+        region = self._geo.region(address)
         if request.client.max_height < 0:
             raise InvalidArgument("client.max_height must not be negative", field_name="client.max_height")
         title = await self._title(title_id)
@@ -267,7 +328,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             max_height = min(max_height, request.client.max_height)
         session_id = new_id()
         now = now_micros()
-        expire = now + int(self._config.session_timeout * 1_000_000)
+        expire = now + self._timeout_micros
         slot = await self._streams.claim(account_id, session_id, plan.max_concurrent_streams, expire)
         if slot is None:
             raise ResourceExhausted(
@@ -279,8 +340,9 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 steering_pb2.GetSteeringRequest(
                     session=SESSION.format(session=session_id),
                     title=TITLE.format(title=title_id),
-                    client_address=client_address(context, False),
+                    client_address=address,
                     country=region,
+                    account=ACCOUNT.format(account=account_id),
                 ),
                 metadata=self._credentials(),
             )
@@ -288,28 +350,30 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             await self._streams.release(account_id, slot, session_id)
             raise Unavailable(f"no edge can serve this session now: {exc.details()}") from None
         pathways = [{"id": p.id, "base_uri": f"{p.base_uri}{title.media}/"} for p in steering.pathways]
-        await self._store.insert(
-            SESSIONS,
-            {
-                "session_id": session_id,
-                "account_id": account_id,
-                "profile_id": profile_id,
-                "device_id": device_id,
-                "title_id": title_id,
-                "media_id": title.media,
-                "runtime_ms": media.runtime_ms,
-                "slot": slot,
-                "max_height": max_height,
-                "region": region,
-                "start_time": now,
-                "expire_time": expire,
-                "ended": False,
-                "pathways": pathways,
-                "steering_uri": steering.reload_uri,
-            },
-        )
-        expires_at = int(time.time()) + self._config.token_ttl
-        token = self._keys.sign([f"/v/{title.media}/*", f"/sessions/{session_id}/*"], expires_at, session_id)
+        row = {
+            "session_id": session_id,
+            "account_id": account_id,
+            "profile_id": profile_id,
+            "device_id": device_id,
+            "title_id": title_id,
+            "media_id": title.media,
+            "runtime_ms": media.runtime_ms,
+            "slot": slot,
+            "max_height": max_height,
+            "region": region,
+            "start_time": now,
+            "expire_time": expire,
+            "ended": False,
+            "pathways": pathways,
+            "steering_uri": steering.reload_uri,
+            "qoe_time": now,
+            # the access token's sign-in session (its `sid` claim, when the token has one): a revocation of that
+            # session ends this playback session too
+            "auth_session": principal.session_id or "",
+            "regions": list(title.licensed_regions),
+        }
+        await self._store.insert(SESSIONS, row)
+        token = self._url_token(row, expire)
         base = f"{self._manifest_base()}/sessions/{session_id}"
         resume = await self._positions.get(account_id, profile_id, title_id)
         resume_ms = 0 if resume is None or resume["finished"] else resume["position_ms"]
@@ -321,7 +385,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             manifest_urls=playback_pb2.ManifestUrls(
                 hls_uri=f"{base}/master.m3u8?token={token}", dash_uri=f"{base}/manifest.mpd?token={token}"
             ),
-            steering_uri=steering.reload_uri,
+            steering_uri=f"{steering.reload_uri}?token={token}" if steering.reload_uri else "",
             resume_position=_ms(resume_ms),
             audio_tracks=[
                 playback_pb2.AudioTrack(
@@ -335,6 +399,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             max_resolution_height=max_height,
             heartbeat_interval=_ms(int(self._config.heartbeat_interval * 1000)),
             expire_time=_ts(expire),
+            url_token=token,
         )
         return playback_pb2.StartPlaybackResponse(session=session)
 
@@ -345,17 +410,21 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         session = await self._session(principal, request.session)
         self._live(session)
         position = self._position_ms(request.position, session["runtime_ms"], "position")
-        event_time = self._event_time(request.event_time, "event_time")
+        event_time = self._event_time(request)
         expire = await self._keep_alive(session)
         applied, row = await self._record(session, position, event_time)
         return playback_pb2.UpdatePositionResponse(
-            applied=applied, position=_ms(row["position_ms"]), finished=row["finished"], expire_time=_ts(expire)
+            applied=applied,
+            position=_ms(row["position_ms"]),
+            finished=row["finished"],
+            expire_time=_ts(expire),
+            url_token=self._url_token(session, expire),
         )
 
     async def _keep_alive(self, session: Row) -> int:
         """Extends the session and its stream slot, writing only when half the timeout has passed since the last
         extension (a heartbeat every 10 s would otherwise cost two more durable writes each)."""
-        timeout = int(self._config.session_timeout * 1_000_000)
+        timeout = self._timeout_micros
         now = now_micros()
         session_id = session["session_id"]
         held: int = max(session["expire_time"], self._held.get(session_id, 0))
@@ -389,15 +458,12 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         session = await self._session(principal, request.session)
         if request.HasField("position"):
             position = self._position_ms(request.position, session["runtime_ms"], "position")
-            event_time = self._event_time(request.event_time, "event_time")
+            event_time = self._event_time(request)
             if not session["ended"]:
                 await self._record(session, position, event_time)
         ending = not session["ended"]
         if ending:
-            await self._store.update(SESSIONS, {"session_id": session["session_id"]}, {"ended": True})
-            await self._streams.release(session["account_id"], session["slot"], session["session_id"])
-            self._rows.pop(session["session_id"], None)
-            self._held.pop(session["session_id"], None)
+            await self._end(session, playback_pb2.SESSION_END_REASON_STOPPED)
         row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
         if row is None:
             row = {**session, "position_ms": 0, "event_time": 0, "finished": False, "watch_time": now_micros()}
@@ -422,10 +488,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         size = page_size(page_size_, default=20, maximum=self._config.max_page_size)
         fingerprint = query_fingerprint({"parent": parent, "in_progress": in_progress})
         state = self._pages.decode(token, fingerprint)
+        if not in_progress:  # one slice of the history partition, resumed from the store's paging state
+            history = await self._positions.history(account_id, profile_id, size, state or None)
+            return [self._history_pb(r) for r in history.rows], self._pages.encode(history.next, fingerprint)
         offset = int(state.decode()) if state else 0
-        rows = await self._positions.history(account_id, profile_id)
-        if in_progress:
-            rows = [r for r in rows if not r["finished"] and r["position_ms"] > 0]
+        rows = await self._positions.in_progress(account_id, profile_id)
         page = rows[offset : offset + size]
         more = offset + size < len(rows)
         return [self._history_pb(r) for r in page], self._pages.encode(
@@ -456,20 +523,27 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
     async def ReportQoe(
         self, request: playback_pb2.ReportQoeRequest, context: Context
     ) -> playback_pb2.ReportQoeResponse:
-        await self._session(current_principal(), request.session)  # the caller's own session
+        session = await self._session(current_principal(), request.session)  # the caller's own session
         r = request.report
-        if max(len(r.stalls), len(r.bitrate_switches), len(r.errors)) > qoe.MAX_EVENTS:
-            raise InvalidArgument(
-                f"at most {qoe.MAX_EVENTS} stalls, switches or errors per report", field_name="report"
-            )
-        for i, stall in enumerate(r.stalls):
-            _duration_ms(stall.duration, f"report.stalls[{i}].duration")
-        for field in ("startup_time", "playing_time"):
-            _duration_ms(getattr(r, field), f"report.{field}")
-        if r.current_bandwidth < 0 or r.bytes_downloaded < 0:
-            raise InvalidArgument("bandwidth and bytes must not be negative", field_name="report")
-        if r.pathway_id and len(r.pathway_id) > 64:
-            raise InvalidArgument("report.pathway_id is longer than 64 characters", field_name="report.pathway_id")
+        for name, events in (("stalls", r.stalls), ("bitrate_switches", r.bitrate_switches), ("errors", r.errors)):
+            if len(events) > qoe.MAX_EVENTS:
+                raise InvalidArgument(f"at most {qoe.MAX_EVENTS} {name} per report", field_name=f"report.{name}")
+        # the report covers the time since the session's previous report (or its start), claimed atomically so
+        # that two reports cannot both account for the same seconds
+        key = {"session_id": session["session_id"]}
+        row = await self._store.get(SESSIONS, key)
+        if row is None:
+            raise NotFound(f"playback session {request.session} does not exist", reason="SESSION_NOT_FOUND")
+        since = row["qoe_time"] or row["start_time"]
+        now = now_micros()
+        bounds = qoe.Bounds(
+            window_ms=max(0, now - since) // 1000,
+            runtime_ms=row["runtime_ms"],
+            pathways=[p["id"] for p in row["pathways"]],
+        )
+        qoe.check(r, bounds)
+        if not await self._store.update(SESSIONS, key, {"qoe_time": now}, if_={"qoe_time": row["qoe_time"]}):
+            raise Aborted("another QoE report of this session was taken just now", reason="CONCURRENT_MODIFICATION")
         stalls, errors = qoe.record(r)
         if r.pathway_id and (stalls or errors):
             kind = steering_pb2.PATHWAY_PROBLEM_KIND_ERROR if errors else steering_pb2.PATHWAY_PROBLEM_KIND_STALL

@@ -30,7 +30,21 @@ class SteeringConfig(Section):
     max_sessions: int = Field(1_000_000, gt=0)
     bound_factor: float = Field(1.25, ge=1.0, description="c of consistent hashing with bounded loads")
     max_utilisation: float = Field(0.95, gt=0, description="egress/capacity at which an edge takes no new sessions")
+    shield_fallback: bool = Field(
+        False,
+        description="list shields (and origins) to players as a last resort; their data plane must then take"
+        " players' signed URLs ([services.edge] shield_serves_players). Off: players only ever see edges",
+    )
     problem_window: float = Field(60.0, gt=0, description="seconds player problem reports count for")
-    problem_threshold: int = Field(5, ge=1, description="reports in the window that demote a pathway for everyone")
+    problem_threshold: int = Field(
+        5, ge=1, description="problems in the window (capped per session and account) that demote a pathway in a zone"
+    )
+    problem_session_cap: int = Field(2, ge=1, description="most problems one session, or one account, counts for")
+    problem_min_sessions: int = Field(3, ge=1, description="distinct sessions whose reports a demotion needs")
+    problem_min_accounts: int = Field(3, ge=1, description="distinct accounts whose reports a demotion needs")
+    max_problem_reports: int = Field(10_000, ge=1, description="reports kept per zone and pathway (oldest dropped)")
     session_demotion: float = Field(60.0, gt=0, description="seconds a pathway stays demoted for the reporter")
+    max_revocations: int = Field(
+        1_000_000, ge=1, description="ended sessions the revocation feed holds (each until its URLs expire)"
+    )
     min_throughput_bps: int = Field(200_000, ge=0, description="a player measuring less demotes its pathway")

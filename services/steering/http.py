@@ -1,20 +1,25 @@
 """Content steering manifests over HTTP (aiohttp), for players to reload every TTL.
 
-    GET /steering/hls/{session}?_HLS_pathway="edge-a"&_HLS_throughput=5000000
-    GET /steering/dash/{session}?_DASH_pathway="edge-a,edge-b"&_DASH_throughput=5000000,
+    GET /steering/hls/{session}?token=...&_HLS_pathway="edge-a"&_HLS_throughput=5000000
+    GET /steering/dash/{session}?token=...&_DASH_pathway="edge-a,edge-b"&_DASH_throughput=5000000,
     GET /healthz
 
-200 with the JSON manifest; 400 bad parameters; 404 unknown session; 410 ended session; 429 with Retry-After
-when over the configured request rate; 503 when no pathway can serve the session."""
+Every manifest request carries the session's signed URL token (403 when missing, tampered or another session's;
+410 once expired), and the RELOAD-URI it answers with carries the same token. 200 with the JSON manifest; 400
+bad parameters; 404 unknown session; 410 ended session; 429 with Retry-After when over the configured request
+rate; 503 when no pathway can serve the session."""
 
 from __future__ import annotations
 
 import json
 import math
+from urllib.parse import quote
 
 from aiohttp import web
 
-from services.common.http import HttpSite, start_site
+from marquee.native import TokenKeyring
+from services.common import urltokens
+from services.common.http import HttpSite, bind_site
 from services.common.ratelimit import Rate, RateLimiter
 from services.steering.config import HttpConfig
 from services.steering.steerer import (
@@ -64,11 +69,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers={"Cache-Control": "no-store", **headers})
 
 
-def build_app(steering: Steering, config: HttpConfig, limiter: RateLimiter, public_url: str) -> web.Application:
+def build_app(
+    steering: Steering, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring, public_url: str
+) -> web.Application:
     rate = Rate(limit=config.max_requests_per_second, period=1.0)
 
-    def reload_uri(kind: str, session_id: str) -> str:
-        return f"{public_url}/steering/{kind}/{session_id}"
+    def reload_uri(kind: str, session_id: str, token: str) -> str:
+        return f"{public_url}/steering/{kind}/{session_id}?{urltokens.TOKEN_PARAM}={quote(token, safe='')}"
 
     async def manifest(request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
@@ -79,6 +86,10 @@ def build_app(steering: Steering, config: HttpConfig, limiter: RateLimiter, publ
             return _error(429, "steering is over its request rate; retry later", **{"Retry-After": retry})
         if len(request.query_string) > MAX_QUERY_CHARS:
             return _error(400, f"query longer than {MAX_QUERY_CHARS} characters")
+        token = request.query.get(urltokens.TOKEN_PARAM, "")
+        refused = urltokens.refusal(keys, token, request.path, session_id)
+        if refused is not None:
+            return _error(*refused)
         protocol = "HLS" if kind == "hls" else "DASH"
         try:
             pairs = reported(request, protocol)
@@ -103,7 +114,7 @@ def build_app(steering: Steering, config: HttpConfig, limiter: RateLimiter, publ
             return _error(429, str(exc), **{"Retry-After": str(steering.config.ttl_seconds)})
         except NoPathway as exc:
             return _error(503, str(exc), **{"Retry-After": str(steering.config.ttl_seconds)})
-        uri = reload_uri(kind, session_id)
+        uri = reload_uri(kind, session_id, token)
         doc = steering.hls_manifest(decision, uri) if kind == "hls" else steering.dash_manifest(decision, uri)
         return web.Response(
             text=json.dumps(doc),
@@ -120,12 +131,13 @@ def build_app(steering: Steering, config: HttpConfig, limiter: RateLimiter, publ
     return app
 
 
-async def start_http(steering: Steering, config: HttpConfig, limiter: RateLimiter) -> HttpSite:
-    """The steering manifests' endpoint; RELOAD-URIs use its public URL."""
-    return await start_site(
-        lambda public: build_app(steering, config, limiter, public), config.host, config.port, config.public_url
+def bind_http(steering: Steering, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring) -> HttpSite:
+    """The steering manifests' endpoint, bound (it serves once started); RELOAD-URIs use its public URL."""
+    return bind_site(
+        lambda public: build_app(steering, config, limiter, keys, public), config.host, config.port, config.public_url
     )
 
 
 def reload_uri(site: HttpSite, kind: str, session_id: str) -> str:
+    """The session's steering manifest URL, without its token (playback adds the session's)."""
     return f"{site.public_url}/steering/{kind}/{session_id}"

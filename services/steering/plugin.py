@@ -3,7 +3,7 @@ starts before the edge tier so the edges find it and register."""
 
 from __future__ import annotations
 
-from services.platform.plugins import Endpoint, RunningService, ServicePlugin
+from services.platform.plugins import Endpoint, RunningService, ServicePlugin, running
 from services.platform.runtime import Runtime
 from services.steering.config import SteeringConfig
 from services.steering.server import create_server
@@ -19,19 +19,13 @@ async def start(runtime: Runtime) -> RunningService:
     if not runtime.ephemeral_ports and http_config.port == 0:
         http_config = http_config.model_copy(update={"port": HTTP_PORT})
     config = config.model_copy(update={"server": server_config, "http": http_config})
-    server, port, http, _ = await create_server(config, runtime.deps)
-    await server.start()
-    address = f"{config.server.host}:{port}"
-
-    async def stop() -> None:
-        await server.stop()
-
-    return RunningService(
-        name=NAME,
-        endpoints=[Endpoint("SteeringService", address), Endpoint("steering manifests", http.public_url, "http")],
-        stop=stop,
-        grpc_address=address,
-    )
+    service = await create_server(config, runtime.deps)
+    await service.start()
+    endpoints = [
+        Endpoint("SteeringService", f"{config.server.host}:{service.grpc_port}"),
+        Endpoint("steering manifests", service.sites["http"].public_url, "http"),
+    ]
+    return running(service, config.server.host, endpoints)
 
 
 PLUGIN = ServicePlugin(name=NAME, start=start, order=16, default_port=50055)

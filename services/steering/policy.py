@@ -5,13 +5,15 @@ For one session and title:
 1. Candidates: edges (not shields) that heartbeat in time, say they are healthy, and have capacity headroom
    (egress below ``max_utilisation`` of capacity). Those in the client's coverage zone's edge groups
    (ZONE_MATCH); if none, those serving the client's country (COUNTRY_FALLBACK); if none, every candidate.
-2. Pathways players reported trouble on (for this session, or from enough players lately) go last among the
-   edges (HEALTH_DEMOTED).
+2. Pathways players reported trouble on (this session's own reports, or enough evidence from other sessions and
+   accounts in the client's zone lately) go last among the edges (HEALTH_DEMOTED): players can reorder edges,
+   never remove one; only the edge's own heartbeats do.
 3. Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam, 2018) on the title: the ring order
    from the title's hash keeps a title on the same edge (CACHE_AFFINITY) until that edge holds more than
    ``ceil(c * sessions / edges)`` sessions, when the title spills to the next edge on the ring (LOAD_SPILLOVER).
    A session keeps the edge it was given while that edge stays valid (no needless mid-stream switches).
-4. Shields, then origins, as last resorts (SHIELD_FALLBACK, ORIGIN_FALLBACK).
+4. Shields, then origins, as last resorts (SHIELD_FALLBACK, ORIGIN_FALLBACK), only when ``shield_fallback`` is
+   configured: by default players never see them (a shield serves edges' fills, not players).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class SteeringInput:
 class PolicyConfig:
     bound_factor: float = 1.25  # c in ceil(c * sessions / edges)
     max_utilisation: float = 0.95  # egress / capacity at which an edge takes no new sessions
+    shield_fallback: bool = False  # list shields and origins after the edges
 
 
 def order(
@@ -125,6 +128,8 @@ def order(
         result.append(Pathway(by_id[first].pathway_id, by_id[first].base_uri, reason, first))
         result += [Pathway(by_id[i].pathway_id, by_id[i].base_uri, base, i) for i in good if i != first]
     result += [Pathway(by_id[i].pathway_id, by_id[i].base_uri, Reason.HEALTH_DEMOTED, i) for i in bad]
+    if not config.shield_fallback:
+        return result
     for role, reason in ((Role.SHIELD, Reason.SHIELD_FALLBACK), (Role.ORIGIN, Reason.ORIGIN_FALLBACK)):
         result += [Pathway(e.pathway_id, e.base_uri, reason, e.edge_id) for e in edges if e.role is role and alive(e)]
     return result

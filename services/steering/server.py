@@ -1,35 +1,72 @@
-"""``create_server``: SteeringService over gRPC and the content steering manifests over HTTP."""
+"""``create_server``: SteeringService over gRPC, the content steering manifests over HTTP, and the revocation feed
+it fills from playback's ``playback.session_ended`` events."""
 
 from __future__ import annotations
 
-from marquee.v1 import steering_pb2_grpc
+from marquee.v1 import playback_pb2, steering_pb2_grpc
+from services.common import urltokens
+from services.common.bus.consume import follow_topic
+from services.common.bus.port import EventBus
 from services.common.deps import Dependencies
-from services.common.http import HttpSite
-from services.common.server import Server, ServiceBinding, build_server
+from services.common.ids import new_id
+from services.common.names import NamePattern
+from services.common.server import ServiceBinding, build_server
+from services.common.service import Service
+from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.steering.config import SteeringConfig
-from services.steering.http import reload_uri, start_http
+from services.steering.http import bind_http, reload_uri
+from services.steering.revocations import RevocationFeed
 from services.steering.servicer import SERVICE_NAME, SteeringServicer
 from services.steering.steerer import Steering
 from services.steering.zones import CoverageZones
 
 # The all-in-one's coverage: every address is in zone "local", whose edges register with zone "local".
 LOCAL_ZONES = {"coverageZones": {"local": {"network": ["0.0.0.0/0"], "network6": ["::/0"]}}}
+SESSION = NamePattern("playbackSessions/{session}")
 
 
-async def create_server(config: SteeringConfig, deps: Dependencies) -> tuple[Server, int, HttpSite, Steering]:
-    """Build the gRPC server (not started) and start the HTTP endpoint; stopping the server stops both."""
+async def follow_session_ends(steering: Steering, feed: RevocationFeed, bus: EventBus) -> None:
+    """Ends the sessions playback ended (their steering manifests answer 410) and revokes their signed URLs at
+    every edge following the feed. Each replica has a consumer group of its own: every one hears every end."""
+
+    async def ended(event: playback_pb2.SessionEndedEvent) -> None:
+        session_id = SESSION.parse(event.session, "session")["session"]
+        steering.end(session_id)
+        feed.revoke(session_id, event.url_expire_time.seconds)
+
+    group = f"steering-revocations-{new_id()}"
+    await follow_topic(bus, PLAYBACK_SESSION_ENDED, group, "steering", playback_pb2.SessionEndedEvent, ended)
+
+
+class SteeringService(Service):
+    """Steering's service, with its state (tests look into it)."""
+
+    steering: Steering
+
+
+async def create_server(config: SteeringConfig, deps: Dependencies) -> SteeringService:
+    """Build the service (not started): the gRPC server and the HTTP endpoint bound, the revocation feed's follower
+    ready to run."""
     zones = CoverageZones.load(config.coverage_zones) if config.coverage_zones else CoverageZones.from_dict(LOCAL_ZONES)
     steering = Steering(config, zones)
-    http = await start_http(steering, config.http, deps.rate_limiter)
-    servicer = SteeringServicer(steering, deps.page_tokens, lambda kind, sid: reload_uri(http, kind, sid))
+    feed = RevocationFeed(config.max_revocations)
+    http = bind_http(steering, config.http, deps.rate_limiter, urltokens.keyring(deps.url_signing))
+    servicer = SteeringServicer(steering, deps.page_tokens, lambda kind, sid: reload_uri(http, kind, sid), feed)
     binding = ServiceBinding(
         name=SERVICE_NAME,
         add_to_server=lambda server: steering_pb2_grpc.add_SteeringServiceServicer_to_server(servicer, server),
     )
     try:
-        server, port = build_server(config.server, [binding], tokens=deps.tokens)
+        server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
     except Exception:
         await http.stop()
         raise
-    server.add_on_stop(http.stop)
-    return server, port, http, steering
+    service = SteeringService(
+        "steering",
+        grpc=server,
+        grpc_port=port,
+        sites=[("http", http)],
+        background=[("revocations", lambda: follow_session_ends(steering, feed, deps.bus))],
+    )
+    service.steering = steering
+    return service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.steering.policy import Reason
 from services.steering.registry import EdgeRecord, Heartbeat, Role
+from services.steering.revocations import RevocationFeed
 from services.steering.steerer import (
     BadInput,
     NoPathway,
@@ -37,6 +38,7 @@ from services.steering.steerer import (
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SteeringService"].full_name
 EDGE = NamePattern("edges/{edge}")
+ACCOUNT = NamePattern("accounts/{account}")
 SESSION = NamePattern("playbackSessions/{session}")
 TITLE = NamePattern("titles/{title}")
 ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -44,6 +46,7 @@ ZONE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_COUNTRIES = 300
 MAX_CACHED_TITLES = 10_000
+MAX_REVOCATIONS_PER_MESSAGE = 1000
 ROLES = {pb.EDGE_ROLE_EDGE: Role.EDGE, pb.EDGE_ROLE_SHIELD: Role.SHIELD, pb.EDGE_ROLE_ORIGIN: Role.ORIGIN}
 ROLE_PB = {v: k for k, v in ROLES.items()}
 REASON_PB = {r: pb.SteeringReason.Value(f"STEERING_REASON_{r.name}") for r in Reason}
@@ -96,10 +99,17 @@ def _check_edge(edge: pb.Edge, edge_id: str) -> EdgeRecord:
 
 
 class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
-    def __init__(self, steering: Steering, page_tokens: PageTokens, reload_uri: Callable[[str, str], str]) -> None:
+    def __init__(
+        self,
+        steering: Steering,
+        page_tokens: PageTokens,
+        reload_uri: Callable[[str, str], str],
+        revocations: RevocationFeed,
+    ) -> None:
         self.steering = steering
         self.page_tokens = page_tokens
         self.reload_uri = reload_uri  # ("hls" | "dash", session id) -> the manifest URL
+        self.revocations = revocations
 
     def _interval(self) -> duration_pb2.Duration:
         d = duration_pb2.Duration()
@@ -189,12 +199,14 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         title_id = TITLE.parse(request.title, "title")["title"]
         if not request.client_address:
             raise InvalidArgument("client_address is required", field_name="client_address")
+        account = ACCOUNT.parse(request.account, "account")["account"] if request.account else ""
         try:
             decision = self.steering.steer(
                 session_id,
                 title_id=title_id,
                 client=request.client_address,
                 country=request.country,
+                account=account,
                 current_pathway=request.current_pathway,
                 throughput_bps=request.throughput_bps if request.throughput_bps else None,
             )
@@ -222,3 +234,30 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         except SteeringError as exc:
             _raise(exc)
         return pb.ReportPathwayProblemResponse()
+
+    async def WatchRevocations(
+        self, request: pb.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRevocationsResponse]:
+        require_admin()
+        if request.after_sequence < 0:
+            raise InvalidArgument("after_sequence must not be negative", field_name="after_sequence")
+        feed = self.revocations
+        after = feed.resume_point(request.epoch, request.after_sequence)
+        first = True  # the first message, even empty, tells the follower which epoch it reads
+        while True:
+            batch = feed.since(after)[:MAX_REVOCATIONS_PER_MESSAGE]
+            if not batch and not first:
+                await feed.wait(after)
+                continue
+            after, first = (batch[-1].sequence if batch else after), False
+            yield pb.WatchRevocationsResponse(
+                sessions=[
+                    pb.RevokedSession(
+                        session=SESSION.format(session=r.session_id),
+                        expire_time=timestamp_pb2.Timestamp(seconds=r.expire_time),
+                    )
+                    for r in batch
+                ],
+                epoch=feed.epoch,
+                sequence=after,
+            )

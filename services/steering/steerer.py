@@ -6,7 +6,7 @@ import ipaddress
 import math
 import re
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
 from services.steering.config import SteeringConfig
+from services.steering.evidence import EvidenceRules, PathwayEvidence, Report
 from services.steering.policy import Pathway, PolicyConfig, Reason, Ring, SteeringInput, order
 from services.steering.registry import EdgeRecord, Registry, Role
 from services.steering.zones import CoverageZones, IpAddress
@@ -81,6 +82,8 @@ class Session:
     client: IpAddress
     country: str
     zone_groups: tuple[str, ...] | None
+    zone: str = ""  # the coverage zone's name ("" when none matched): problem evidence is pooled per zone
+    account: str = ""  # the account it plays for: problem evidence counts accounts, not only sessions
     known_pathways: dict[str, str] = field(default_factory=dict)  # id -> base URI, as the session's manifests list them
     edge_id: str | None = None
     demoted_until: dict[str, float] = field(default_factory=dict)
@@ -102,11 +105,24 @@ class Steering:
         self.zones = zones
         self.clock = clock
         self.registry = Registry(config.heartbeat_timeout, clock)
-        self.policy = PolicyConfig(bound_factor=config.bound_factor, max_utilisation=config.max_utilisation)
+        self.policy = PolicyConfig(
+            bound_factor=config.bound_factor,
+            max_utilisation=config.max_utilisation,
+            shield_fallback=config.shield_fallback,
+        )
         self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently steered first
         self.ended: OrderedDict[str, float] = OrderedDict()
         self.assigned: Counter[str] = Counter()
-        self._problems: dict[str, deque[tuple[float, int]]] = {}
+        self.evidence = PathwayEvidence(
+            EvidenceRules(
+                window=config.problem_window,
+                threshold=config.problem_threshold,
+                session_cap=config.problem_session_cap,
+                min_sessions=config.problem_min_sessions,
+                min_accounts=config.problem_min_accounts,
+                max_reports=config.max_problem_reports,
+            )
+        )
         self._ring = Ring([])
         self._ring_version = -1
 
@@ -124,16 +140,20 @@ class Steering:
         SESSIONS.set(len(self.sessions))
 
     def end(self, session_id: str) -> bool:
-        """Ends a session (playback stopped it, or it went idle); later requests for it get 410."""
+        """Ends a session (playback stopped it, or it went idle); later requests for it get 410, whether steering
+        had seen it or not. True when it was being steered."""
         s = self.sessions.pop(session_id, None)
-        if s is None:
-            return False
-        if s.edge_id is not None:
+        if s is not None and s.edge_id is not None:
             self.assigned[s.edge_id] -= 1
         self.ended[session_id] = self.clock()
-        return True
+        self.ended.move_to_end(session_id)
+        while len(self.ended) > self.config.max_sessions:
+            self.ended.popitem(last=False)
+        return s is not None
 
-    def _session(self, session_id: str, title_id: str | None, client: str | None, country: str) -> Session:
+    def _session(
+        self, session_id: str, title_id: str | None, client: str | None, country: str, account: str = ""
+    ) -> Session:
         if not SESSION_ID.match(session_id):
             raise BadInput("session", "session id must be 1-128 characters of [A-Za-z0-9._~-]")
         if session_id in self.ended:
@@ -151,7 +171,15 @@ class Steering:
             raise BadInput("country", f"country {country[:8]!r} is not an ISO 3166-1 alpha-2 code")
         address = parse_address(client)
         zone = self.zones.match(address)
-        s = Session(session_id, title_id, address, country, zone.edge_groups if zone else None)
+        s = Session(
+            session_id,
+            title_id,
+            address,
+            country,
+            zone.edge_groups if zone else None,
+            zone=zone.name if zone else "",
+            account=account,
+        )
         self.sessions[session_id] = s
         return s
 
@@ -163,15 +191,9 @@ class Steering:
             self._ring_version = self.registry.version
         return self._ring
 
-    def demoted_pathways(self, now: float) -> set[str]:
-        """Pathways demoted for everyone: enough player problem reports within the window."""
-        demoted = set()
-        for pathway, events in self._problems.items():
-            while events and now - events[0][0] > self.config.problem_window:
-                events.popleft()
-            if sum(c for _, c in events) >= self.config.problem_threshold:
-                demoted.add(pathway)
-        return demoted
+    def demoted_pathways(self, now: float) -> frozenset[str]:
+        """Pathways demoted in some zone by enough evidence from players (see services/steering/evidence.py)."""
+        return self.evidence.demoted_anywhere(now)
 
     def steer(
         self,
@@ -180,6 +202,7 @@ class Steering:
         title_id: str | None = None,
         client: str | None = None,
         country: str = "",
+        account: str = "",
         current_pathway: str = "",
         throughput_bps: float | None = None,
         throughput_field: str = "throughput_bps",
@@ -187,11 +210,11 @@ class Steering:
         """The ordered pathways for a session; the first call (with title and client) starts it."""
         self._expire()
         throughput = check_throughput(throughput_bps, throughput_field)
-        s = self._session(session_id, title_id, client, country)
+        s = self._session(session_id, title_id, client, country, account)
         now = self.clock()
         if current_pathway and throughput is not None and throughput < self.config.min_throughput_bps:
             s.demoted_until[current_pathway] = now + self.config.session_demotion
-        demoted = {p for p, until in s.demoted_until.items() if until > now} | self.demoted_pathways(now)
+        demoted = {p for p, until in s.demoted_until.items() if until > now} | self.evidence.demoted(s.zone, now)
         if s.edge_id is not None:
             self.assigned[s.edge_id] -= 1
         request = SteeringInput(s.title_id, s.zone_groups, s.country, s.edge_id, frozenset(demoted))
@@ -216,16 +239,20 @@ class Steering:
         return Decision(s, pathways, self.config.ttl_seconds)
 
     def report_problem(self, session_id: str, pathway_id: str, count: int) -> None:
-        """A player's stalls or errors on a pathway: demoted for that session now, for everyone past a threshold."""
+        """A player's stalls or errors on a pathway: demoted for that session now; evidence for its zone, which
+        demotes the pathway there only once enough sessions and accounts agree (services/steering/evidence.py)."""
         if not 1 <= count <= 1000:
             raise BadInput("count", "count must be between 1 and 1000")
         if not pathway_id or len(pathway_id) > 64:
             raise BadInput("pathway_id", "pathway_id is required (at most 64 characters)")
         self._expire()
         s = self._session(session_id, None, None, "")
+        if pathway_id not in s.known_pathways and pathway_id not in {e.pathway_id for e in self.registry.all()}:
+            raise BadInput("pathway_id", f"pathway {pathway_id!r} is not one this session was steered to")
         now = self.clock()
         s.demoted_until[pathway_id] = now + self.config.session_demotion
-        self._problems.setdefault(pathway_id, deque()).append((now, count))
+        # a session without an account (a caller that did not say) stands for an account of its own
+        self.evidence.add(s.zone, pathway_id, Report(now, session_id, s.account or f"session:{session_id}", count))
         PROBLEMS.labels(pathway=pathway_id).inc(count)
 
     # --- manifests ------------------------------------------------------------------------------------------

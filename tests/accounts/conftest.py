@@ -1,4 +1,5 @@
-"""A real AccountService on loopback, over a real SQLite store, for every accounts test."""
+"""A real AccountService on loopback, over a real store (SQLite, then the session's Cassandra), for every
+accounts test."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from marquee.v1 import accounts_pb2, accounts_pb2_grpc
-from services.accounts.config import DEFAULT_PLANS, AccountsConfig, Plan
+from services.accounts.config import AccountsConfig
 from services.accounts.passwords import PasswordPolicy
 from services.accounts.server import create_server
 from services.common.auth import AccessTokens
@@ -19,8 +20,9 @@ from services.common.bus.memory import InMemoryBus
 from services.common.config import AuthConfig, ServerConfig
 from services.common.deps import Dependencies
 from services.common.paging import PageTokens
+from services.common.plans import DEFAULT_PLANS, Plan, Plans
 from services.common.ratelimit import InMemoryRateLimiter, Rate
-from services.common.store.sqlite import SqliteStore
+from tests.cql import open_test_store
 
 KEY = "accounts-test-signing-key-0123456789abcdef"
 AUTH = AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1")
@@ -34,10 +36,10 @@ FAMILY = Plan(id="family", display_name="Family", max_concurrent_streams=6, max_
 def accounts_config(**overrides: object) -> AccountsConfig:
     values: dict[str, object] = {
         "server": ServerConfig(port=0, drain_delay=0, grace_period=1),
-        "plans": (*DEFAULT_PLANS, FAMILY),
         "passwords": FAST_PASSWORDS,
         "sign_up_per_address": Rate(limit=1000, period=60),
         "sign_in_per_address": Rate(limit=1000, period=60),
+        "sign_in_per_account": Rate(limit=1000, period=60),
     }
     values.update(overrides)
     return AccountsConfig.model_validate(values)
@@ -60,8 +62,8 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 
 @pytest.fixture
-async def deps(tmp_path: Path) -> AsyncIterator[Dependencies]:
-    store = SqliteStore(tmp_path / "accounts.db")
+async def deps(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Dependencies]:
+    store = await open_test_store(store_kind, tmp_path, request, "accounts")
     bus = InMemoryBus()
     yield Dependencies(
         store=store,
@@ -70,6 +72,7 @@ async def deps(tmp_path: Path) -> AsyncIterator[Dependencies]:
         auth=AUTH,
         tokens=AccessTokens(AUTH),
         page_tokens=PageTokens(KEY.encode()),
+        plans=Plans((*DEFAULT_PLANS, FAMILY)),
     )
     await bus.close()
     await store.close()
@@ -82,11 +85,11 @@ def config() -> AccountsConfig:
 
 @pytest.fixture
 async def client(deps: Dependencies, config: AccountsConfig) -> AsyncIterator[Client]:
-    server, port = await create_server(config, deps)
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    service = await create_server(config, deps)
+    await service.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     try:
         yield Client(accounts_pb2_grpc.AccountServiceStub(channel), channel, deps.tokens)
     finally:
         await channel.close(None)
-        await server.stop(0, drain=0)
+        await service.stop(0, drain=0)

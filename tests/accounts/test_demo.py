@@ -12,8 +12,8 @@ from tests.accounts.conftest import Client, bearer
 async def test_the_demo_account_is_seeded_once_and_signs_in(
     client: Client, deps: Dependencies, config: AccountsConfig
 ) -> None:
-    assert await seed_demo_account(deps.store, config, deps.auth.refresh_token_ttl)
-    assert not await seed_demo_account(deps.store, config, deps.auth.refresh_token_ttl)
+    assert await seed_demo_account(deps.store, config, deps.auth.refresh_token_ttl, deps.plans)
+    assert not await seed_demo_account(deps.store, config, deps.auth.refresh_token_ttl, deps.plans)
     demo = config.demo
     signed = await client.stub.SignIn(
         accounts_pb2.SignInRequest(email=demo.email, password=demo.password.get_secret_value())

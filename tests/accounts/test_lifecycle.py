@@ -64,11 +64,19 @@ async def test_full_lifecycle(client: Client) -> None:
     assert p.plan == "premium"
     assert p.max_maturity == common_pb2.MATURITY_RATING_KIDS_7, "services filter by the profile's limit"
     assert client.tokens.verify(up.tokens.access_token).max_maturity is None
-    # the old refresh token was rotated into the new pair
+    # the old refresh token was rotated into the new pair: using it again revokes the session, access tokens too
     await _fails(
         stub.RefreshTokens(accounts_pb2.RefreshTokensRequest(refresh_token=up.tokens.refresh_token)),
         grpc.StatusCode.UNAUTHENTICATED,
         "REFRESH_TOKEN_REUSED",
+    )
+    await _fails(
+        stub.GetAccount(accounts_pb2.GetAccountRequest(name=account.name), metadata=md),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_REVOKED",
+    )
+    md = bearer(
+        (await stub.SignIn(accounts_pb2.SignInRequest(email="ada@example.com", password=PASSWORD))).tokens.access_token
     )
 
     renamed = await stub.UpdateProfile(
@@ -137,6 +145,9 @@ async def test_full_lifecycle(client: Client) -> None:
         stub.RefreshTokens(accounts_pb2.RefreshTokensRequest(refresh_token=other_session.tokens.refresh_token)),
         grpc.StatusCode.UNAUTHENTICATED,
     )
+    md = bearer(
+        (await stub.SignIn(accounts_pb2.SignInRequest(email="ada@example.com", password=PASSWORD))).tokens.access_token
+    )
     await stub.ChangePassword(
         accounts_pb2.ChangePasswordRequest(
             account=account.name, current_password=PASSWORD, new_password="n3w pass phrase"
@@ -148,7 +159,8 @@ async def test_full_lifecycle(client: Client) -> None:
         grpc.StatusCode.UNAUTHENTICATED,
         "INVALID_CREDENTIALS",
     )
-    await stub.SignIn(accounts_pb2.SignInRequest(email="ada@example.com", password="n3w pass phrase"))
+    signed_in = await stub.SignIn(accounts_pb2.SignInRequest(email="ada@example.com", password="n3w pass phrase"))
+    md = bearer(signed_in.tokens.access_token)
 
     await stub.DeleteDevice(accounts_pb2.DeleteDeviceRequest(name=tv.device.name), metadata=md)
     await stub.DeleteAccount(accounts_pb2.DeleteAccountRequest(name=account.name), metadata=md)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import struct
 import time
@@ -34,10 +35,10 @@ async def _still_serving(gw: Running) -> None:
 @pytest.mark.parametrize(
     ("body", "code", "words"),
     [
-        (grpcweb.frame(MESSAGE)[:-3], Status.INTERNAL, "ended inside a frame"),
-        (grpcweb.frame(MESSAGE)[:3], Status.INTERNAL, "frame prefix"),
-        (grpcweb.frame(MESSAGE, flags=0x80), Status.INTERNAL, "trailers frame"),
-        (grpcweb.frame(MESSAGE, flags=0x04), Status.INTERNAL, "frame flags"),
+        (grpcweb.frame(MESSAGE)[:-3], Status.INVALID_ARGUMENT, "ended inside a frame"),
+        (grpcweb.frame(MESSAGE)[:3], Status.INVALID_ARGUMENT, "frame prefix"),
+        (grpcweb.frame(MESSAGE, flags=0x80), Status.INVALID_ARGUMENT, "trailers frame"),
+        (grpcweb.frame(MESSAGE, flags=0x04), Status.INVALID_ARGUMENT, "frame flags"),
         (grpcweb.frame(MESSAGE, flags=0x01), Status.INTERNAL, "compressed"),
         (b"", Status.UNIMPLEMENTED, "exactly one request message; got 0"),
         (grpcweb.frame(MESSAGE) * 2, Status.UNIMPLEMENTED, "exactly one request message; got 2"),
@@ -69,7 +70,7 @@ async def test_malformed_binary_bodies(gw: Running, body: bytes, code: grpc.Stat
 )
 async def test_bad_base64_in_text_mode(gw: Running, body: bytes) -> None:
     reply = await gw.call(ECHO, body=body, text=True)
-    assert reply.code == Status.INTERNAL and "malformed request" in reply.message, reply.message
+    assert reply.code == Status.INVALID_ARGUMENT and "malformed request" in reply.message, reply.message
     await _still_serving(gw)
 
 
@@ -118,7 +119,7 @@ async def test_gzip_messages_are_decompressed(gw: Running) -> None:
     reply = ok(await gw.call(ECHO, body=body, headers={"grpc-encoding": "gzip"}))
     assert wrappers_pb2.BytesValue.FromString(reply.messages[0]).value == value
     reply = await gw.call(ECHO, body=grpcweb.frame(b"not gzip", flags=0x01), headers={"grpc-encoding": "gzip"})
-    assert reply.code == Status.INTERNAL and "gzip" in reply.message
+    assert reply.code == Status.INVALID_ARGUMENT and "gzip" in reply.message
 
 
 async def test_size_limits(probe: str) -> None:
@@ -247,9 +248,9 @@ async def test_broken_http_bodies(gw: Running, raw: bytes, hang_up: bool) -> Non
         if not hang_up:
             answer = await asyncio.wait_for(reader.read(4096), timeout=5)
             status_line, _, rest = answer.partition(b"\r\n")
-            # aiohttp refuses the message itself (400), or the gateway answers INTERNAL: never a 500
+            # aiohttp refuses the message itself (400), or the gateway answers INVALID_ARGUMENT: never a 500
             assert status_line.split(b" ")[1] == b"400" or (
-                status_line.startswith(b"HTTP/1.1 200") and b"grpc-status: 13" in rest
+                status_line.startswith(b"HTTP/1.1 200") and b"grpc-status: 3" in rest
             ), answer
         writer.close()
         await writer.wait_closed()
@@ -276,7 +277,10 @@ async def test_any_body_gets_a_status_and_the_gateway_keeps_serving(
     raw = prefix + body
     reply = await gw.call(ECHO, body=base64.b64encode(raw) if text and encode else raw, text=text)
     assert reply.http_status == 200
-    assert reply.code in {Status.OK, Status.UNKNOWN, Status.INTERNAL, Status.UNIMPLEMENTED, Status.RESOURCE_EXHAUSTED}
+    # UNKNOWN comes only from this test's bare grpc.aio Probe backend, which cannot decode what it is sent;
+    # Marquee's own services answer INVALID_ARGUMENT there (tests/security/test_rpcs.py)
+    allowed = {Status.OK, Status.INVALID_ARGUMENT, Status.INTERNAL, Status.UNIMPLEMENTED, Status.RESOURCE_EXHAUSTED}
+    assert reply.code in allowed | {Status.UNKNOWN}
     if reply.code == Status.OK:
         (frame_flags, length) = struct.unpack_from(">BI", raw) if len(raw) >= 5 else (None, None)
         assert frame_flags == 0 and length is not None
@@ -315,3 +319,40 @@ async def test_refusals_are_counted_by_reason(gw: Running) -> None:
         assert r.status == 415
     await gw.call(ECHO, body=grpcweb.frame(b"x" * 10)[:5].replace(b"\x00\x00\x00\x0a", b"\x7f\xff\xff\xff"))
     assert {r: refused(r) - before[r] for r in reasons} == dict.fromkeys(reasons, 1.0)
+
+
+def test_the_default_header_read_timeout_is_the_edges() -> None:
+    assert config().http.header_read_timeout == 10.0  # the edge's HEADER_READ_TIMEOUT (native/core/src/edge)
+
+
+async def test_slow_request_heads_are_cut_at_the_header_read_timeout(probe: str) -> None:
+    """Slowloris: clients that trickle a request head byte by byte (never finishing it) are disconnected once the
+    header read timeout has passed, whatever they keep sending; a client that sends its head serves as usual."""
+    gateway_config = config()
+    gateway_config = gateway_config.model_copy(
+        update={"http": gateway_config.http.model_copy(update={"header_read_timeout": 1.0})}
+    )
+    async with start_gateway(gateway_config, {SERVICE: probe}) as gw:
+        head = f"POST {ECHO} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/grpc-web\r\nX-Pad: ".encode()
+        slow = [await asyncio.open_connection("127.0.0.1", gw.gateway.port) for _ in range(50)]
+        for _, writer in slow:
+            writer.write(head)
+
+        async def trickle() -> None:
+            while True:
+                for _, writer in slow:
+                    if not writer.is_closing():
+                        writer.write(b"a")
+                await asyncio.sleep(0.2)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            # the gateway closes each one (EOF, or a reset while the trickle writes); the bound is only a backstop
+            for reader, _ in slow:
+                with contextlib.suppress(ConnectionResetError):
+                    assert await asyncio.wait_for(reader.read(), timeout=30) == b""
+            await _still_serving(gw)
+        finally:
+            trickling.cancel()
+            for _, writer in slow:
+                writer.close()

@@ -59,7 +59,7 @@ def test_a_truncated_body_is_an_error(messages: list[bytes], cut: int) -> None:
     if truncated and len(truncated) not in _frame_ends(messages):
         with pytest.raises(ProtocolError) as err:
             reader.finish()
-        assert err.value.code == grpc.StatusCode.INTERNAL
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _frame_ends(messages: list[bytes]) -> set[int]:
@@ -97,7 +97,7 @@ def test_bad_base64_is_an_error(bad: bytes) -> None:
 
     with pytest.raises(ProtocolError) as err:
         decode()
-    assert err.value.code == grpc.StatusCode.INTERNAL
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_gunzip_limits() -> None:
     for bad in (b"nope", gzip.compress(b"a" * 100)[:-10]):
         with pytest.raises(ProtocolError) as err:
             gunzip(bad, 1000)
-        assert err.value.code == grpc.StatusCode.INTERNAL
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_request_metadata_filters_and_decodes() -> None:

@@ -33,10 +33,20 @@ def test_sign_and_verify_a_title() -> None:
     assert "sess-1" in repr(claims)
 
 
+def test_tokens_bound_to_licensed_regions() -> None:
+    token = KEYS.sign(["/v/bbb/*"], FUTURE, session_id="s", regions=["JP", "KR"])
+    assert token.startswith("v2.") and KEYS.sign(["/v/bbb/*"], FUTURE).startswith("v1.")
+    assert KEYS.verify(token, "/v/bbb/seg-1.m4s", session_id="s").regions == ["JP", "KR"]
+    assert KEYS.verify(KEYS.sign(["/v/bbb/*"], FUTURE), "/v/bbb/x").regions == []
+    for bad in (["jp"], ["JPN"], [""], ["J1"], ["JP"] * 301):
+        with pytest.raises(InvalidArgumentError):
+            KEYS.sign(["/v/bbb/*"], FUTURE, regions=bad)
+
+
 @settings(max_examples=300)
 @given(st.data())
 def test_any_single_character_change_is_invalid(data: st.DataObject) -> None:
-    token = KEYS.sign(["/v/t/*"], FUTURE, session_id="s")
+    token = KEYS.sign(["/v/t/*"], FUTURE, session_id="s", regions=data.draw(st.sampled_from([None, ["JP"]])))
     i = data.draw(st.integers(0, len(token) - 1))
     ch = data.draw(st.characters(codec="ascii"))
     assume(ch != token[i])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
+from marquee.native import TokenKeyring
 from marquee.v1 import steering_pb2 as pb
 from marquee.v1 import steering_pb2_grpc
+from services.common import urltokens
 from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
 from services.common.config import ServerConfig, load_config
@@ -36,6 +39,18 @@ class Running:
     steering: Steering
     address: str
     data_dir: Path
+    url_keys: TokenKeyring
+
+    def token(self, session_id: str, ttl: int = 300) -> str:
+        """A session's signed URL token, as playback makes it."""
+        acl = urltokens.session_acl(session_id, "any-media")
+        return self.url_keys.sign(acl, int(time.time()) + ttl, session_id)
+
+    def signed(self, url: str) -> str:
+        """A steering manifest URL with its session's token (the session is the path's last segment)."""
+        path, _, query = url.partition("?")
+        token = self.token(path.rsplit("/", 1)[-1])
+        return f"{path}?token={token}" + (f"&{query}" if query else "")
 
     def edge(self, edge_id: str, port: int, host: str = "127.0.0.1", **kw: Any) -> pb.RegisterEdgeRequest:
         edge = pb.Edge(
@@ -60,20 +75,29 @@ async def start_steering(tmp_path: Path, steering_config: SteeringConfig) -> Asy
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
     store = SqliteStore(tmp_path / "s.db")
-    deps = Dependencies(store, InMemoryBus(), InMemoryRateLimiter(), platform.auth, tokens, PageTokens(b"k"))
-    server, port, http, steering = await create_server(steering_config, deps)
-    await server.start()
-    address = f"127.0.0.1:{port}"
+    deps = Dependencies(
+        store,
+        InMemoryBus(),
+        InMemoryRateLimiter(),
+        platform.auth,
+        tokens,
+        PageTokens(b"k"),
+        url_signing=platform.url_signing,
+    )
+    service = await create_server(steering_config, deps)
+    await service.start()
+    address = f"127.0.0.1:{service.grpc_port}"
     async with grpc.aio.insecure_channel(address) as channel:
         yield Running(
             steering_pb2_grpc.SteeringServiceStub(channel),
             admin_metadata(platform),
-            http,
-            steering,
+            service.sites["http"],
+            service.steering,
             address,
             tmp_path / "data",
+            urltokens.keyring(platform.url_signing),
         )
-    await server.stop()
+    await service.stop()
     await store.close()
 
 

@@ -26,7 +26,7 @@ async def test_ended_sessions_get_410_and_overload_gets_429(running: Running) ->
     r = running
     await r.stub.RegisterEdge(r.edge("edge-a", 8081), metadata=r.metadata)
     await steer(r)
-    url = f"{r.http.public_url}/steering/hls/s1"
+    url = r.signed(f"{r.http.public_url}/steering/hls/s1")
     assert (await fetch(url))[0] == 200
     await asyncio.sleep(0.7)  # idle past the session timeout: the session has ended
     assert (await fetch(url))[0] == 410

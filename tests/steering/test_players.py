@@ -62,9 +62,10 @@ async def test_hls_js_follows_the_steering_manifest(running: Running, tmp_path: 
     order = [p.id for p in answer.pathways]
     # what playback will do: the session's playlist lists the pathways it was given, the last one as default
     presentation = Presentation.from_json(description_json(title_id=TITLE))
+    reload_uri = r.signed(answer.reload_uri)
     master = presentation.hls_multivariant(
         pathways=[(p.id, f"{p.base_uri}{TITLE}/") for p in answer.pathways],
-        steering=(answer.reload_uri, order[-1]),
+        steering=(reload_uri, order[-1]),
     )
     (tmp_path / "master.m3u8").write_text(master)
     # an edge joins after the playlist was made, on another host: hls.js gets it as a clone of edge-a
@@ -74,7 +75,7 @@ async def test_hls_js_follows_the_steering_manifest(running: Running, tmp_path: 
     assert set(priority) == {"edge-a", "edge-b", "edge-c"}
     assert first["pathwayPriority"] == priority
     assert first["pathwayId"] == priority[0], "hls.js moved to the pathway steering put first"
-    assert first["reloadUri"] == answer.reload_uri and first["ttl"] == 1
+    assert first["reloadUri"] == reload_uri and first["ttl"] == 1
     assert f"_HLS_pathway={order[-1]}" in first["requested"] and "_HLS_throughput=8000000" in first["requested"]
     assert set(first["pathways"]) == {"edge-a", "edge-b", "edge-c"}
     clone_urls = first["levelUrls"]["edge-c"]
@@ -103,7 +104,7 @@ async def test_shaka_orders_dash_base_urls_by_the_steering_manifest(running: Run
     answer = await r.stub.GetSteering(request, metadata=r.metadata)
     order = [p.id for p in answer.pathways]
     presentation = Presentation.from_json(description_json(title_id=TITLE, seconds=20))
-    steering_uri = answer.reload_uri.replace("/steering/hls/", "/steering/dash/")
+    steering_uri = r.signed(answer.reload_uri.replace("/steering/hls/", "/steering/dash/"))
     # the MPD's default service location is the last pathway: only the steering answer can put the other first
     mpd = presentation.dash_mpd(
         pathways=[(p.id, f"{p.base_uri}{TITLE}/") for p in reversed(answer.pathways)],

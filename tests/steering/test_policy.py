@@ -69,6 +69,9 @@ def test_unhealthy_overloaded_demoted_and_fallbacks() -> None:
     ring = Ring(["a", "b", "c", "far"])
     request = SteeringInput("title-1", ("metro",), "US", None, frozenset())
     ids = [p.edge_id for p in order(request, registry.all(), registry.alive, ring, {})]
+    assert set(ids) == {"a", "b", "c"}, "players never see shields and origins unless configured to"
+    fallback = PolicyConfig(shield_fallback=True)
+    ids = [p.edge_id for p in order(request, registry.all(), registry.alive, ring, {}, fallback)]
     assert set(ids[:3]) == {"a", "b", "c"} and ids[3:] == ["shield", "origin"], "other zones are not listed"
     first = ids[0]
     # a missed heartbeat: gone from the answer
@@ -90,13 +93,16 @@ def test_unhealthy_overloaded_demoted_and_fallbacks() -> None:
     assert (got[1].edge_id, got[1].reason) == (second, Reason.HEALTH_DEMOTED)
     # no zone: the client's country, then anything
     nozone = SteeringInput("title-1", None, "FR", None, frozenset())
-    got = order(nozone, registry.all(), registry.alive, ring, {})
+    got = order(nozone, registry.all(), registry.alive, ring, {}, fallback)
     assert (got[0].edge_id, got[0].reason) == ("far", Reason.CACHE_AFFINITY)
     assert got[-2:][0].reason == Reason.SHIELD_FALLBACK and got[-1].reason == Reason.ORIGIN_FALLBACK
     # nothing alive but the last resorts
     clock.now += 100
     registry.heartbeat("shield", Heartbeat(True, 0, 0, 10**9, 0, 0, frozenset()))
-    assert [p.reason for p in order(request, registry.all(), registry.alive, ring, {})] == [Reason.SHIELD_FALLBACK]
+    assert [p.reason for p in order(request, registry.all(), registry.alive, ring, {}, fallback)] == [
+        Reason.SHIELD_FALLBACK
+    ]
+    assert order(request, registry.all(), registry.alive, ring, {}) == []
 
 
 def test_bounded_load_spills_a_hot_title() -> None:

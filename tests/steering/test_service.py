@@ -45,10 +45,9 @@ async def test_register_list_and_steer(running: Running) -> None:
     ]
     answer = await steer(r)
     ids = [p.id for p in answer.pathways]
-    assert set(ids[:2]) == {"edge-a", "edge-b"} and ids[2] == "shield"
+    assert set(ids) == {"edge-a", "edge-b"}, "the shield is never offered to players (shield_fallback is off)"
     assert answer.pathways[0].reason == pb.STEERING_REASON_CACHE_AFFINITY
     assert answer.pathways[1].reason == pb.STEERING_REASON_ZONE_MATCH
-    assert answer.pathways[2].reason == pb.STEERING_REASON_SHIELD_FALLBACK
     assert answer.ttl.seconds == 10 and answer.reload_uri == f"{r.http.public_url}/steering/hls/s1"
     beat = pb.HeartbeatRequest(edge="edges/edge-a", healthy=True, egress_bps=5 * 10**8, cached_titles=["x"])
     await r.stub.Heartbeat(beat, metadata=r.metadata)
@@ -67,22 +66,26 @@ async def test_hls_and_dash_manifests(running: Running) -> None:
     await r.stub.RegisterEdge(r.edge("edge-b", 8082), metadata=r.metadata)
     first = await steer(r)
     base = f"{r.http.public_url}/steering"
-    status, headers, hls = await fetch(f'{base}/hls/s1?_HLS_pathway="{first.pathways[0].id}"&_HLS_throughput=8000000')
+    url = r.signed(f'{base}/hls/s1?_HLS_pathway="{first.pathways[0].id}"&_HLS_throughput=8000000')
+    status, headers, hls = await fetch(url)
+    token = url.split("token=")[1].split("&")[0]
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert hls == {
         "VERSION": 1,
         "TTL": 10,
-        "RELOAD-URI": f"{base}/hls/s1",
+        "RELOAD-URI": f"{base}/hls/s1?token={token}",  # the player reloads with the session's token
         "PATHWAY-PRIORITY": [p.id for p in first.pathways],
     }
     assert all(isinstance(v, t) for v, t in zip(hls.values(), (int, int, str, list), strict=True))
-    status, _, dash = await fetch(f'{base}/dash/s1?_DASH_pathway="edge-b,edge-a"&_DASH_throughput=9000000,8000000')
+    status, _, dash = await fetch(
+        f'{base}/dash/s1?token={token}&_DASH_pathway="edge-b,edge-a"&_DASH_throughput=9000000,8000000'
+    )
     assert status == 200
     assert dash == {
         "VERSION": 1,
         "TTL": 10,
-        "RELOAD-URI": f"{base}/dash/s1",
+        "RELOAD-URI": f"{base}/dash/s1?token={token}",
         "SERVICE-LOCATION-PRIORITY": [p.id for p in first.pathways],
         "PATHWAY-PRIORITY": [p.id for p in first.pathways],
     }
@@ -91,12 +94,12 @@ async def test_hls_and_dash_manifests(running: Running) -> None:
     a_port = 8081
     await r.stub.RegisterEdge(r.edge("edge-c", a_port, host="localhost"), metadata=r.metadata)
     await r.stub.RegisterEdge(r.edge("edge-d", 9999), metadata=r.metadata)
-    _, _, hls = await fetch(f"{base}/hls/s1")
+    _, _, hls = await fetch(r.signed(f"{base}/hls/s1"))
     assert {"edge-c", "edge-d"} <= set(hls["PATHWAY-PRIORITY"])
     assert hls["PATHWAY-CLONES"] == [{"BASE-ID": "edge-a", "ID": "edge-c", "URI-REPLACEMENT": {"HOST": "localhost"}}]
     # a poor throughput report on the current pathway moves the player off it
     current = hls["PATHWAY-PRIORITY"][0]
-    _, _, hls = await fetch(f'{base}/hls/s1?_HLS_pathway="{current}"&_HLS_throughput=1000')
+    _, _, hls = await fetch(r.signed(f'{base}/hls/s1?_HLS_pathway="{current}"&_HLS_throughput=1000'))
     assert hls["PATHWAY-PRIORITY"][0] != current and hls["PATHWAY-PRIORITY"][-1] == current
 
 
@@ -145,7 +148,7 @@ async def test_bad_input_gets_clear_errors(running: Running) -> None:
         (f"{base}/dash/s1?_DASH_pathway={','.join(['p'] * 50)}", 400),
         (f"{base}/mpd/s1", 404),
     ]:
-        got, _, body = await fetch(url)
+        got, _, body = await fetch(r.signed(url))
         assert got == status, url
         if status == 400:
             assert "error" in body

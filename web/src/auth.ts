@@ -84,10 +84,21 @@ export async function signIn(email: string, password: string): Promise<void> {
   save({ account: reply.account?.name ?? "", email: reply.account?.email ?? email, tokens: tokensOf(reply.tokens) });
 }
 
-/** Issues tokens bound to `profile` (the refresh token is rotated into them: the same session). */
-export async function selectProfile(profile: Profile): Promise<void> {
+/** Whether choosing `profile` needs the account password: leaving a kids profile does. */
+export function needsPassword(profile: Profile): boolean {
+  const current = state?.profile;
+  return current !== undefined && current.kids && current.name !== profile.name;
+}
+
+/** Issues tokens bound to `profile` (the refresh token is rotated into them: the same session); `password` is the
+ * account's, needed to leave a kids profile. */
+export async function selectProfile(profile: Profile, password = ""): Promise<void> {
   if (!state) throw new Error("not signed in");
-  const reply = await accounts.selectProfile({ profile: profile.name, refreshToken: state.tokens.refresh });
+  const reply = await accounts.selectProfile({
+    profile: profile.name,
+    refreshToken: state.tokens.refresh,
+    password,
+  });
   save({
     ...state,
     tokens: tokensOf(reply.tokens),

@@ -22,6 +22,12 @@ pub enum Error {
     /// The object or thing asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Media bytes that do not parse: a truncated or inconsistent MP4 box, a NAL unit that overruns its sample.
+    #[error("malformed media: {0}")]
+    MalformedMedia(String),
+    /// Well-formed media the packager does not handle (a codec, a box layout or an already encrypted stream).
+    #[error("unsupported media: {0}")]
+    UnsupportedMedia(String),
     /// An operating system or upstream I/O failure (bind, disk, an upstream that failed).
     #[error("i/o error: {0}")]
     Io(String),

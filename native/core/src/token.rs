@@ -1,9 +1,11 @@
-//! Signed URL tokens: HMAC-SHA256 over an expiry, a path ACL with wildcards, an optional session id and a key id.
+//! Signed URL tokens: HMAC-SHA256 over an expiry, a path ACL with wildcards, an optional session id, optional
+//! licensed regions and a key id.
 //!
 //! Wire form (URL-safe, no padding, at most [`MAX_TOKEN_LEN`] bytes):
 //!
 //! ```text
-//! v1.{kid}.{expires_at}.{acl}.{sid}.{sig}
+//! v1.{kid}.{expires_at}.{acl}.{sid}.{sig}            no regions
+//! v2.{kid}.{expires_at}.{acl}.{sid}.{regions}.{sig}  the token serves clients in these regions only
 //! ```
 //!
 //! - `kid`: the signing key's id, `[A-Za-z0-9_-]{1,32}` (rotation: verifiers hold several keys);
@@ -11,6 +13,8 @@
 //! - `acl`: base64url of the ACL patterns joined with `!`; each pattern is an absolute path where `*` matches
 //!   any run of characters, `/` included (`/v/bbb/*` covers a title's manifests and every segment);
 //! - `sid`: base64url of the session id, empty when the token is not bound to a session;
+//! - `regions` (v2): base64url of ISO 3166-1 alpha-2 codes joined with `,` (the title's licensed regions; the
+//!   verifier checks the client's region against them, see [`region_allowed`]);
 //! - `sig`: base64url of HMAC-SHA256(key, everything before the last `.`), so every other byte is covered.
 //!
 //! Verification order is fixed so that a tampered token is always reported as invalid, never as expired or
@@ -37,7 +41,10 @@ pub const MAX_PATTERN_LEN: usize = 1024;
 pub const MAX_SESSION_LEN: usize = 256;
 /// Shortest accepted key.
 pub const MIN_KEY_LEN: usize = 16;
+/// Most regions in one token.
+pub const MAX_REGIONS: usize = 300;
 const VERSION: &str = "v1";
+const VERSION_REGIONS: &str = "v2";
 
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +53,17 @@ pub struct Claims {
     pub expires_at: u64,
     pub acl: Vec<String>,
     pub session_id: Option<String>,
+    /// Regions whose clients the token serves (empty: anywhere).
+    pub regions: Vec<String>,
+}
+
+fn valid_region(region: &str) -> bool {
+    region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Whether a client in `region` ("" when unknown) may use a token for `allowed` regions (empty: anywhere).
+pub fn region_allowed(allowed: &[String], region: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|r| r == region)
 }
 
 /// Signing and verification keys by id, and the id new tokens are signed with.
@@ -230,8 +248,21 @@ pub fn sign(keyring: &Keyring, claims: &Claims) -> Result<String> {
         Some(s) => URL_SAFE_NO_PAD.encode(s.as_bytes()),
         None => String::new(),
     };
+    if claims.regions.len() > MAX_REGIONS || !claims.regions.iter().all(|r| valid_region(r)) {
+        return Err(Error::InvalidArgument(format!(
+            "regions must be at most {MAX_REGIONS} ISO 3166-1 alpha-2 codes"
+        )));
+    }
     let acl = URL_SAFE_NO_PAD.encode(claims.acl.join("!").as_bytes());
-    let body = format!("{VERSION}.{}.{}.{acl}.{sid}", claims.kid, claims.expires_at);
+    let body = if claims.regions.is_empty() {
+        format!("{VERSION}.{}.{}.{acl}.{sid}", claims.kid, claims.expires_at)
+    } else {
+        let regions = URL_SAFE_NO_PAD.encode(claims.regions.join(",").as_bytes());
+        format!(
+            "{VERSION_REGIONS}.{}.{}.{acl}.{sid}.{regions}",
+            claims.kid, claims.expires_at
+        )
+    };
     let mut mac = keyring.mac(&claims.kid)?;
     mac.update(body.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -261,10 +292,13 @@ pub fn authenticate(keyring: &Keyring, token: &str) -> Result<Claims> {
         return Err(invalid("token is too long"));
     }
     let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 6 || parts[0] != VERSION {
-        return Err(invalid("token is not a v1 token"));
-    }
-    let (kid, exp, acl, sid, sig) = (parts[1], parts[2], parts[3], parts[4], parts[5]);
+    let regions = match (parts.len(), parts.first().copied()) {
+        (6, Some(VERSION)) => None,
+        (7, Some(VERSION_REGIONS)) => Some(parts[5]),
+        _ => return Err(invalid("token is not a v1 or v2 token")),
+    };
+    let (kid, exp, acl, sid) = (parts[1], parts[2], parts[3], parts[4]);
+    let sig = parts[parts.len() - 1];
     if !valid_kid(kid) {
         return Err(invalid("key id is malformed"));
     }
@@ -294,11 +328,22 @@ pub fn authenticate(keyring: &Keyring, token: &str) -> Result<Claims> {
     } else {
         Some(decode_text(sid, "session id")?)
     };
+    let regions: Vec<String> = match regions {
+        None => Vec::new(),
+        Some(text) => decode_text(text, "regions")?
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+    };
+    if regions.len() > MAX_REGIONS || !regions.iter().all(|r| valid_region(r)) {
+        return Err(invalid("regions are malformed"));
+    }
     Ok(Claims {
         kid: kid.to_owned(),
         expires_at,
         acl: patterns,
         session_id,
+        regions,
     })
 }
 
@@ -349,12 +394,43 @@ mod tests {
             expires_at: 100,
             acl: vec!["/v/bbb/*".into()],
             session_id: Some("s1".into()),
+            regions: vec![],
         };
         let token = sign(&ring(), &claims).unwrap();
+        assert!(token.starts_with("v1."));
         assert_eq!(
             verify(&ring(), &token, "/v/bbb/720p/seg-1.m4s", 99, Some("s1")).unwrap(),
             claims
         );
+        let licensed = Claims {
+            regions: vec!["JP".into(), "KR".into()],
+            ..claims
+        };
+        let token = sign(&ring(), &licensed).unwrap();
+        assert!(token.starts_with("v2."));
+        let got = verify(&ring(), &token, "/v/bbb/720p/seg-1.m4s", 99, Some("s1")).unwrap();
+        assert_eq!(got, licensed);
+        assert!(region_allowed(&got.regions, "KR") && !region_allowed(&got.regions, "US"));
+        assert!(
+            !region_allowed(&got.regions, ""),
+            "an unknown region is no licensed region"
+        );
+        assert!(region_allowed(&[], ""));
+        // the regions are signed: dropping them (a v1 token of the same parts) is a bad signature
+        let parts: Vec<&str> = token.split('.').collect();
+        let stripped = format!(
+            "v1.{}.{}.{}.{}.{}",
+            parts[1], parts[2], parts[3], parts[4], parts[6]
+        );
+        assert!(matches!(
+            verify(&ring(), &stripped, "/v/bbb/x", 0, None),
+            Err(Error::TokenInvalid(_))
+        ));
+        let bad = Claims {
+            regions: vec!["jp".into()],
+            ..licensed
+        };
+        assert!(sign(&ring(), &bad).is_err());
     }
 
     #[test]

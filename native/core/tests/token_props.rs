@@ -24,6 +24,7 @@ fn claims(exp: u64, acl: &[&str], sid: Option<&str>) -> Claims {
         expires_at: exp,
         acl: acl.iter().map(|s| s.to_string()).collect(),
         session_id: sid.map(str::to_owned),
+        regions: Vec::new(),
     }
 }
 

@@ -71,6 +71,7 @@ impl EdgeServer {
                 out.insert(format!("{tier}_objects"), objects);
                 out.insert(format!("{tier}_capacity_bytes"), capacity);
             }
+            out.insert("revoked_sessions".to_owned(), e.revoked_sessions() as u64);
             Ok(out)
         })
     }
@@ -111,6 +112,12 @@ impl EdgeServer {
             e.set_rate_limit(bytes_per_sec);
             Ok(())
         })
+    }
+
+    /// Refuses the signed URLs of these playback sessions from now on: `(session id, unix seconds at which its
+    /// tokens expire)` pairs, each remembered until then. Returns how many revoked sessions the edge holds.
+    fn revoke_sessions(&self, sessions: Vec<(String, u64)>) -> PyResult<usize> {
+        self.with(|e| Ok(e.revoke(sessions)))
     }
 
     /// Stops serving and releases the port; idempotent.

@@ -1,6 +1,8 @@
 //! Core errors mapped to typed Python exceptions (all importable from `marquee.native`):
 //!
 //!   InvalidArgumentError(ValueError)      bad input to a native call
+//!     MalformedMediaError                 media bytes that do not parse (a truncated or inconsistent MP4 box)
+//!     UnsupportedMediaError               media the packager does not handle (a codec, a layout, already encrypted)
 //!   TokenError(Exception)                 base of every token failure
 //!     TokenInvalidError                   malformed or bad signature
 //!     TokenExpiredError                   well-formed, signed, past its expiry
@@ -14,6 +16,8 @@ use pyo3::exceptions::{PyException, PyLookupError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(_native, InvalidArgumentError, PyValueError);
+pyo3::create_exception!(_native, MalformedMediaError, InvalidArgumentError);
+pyo3::create_exception!(_native, UnsupportedMediaError, InvalidArgumentError);
 pyo3::create_exception!(_native, TokenError, PyException);
 pyo3::create_exception!(_native, TokenInvalidError, TokenError);
 pyo3::create_exception!(_native, TokenExpiredError, TokenError);
@@ -31,6 +35,8 @@ pub fn to_py(err: Error) -> PyErr {
         Error::TokenForbidden(_) => TokenForbiddenError::new_err(msg),
         Error::UnknownKey(_) => UnknownKeyError::new_err(msg),
         Error::NotFound(_) => NotFoundError::new_err(msg),
+        Error::MalformedMedia(_) => MalformedMediaError::new_err(msg),
+        Error::UnsupportedMedia(_) => UnsupportedMediaError::new_err(msg),
         Error::Io(_) => PyOSError::new_err(msg),
     }
 }
@@ -40,6 +46,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "InvalidArgumentError",
         py.get_type::<InvalidArgumentError>(),
+    )?;
+    m.add("MalformedMediaError", py.get_type::<MalformedMediaError>())?;
+    m.add(
+        "UnsupportedMediaError",
+        py.get_type::<UnsupportedMediaError>(),
     )?;
     m.add("TokenError", py.get_type::<TokenError>())?;
     m.add("TokenInvalidError", py.get_type::<TokenInvalidError>())?;

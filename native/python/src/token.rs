@@ -16,6 +16,7 @@ pub struct TokenClaims {
     expires_at: u64,
     acl: Vec<String>,
     session_id: Option<String>,
+    regions: Vec<String>,
 }
 
 #[pymethods]
@@ -26,8 +27,8 @@ impl TokenClaims {
             None => "None".to_owned(),
         };
         format!(
-            "TokenClaims(kid={:?}, expires_at={}, acl={:?}, session_id={sid})",
-            self.kid, self.expires_at, self.acl
+            "TokenClaims(kid={:?}, expires_at={}, acl={:?}, session_id={sid}, regions={:?})",
+            self.kid, self.expires_at, self.acl, self.regions
         )
     }
 
@@ -36,6 +37,7 @@ impl TokenClaims {
             && self.expires_at == other.expires_at
             && self.acl == other.acl
             && self.session_id == other.session_id
+            && self.regions == other.regions
     }
 }
 
@@ -46,6 +48,7 @@ impl From<Claims> for TokenClaims {
             expires_at: c.expires_at,
             acl: c.acl,
             session_id: c.session_id,
+            regions: c.regions,
         }
     }
 }
@@ -82,18 +85,20 @@ impl TokenKeyring {
         self.inner.kids().map(str::to_owned).collect()
     }
 
-    #[pyo3(signature = (acl, expires_at, session_id=None))]
+    #[pyo3(signature = (acl, expires_at, session_id=None, regions=None))]
     fn sign(
         &self,
         acl: Vec<String>,
         expires_at: u64,
         session_id: Option<String>,
+        regions: Option<Vec<String>>,
     ) -> PyResult<String> {
         let claims = Claims {
             kid: self.inner.signing_kid().to_owned(),
             expires_at,
             acl,
             session_id,
+            regions: regions.unwrap_or_default(),
         };
         token::sign(&self.inner, &claims).map_err(to_py)
     }

@@ -2,6 +2,8 @@
 // manifest URL, the resume position), loads the DASH or HLS manifest from the session's edges with adaptive
 // bitrate and content steering, and reports back: the position every heartbeat interval (10 s) and on pause,
 // seek and exit (last write wins by the event time), and QoE reports (start-up time, stalls, switches, errors).
+// The session's signed URL token expires with the session: every heartbeat answers with its renewal, which a
+// request filter puts on every manifest, segment and steering request from then on.
 
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -71,6 +73,8 @@ export class PlaybackController {
   private readonly pathways = new PathwayMap();
   private player: shaka.Player | null = null;
   private session: PlaybackSession | null = null;
+  /** The session's latest signed URL token. */
+  private urlToken = "";
   private heartbeat: number | undefined;
   private stopped = false;
   private firstFrame = false;
@@ -121,6 +125,7 @@ export class PlaybackController {
     const session = reply.session;
     if (!session?.manifestUrls) throw new PlaybackRefused("The service sent no session.");
     this.session = session;
+    this.urlToken = session.urlToken;
     this.snapshot.session = session.name;
     const resume = seconds(session.resumePosition);
     this.snapshot.resumedAt = resume;
@@ -250,6 +255,9 @@ export class PlaybackController {
   private wire(player: shaka.Player): void {
     const video = this.video;
     const RequestType = shaka.net.NetworkingEngine.RequestType;
+    player.getNetworkingEngine()?.registerRequestFilter((_type, request) => {
+      request.uris = request.uris.map((uri) => withToken(uri, this.urlToken));
+    });
     player.getNetworkingEngine()?.registerResponseFilter((type, response) => {
       const bytes = response.data.byteLength;
       if (type === RequestType.MANIFEST && !response.uri.includes("/index.m3u8")) {
@@ -357,12 +365,13 @@ export class PlaybackController {
     if (!session || this.stopped) return;
     const position = this.video.currentTime;
     try {
-      await playback.updatePosition({
+      const reply = await playback.updatePosition({
         session: session.name,
         position: durationFromMs(Math.round(position * 1000)),
         eventTime: timestampFromMs(Date.now()),
         state,
       });
+      if (reply.urlToken && this.session === session) this.urlToken = reply.urlToken;
       this.snapshot.lastPositionSent = position;
       this.emit();
     } catch (err) {
@@ -401,6 +410,7 @@ export class PlaybackController {
     });
     if (!reply.session?.manifestUrls || this.stopped) return;
     this.session = reply.session;
+    this.urlToken = reply.session.urlToken;
     this.snapshot.session = reply.session.name;
     const urls = reply.session.manifestUrls;
     await player.load(this.options.protocol === "hls" ? urls.hlsUri : urls.dashUri, at);
@@ -430,6 +440,20 @@ export class PlaybackController {
     }
     this.options.onChange({ ...s });
   }
+}
+
+/** `uri` with its signed URL token replaced by `token` (URIs without one, or another origin's, are left alone). */
+export function withToken(uri: string, token: string): string {
+  if (!token || !uri.includes("token=")) return uri;
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return uri;
+  }
+  if (!url.searchParams.has("token")) return uri;
+  url.searchParams.set("token", token);
+  return url.href;
 }
 
 function shakaMessage(err: unknown): string {

@@ -6,7 +6,7 @@ import { Code, ConnectError, catalog, describeError, playback } from "../api";
 import { currentProfile, profileId } from "../auth";
 import { announce, h, replace } from "../dom";
 import { clock, maturityLabel, runtime, seconds } from "../format";
-import type { RatingSummary, Review, Title } from "../gen/marquee/v1/catalog_pb";
+import { ReviewState, type RatingSummary, type Review, type Title } from "../gen/marquee/v1/catalog_pb";
 import type { View } from "../router";
 import { poster } from "./cards";
 import { requestPlay } from "./watch";
@@ -34,6 +34,10 @@ function reviewItem(review: Review): HTMLElement {
       h("strong", {}, review.authorDisplayName || "A viewer"),
       review.stars ? h("span", { class: "stars", "aria-label": `${review.stars} stars` }, stars(review.stars)) : null,
       when ? h("time", { datetime: when.toISOString() }, when.toLocaleDateString()) : null,
+      // listed to its author only: hidden from everyone else after reports
+      review.state === ReviewState.HIDDEN
+        ? h("span", { class: "badge", "data-testid": "review-hidden" }, "Hidden after reports")
+        : null,
     ),
     h("p", { class: "review-text" }, review.text),
   );
@@ -81,8 +85,8 @@ function ratingControl(
   return fieldset;
 }
 
-/** The review form; the author's name is the profile's, and their current rating goes with the review. */
-function reviewForm(titleName: string, stars: () => number, onPosted: (review: Review) => void): HTMLElement {
+/** The review form. The server signs it with the profile's name and the profile's current rating. */
+function reviewForm(titleName: string, onPosted: (review: Review) => void): HTMLElement {
   const text = h("textarea", {
     id: "review-text",
     rows: 4,
@@ -111,10 +115,7 @@ function reviewForm(titleName: string, stars: () => number, onPosted: (review: R
     }
     submit.disabled = true;
     try {
-      const reply = await catalog.createReview({
-        parent: titleName,
-        review: { text: text.value.trim(), authorDisplayName: currentProfile()?.displayName ?? "", stars: stars() },
-      });
+      const reply = await catalog.createReview({ parent: titleName, review: { text: text.value.trim() } });
       text.value = "";
       if (reply.review) onPosted(reply.review);
       announce("Review posted");
@@ -149,7 +150,6 @@ async function resumeAt(titleName: string, profile: string): Promise<number> {
 }
 
 function details(title: Title, resume: number, rating: number): HTMLElement {
-  let myStars = rating;
   const id = title.name.split("/").pop() ?? "";
   const summary = h("p", { class: "summary", "data-testid": "rating-summary" }, summaryText(title.ratingSummary));
   const reviews = h("ul", { class: "reviews", "data-testid": "reviews", "aria-live": "polite" });
@@ -187,8 +187,7 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
         directors.length ? h("p", { class: "people" }, h("span", {}, "Director: "), directors.join(", ")) : null,
         play,
         summary,
-        ratingControl(title.name, rating, (stars, s) => {
-          myStars = stars;
+        ratingControl(title.name, rating, (_stars, s) => {
           if (s) summary.textContent = summaryText(s);
         }),
       ),
@@ -225,14 +224,10 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
       "section",
       { class: "reviews-section", "aria-labelledby": "reviews-heading" },
       h("h2", { id: "reviews-heading" }, "Reviews"),
-      reviewForm(
-        title.name,
-        () => myStars,
-        (review) => {
-          reviews.querySelector("[data-testid=no-reviews]")?.remove();
-          reviews.prepend(reviewItem(review));
-        },
-      ),
+      reviewForm(title.name, (review) => {
+        reviews.querySelector("[data-testid=no-reviews]")?.remove();
+        reviews.prepend(reviewItem(review));
+      }),
       reviews,
     ),
   );

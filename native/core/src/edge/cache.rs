@@ -48,7 +48,7 @@ impl Cache {
             memory: MemoryTier::new(config.policy, config.memory_bytes),
             disk,
             inflight: Mutex::new(HashMap::new()),
-            upstream: Arc::new(Upstream::new(config)),
+            upstream: Arc::new(Upstream::new(config)?),
             stats,
             max_object: config.max_object_bytes,
             writes: Mutex::new(Vec::new()),

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::geo::GeoConfig;
 use super::policy::PolicyKind;
+use crate::token::Keyring;
 
 /// Where misses are fetched from.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -51,6 +53,9 @@ fn default_cors() -> String {
 }
 fn default_token_param() -> String {
     "token".into()
+}
+fn default_revoked_capacity() -> usize {
+    1_000_000
 }
 
 /// Everything one edge process needs.
@@ -100,17 +105,42 @@ pub struct EdgeConfig {
     /// Per-connection egress cap in bytes/s (0 = none); can be changed while running.
     #[serde(default)]
     pub rate_limit_bytes_per_sec: u64,
-    /// Signed URL verification keys, id -> hex secret. Empty: no token required (a shield behind edges).
+    /// Players' signed URL verification keys, id -> hex secret. Empty: players are not served (unless no key
+    /// of any kind is configured, as in benchmarks and tests of the cache alone).
     #[serde(default)]
     pub token_keys: BTreeMap<String, String>,
     #[serde(default = "default_token_param")]
     pub token_param: String,
+    /// Fill credential keys shared by the edges and their shield, id -> hex secret: a shield accepts a request
+    /// carrying a valid fill token (the `x-fill-token` header) from an edge; an edge signs one per fetch from an
+    /// HTTP upstream with `fill_signing_kid`.
+    #[serde(default)]
+    pub fill_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    pub fill_signing_kid: String,
+    /// Most revoked playback sessions remembered; each is forgotten once its tokens have expired.
+    #[serde(default = "default_revoked_capacity")]
+    pub revoked_capacity: usize,
+    /// Where clients are: checked against the licensed regions a token carries (none: every such token is
+    /// refused, the region being unknown).
+    #[serde(default)]
+    pub geo: Option<GeoConfig>,
     /// `Access-Control-Allow-Origin`.
     #[serde(default = "default_cors")]
     pub cors_origin: String,
 }
 
 impl EdgeConfig {
+    /// The keyring verifying players' signed URLs (None: players need no token, or are not served).
+    pub fn player_keyring(&self) -> crate::Result<Option<Keyring>> {
+        keyring(&self.token_keys, "")
+    }
+
+    /// The keyring of fill credentials: verifies them here, signs them for this edge's HTTP upstream.
+    pub fn fill_keyring(&self) -> crate::Result<Option<Keyring>> {
+        keyring(&self.fill_keys, &self.fill_signing_kid)
+    }
+
     pub fn from_json(text: &str) -> crate::Result<Self> {
         let config: Self = serde_json::from_str(text)
             .map_err(|e| crate::Error::InvalidArgument(format!("edge config: {e}")))?;
@@ -135,6 +165,13 @@ impl EdgeConfig {
         if self.max_headers == 0 {
             return bad("max_headers must be at least 1");
         }
+        if !self.fill_signing_kid.is_empty() && !self.fill_keys.contains_key(&self.fill_signing_kid)
+        {
+            return bad("fill_signing_kid is not one of fill_keys");
+        }
+        if self.revoked_capacity == 0 {
+            return bad("revoked_capacity must be at least 1");
+        }
         if let UpstreamConfig::Http { base_url } = &self.upstream {
             if !(base_url.starts_with("http://") && base_url.ends_with('/')) {
                 return bad("upstream base_url must be http://... ending with '/'");
@@ -142,4 +179,34 @@ impl EdgeConfig {
         }
         Ok(())
     }
+}
+
+/// A keyring from hex secrets by key id, signing with `signing_kid` (the first key when empty); None when empty.
+fn keyring(keys: &BTreeMap<String, String>, signing_kid: &str) -> crate::Result<Option<Keyring>> {
+    let Some(first) = keys.keys().next() else {
+        return Ok(None);
+    };
+    let mut decoded = Vec::with_capacity(keys.len());
+    for (kid, hex) in keys {
+        let secret = decode_hex(hex).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!("edge config: key {kid} is not hex"))
+        })?;
+        decoded.push((kid.clone(), secret));
+    }
+    let signing = if signing_kid.is_empty() {
+        first.clone()
+    } else {
+        signing_kid.to_owned()
+    };
+    Keyring::new(decoded, &signing).map(Some)
+}
+
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
 }

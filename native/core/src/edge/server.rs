@@ -1,13 +1,21 @@
 //! The HTTP/1.1 data plane: hyper on a tokio runtime of its own, so serving never touches the Python GIL.
 //!
 //! Per request: method (GET, HEAD, OPTIONS for CORS preflight; 405 otherwise), path normalisation (400/404),
-//! the signed URL token (403, 410 when expired), then the cache; ETag / If-None-Match (304), a single byte range
+//! authorization (below), then the cache; ETag / If-None-Match (304), a single byte range
 //! (206, 416), `Cache-Control: immutable`, CORS. Request heads are bounded in bytes and header count (431), and
 //! in time (a slow client is dropped). An optional per-connection egress cap shapes bodies (ABR testing).
+//!
+//! Authorization: a request carrying a fill credential (`x-fill-token`, a token of the fill keyring covering the
+//! exact path: what an edge sends its shield) is checked against the fill keys alone (403 when it fails). Any
+//! other request is a player's: it needs a signed URL token (`?token=`) of the player keyring covering the path
+//! (403; 410 once expired), whose playback session has not been revoked (410), and, when the token carries
+//! licensed regions, from a client whose address is in one of them (403; see `geo.rs`). A node with fill keys and no
+//! player keys (a shield players may not use) refuses players outright; only a node with neither (benchmarks,
+//! tests of the cache alone) serves without a token.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,8 +35,10 @@ use tokio::sync::watch;
 use super::cache::{Cache, Lookup};
 use super::config::EdgeConfig;
 use super::fill::FetchError;
+use super::geo::Geo;
 use super::path::{cache_key, PathError};
 use super::range::{parse_range, RangeOutcome};
+use super::revoked::RevokedSessions;
 use super::stats::Stats;
 use crate::manifest::{Presentation, RenderOptions};
 use crate::token::{self, Keyring};
@@ -43,6 +53,8 @@ const LISTEN_BACKLOG: u32 = 4096;
 const SHAPING_CHUNK: usize = 16 << 10;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const EXPOSED: &str = "Content-Length, Content-Range, ETag, X-Cache, X-Served-By";
+/// The request header carrying an edge's fill credential to its shield.
+pub const FILL_HEADER: &str = "x-fill-token";
 
 /// A parsed media description and the ETag of the `media.json` it came from.
 type Parsed = (Arc<str>, Arc<Presentation>);
@@ -51,6 +63,9 @@ struct Shared {
     config: EdgeConfig,
     cache: Arc<Cache>,
     keyring: Option<Keyring>,
+    fill_keyring: Option<Keyring>,
+    revoked: RevokedSessions,
+    geo: Option<Geo>,
     stats: Arc<Stats>,
     rate_limit: AtomicU64,
     served_by: HeaderValue,
@@ -72,20 +87,6 @@ pub struct EdgeServer {
     addr: SocketAddr,
 }
 
-fn keyring(config: &EdgeConfig) -> crate::Result<Option<Keyring>> {
-    if config.token_keys.is_empty() {
-        return Ok(None);
-    }
-    let mut keys = Vec::new();
-    for (kid, hex) in &config.token_keys {
-        let secret = decode_hex(hex)
-            .ok_or_else(|| Error::InvalidArgument(format!("token key {kid} is not hex")))?;
-        keys.push((kid.clone(), secret));
-    }
-    let first = config.token_keys.keys().next().cloned().unwrap_or_default();
-    Keyring::new(keys, &first).map(Some)
-}
-
 /// A listener with a deep accept queue (a burst of players connecting at once must not wait on SYN retries).
 fn listen(host: &str, port: u16) -> crate::Result<TcpListener> {
     let fail = |e: std::io::Error| Error::Io(format!("bind {host}:{port}: {e}"));
@@ -104,21 +105,13 @@ fn listen(host: &str, port: u16) -> crate::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
-}
-
 impl EdgeServer {
     /// Binds the listener (so the port is known and bind errors surface here) and starts serving.
     pub fn start(config: EdgeConfig) -> crate::Result<Self> {
         let stats = Arc::new(Stats::default());
-        let keyring = keyring(&config)?;
+        let keyring = config.player_keyring()?;
+        let fill_keyring = config.fill_keyring()?;
+        let geo = config.geo.as_ref().map(Geo::new).transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.workers)
             .thread_name(format!("edge-{}", config.name))
@@ -137,9 +130,12 @@ impl EdgeServer {
             .map_err(|_| Error::InvalidArgument("edge name must be printable ASCII".into()))?;
         let shared = Arc::new(Shared {
             rate_limit: AtomicU64::new(config.rate_limit_bytes_per_sec),
+            revoked: RevokedSessions::new(config.revoked_capacity),
             config,
             cache,
             keyring,
+            fill_keyring,
+            geo,
             stats,
             served_by,
             presentations: std::sync::Mutex::new(HashMap::new()),
@@ -168,6 +164,16 @@ impl EdgeServer {
 
     pub fn set_rate_limit(&self, bytes_per_sec: u64) {
         self.shared.rate_limit.store(bytes_per_sec, Relaxed);
+    }
+
+    /// Refuses the tokens of these playback sessions from now on, each until its tokens expire (unix seconds);
+    /// returns how many revoked sessions the edge holds.
+    pub fn revoke(&self, sessions: Vec<(String, u64)>) -> usize {
+        self.shared.revoked.revoke(sessions, unix_now())
+    }
+
+    pub fn revoked_sessions(&self) -> usize {
+        self.shared.revoked.len()
     }
 
     /// Fetches `key` (a path below the prefix) through the cache and returns its bytes, filling both tiers.
@@ -228,7 +234,7 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // out of file descriptors or a reset before accept: back off briefly instead of spinning
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
@@ -243,7 +249,7 @@ async fn accept_loop(
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&service_shared);
                 let conn = Arc::clone(&conn);
-                async move { Ok::<_, Infallible>(handle(shared, conn, req).await) }
+                async move { Ok::<_, Infallible>(handle(shared, conn, req, peer.ip()).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -262,10 +268,11 @@ async fn handle(
     shared: Arc<Shared>,
     conn: Arc<Connection>,
     req: Request<Incoming>,
+    peer: IpAddr,
 ) -> Response<Body> {
     let started = Instant::now();
     shared.stats.requests.fetch_add(1, Relaxed);
-    let mut response = route(&shared, conn, &req).await;
+    let mut response = route(&shared, conn, &req, peer).await;
     let h = response.headers_mut();
     h.insert(header::SERVER, HeaderValue::from_static("marquee-edge"));
     h.insert("x-served-by", shared.served_by.clone());
@@ -340,6 +347,7 @@ async fn route(
     shared: &Arc<Shared>,
     conn: Arc<Connection>,
     req: &Request<Incoming>,
+    peer: IpAddr,
 ) -> Response<Body> {
     let head_only = match *req.method() {
         Method::GET => false,
@@ -364,17 +372,8 @@ async fn route(
         Err(PathError::NotServed) => return plain(StatusCode::NOT_FOUND, "no such object"),
         Err(PathError::Invalid(why)) => return plain(StatusCode::BAD_REQUEST, why),
     };
-    if let Some(keyring) = &shared.keyring {
-        let Some(tok) = query_param(req.uri().query(), &shared.config.token_param) else {
-            return plain(StatusCode::FORBIDDEN, "a signed token is required");
-        };
-        match token::verify(keyring, tok, &format!("{prefix}{key}"), unix_now(), None) {
-            Ok(_) => {}
-            Err(Error::TokenExpired { .. }) => {
-                return plain(StatusCode::GONE, "the token has expired")
-            }
-            Err(e) => return plain(StatusCode::FORBIDDEN, &e.to_string()),
-        }
+    if let Err((status, why)) = authorize(shared, req, &format!("{prefix}{key}"), peer) {
+        return plain(status, &why);
     }
     if let Some((media, rendition, iframes)) = playlist_request(&key) {
         let token = query_param(req.uri().query(), &shared.config.token_param);
@@ -493,6 +492,73 @@ async fn route(
         .status(status)
         .body(body)
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// Why a request may not read its path: the status and a message for the client.
+type Refusal = (StatusCode, String);
+
+/// Whether the request may read `path` (see the module's documentation).
+fn authorize(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    path: &str,
+    peer: IpAddr,
+) -> Result<(), Refusal> {
+    let now = unix_now();
+    let forbidden = |why: String| (StatusCode::FORBIDDEN, why);
+    if let Some(fill) = &shared.fill_keyring {
+        if let Some(value) = req.headers().get(FILL_HEADER) {
+            let tok = value
+                .to_str()
+                .map_err(|_| forbidden("fill credential refused: not text".into()))?;
+            return token::verify(fill, tok, path, now, None)
+                .map(|_| ())
+                .map_err(|e| forbidden(format!("fill credential refused: {e}")));
+        }
+    }
+    let Some(keyring) = &shared.keyring else {
+        if shared.fill_keyring.is_some() {
+            return Err(forbidden(
+                "this node serves edges only (players are not allowed to fall back to it)".into(),
+            ));
+        }
+        return Ok(());
+    };
+    let Some(tok) = query_param(req.uri().query(), &shared.config.token_param) else {
+        return Err(forbidden("a signed token is required".into()));
+    };
+    match token::verify(keyring, tok, path, now, None) {
+        Ok(claims) => {
+            if let Some(sid) = &claims.session_id {
+                if shared.revoked.contains(sid, now) {
+                    shared.stats.revoked_refusals.fetch_add(1, Relaxed);
+                    return Err((StatusCode::GONE, "the playback session has ended".into()));
+                }
+            }
+            if claims.regions.is_empty() {
+                return Ok(());
+            }
+            let region = shared.geo.as_ref().map_or("", |geo| {
+                let forwarded = req
+                    .headers()
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                geo.region(geo.client(peer, forwarded))
+            });
+            if token::region_allowed(&claims.regions, region) {
+                Ok(())
+            } else {
+                let place = if region.is_empty() {
+                    "an unknown region"
+                } else {
+                    region
+                };
+                Err(forbidden(format!("the title is not licensed in {place}")))
+            }
+        }
+        Err(Error::TokenExpired { .. }) => Err((StatusCode::GONE, "the token has expired".into())),
+        Err(e) => Err(forbidden(e.to_string())),
+    }
 }
 
 /// `{media}/{rendition}/index.m3u8` or `.../iframes.m3u8`: media playlists the edge renders itself (they are not
@@ -664,7 +730,10 @@ mod tests {
         assert!(!none_match("\"b\"", "\"a\""));
         assert_eq!(query_param(Some("x=1&token=abc"), "token"), Some("abc"));
         assert_eq!(query_param(Some("tokenx=1"), "token"), None);
-        assert_eq!(decode_hex("0aff"), Some(vec![10, 255]));
-        assert_eq!(decode_hex("0g"), None);
+        assert_eq!(
+            super::super::config::decode_hex("0aff"),
+            Some(vec![10, 255])
+        );
+        assert_eq!(super::super::config::decode_hex("0g"), None);
     }
 }

@@ -34,6 +34,8 @@ pub struct Stats {
     pub evictions_disk: AtomicU64,
     pub active_connections: AtomicU64,
     pub connections: AtomicU64,
+    /// Requests refused because their playback session was revoked.
+    pub revoked_refusals: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
 }
@@ -92,6 +94,7 @@ impl Stats {
             ("evictions_disk", &self.evictions_disk),
             ("active_connections", &self.active_connections),
             ("connections", &self.connections),
+            ("revoked_refusals", &self.revoked_refusals),
         ];
         all.iter().map(|(n, c)| (*n, c.load(Relaxed))).collect()
     }

@@ -1,8 +1,10 @@
 //! Where misses come from: the origin store on local disk, or another edge (a shield) over HTTP, with a timeout
-//! per step and retries with exponential backoff while no byte has reached the waiters yet.
+//! per step and retries with exponential backoff while no byte has reached the waiters yet. Requests to an HTTP
+//! upstream carry a fill credential when the edge has fill keys: a token for exactly the requested path, valid
+//! for [`FILL_TOKEN_TTL`], signed afresh for each attempt.
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -12,9 +14,13 @@ use tokio::io::AsyncReadExt;
 
 use super::config::{EdgeConfig, UpstreamConfig};
 use super::fill::{FetchError, Fill, Head};
+use super::server::FILL_HEADER;
 use super::stats::Stats;
+use crate::token::{self, Claims, Keyring};
 
 const READ_CHUNK: usize = 256 << 10;
+/// Seconds a fill credential stays valid (covers the clock skew between an edge and its shield).
+pub const FILL_TOKEN_TTL: u64 = 60;
 
 pub enum Upstream {
     Dir {
@@ -26,12 +32,13 @@ pub enum Upstream {
         timeout: Duration,
         retries: u32,
         backoff: Duration,
+        fill: Option<Box<Keyring>>,
     },
 }
 
 impl Upstream {
-    pub fn new(config: &EdgeConfig) -> Self {
-        match &config.upstream {
+    pub fn new(config: &EdgeConfig) -> crate::Result<Self> {
+        Ok(match &config.upstream {
             UpstreamConfig::Dir { root } => Self::Dir {
                 root: PathBuf::from(root),
             },
@@ -48,9 +55,10 @@ impl Upstream {
                     timeout: Duration::from_millis(config.upstream_timeout_ms),
                     retries: config.upstream_retries,
                     backoff: Duration::from_millis(config.upstream_backoff_ms),
+                    fill: config.fill_keyring()?.map(Box::new),
                 }
             }
-        }
+        })
     }
 
     /// Fetches `key` into `fill` (head, then chunks); the caller finishes the fill with the result.
@@ -63,11 +71,13 @@ impl Upstream {
                 timeout,
                 retries,
                 backoff,
+                fill: credential,
             } => {
                 let url = format!("{base_url}{key}");
                 let mut attempt = 0;
                 loop {
-                    match fetch_http(client, &url, *timeout, fill, stats).await {
+                    let request = request(&url, credential.as_deref())?;
+                    match fetch_http(client, request, *timeout, fill, stats).await {
                         Err(Attempt::Retryable(_)) if attempt < *retries => {
                             stats
                                 .upstream_retries
@@ -135,17 +145,43 @@ enum Attempt {
     Final(FetchError),
 }
 
+/// The GET of `url`, with a fill credential for its path when the edge has fill keys.
+fn request(
+    url: &str,
+    credential: Option<&Keyring>,
+) -> Result<http::Request<Empty<Bytes>>, FetchError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| FetchError::Upstream(format!("bad upstream url: {e}")))?;
+    let mut builder = http::Request::get(&uri);
+    if let Some(ring) = credential {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims {
+            kid: ring.signing_kid().to_owned(),
+            expires_at: now + FILL_TOKEN_TTL,
+            acl: vec![uri.path().to_owned()],
+            session_id: None,
+            regions: Vec::new(),
+        };
+        let signed = token::sign(ring, &claims)
+            .map_err(|e| FetchError::Upstream(format!("fill credential: {e}")))?;
+        builder = builder.header(FILL_HEADER, signed);
+    }
+    builder
+        .body(Empty::new())
+        .map_err(|e| FetchError::Upstream(format!("bad upstream request: {e}")))
+}
+
 async fn fetch_http(
     client: &Client<HttpConnector, Empty<Bytes>>,
-    url: &str,
+    request: http::Request<Empty<Bytes>>,
     timeout: Duration,
     fill: &Fill,
     stats: &Stats,
 ) -> Result<(), Attempt> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| Attempt::Final(FetchError::Upstream(format!("bad upstream url: {e}"))))?;
-    let response = match tokio::time::timeout(timeout, client.get(uri)).await {
+    let response = match tokio::time::timeout(timeout, client.request(request)).await {
         Err(_) => return Err(Attempt::Retryable(FetchError::Timeout)),
         Ok(Err(e)) => return Err(Attempt::Retryable(FetchError::Upstream(e.to_string()))),
         Ok(Ok(r)) => r,

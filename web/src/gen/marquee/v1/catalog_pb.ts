@@ -991,6 +991,8 @@ export type Review = Message<"marquee.v1.Review"> & {
   author: string;
 
   /**
+   * OUTPUT_ONLY. The author profile's display name when the review was written (a value sent is ignored).
+   *
    * @generated from field: string author_display_name = 3;
    */
   authorDisplayName: string;
@@ -1003,7 +1005,8 @@ export type Review = Message<"marquee.v1.Review"> & {
   text: string;
 
   /**
-   * The author's rating when the review was written, if any.
+   * OUTPUT_ONLY. The author's rating of the title when the review was written, 0 without one (a value sent is
+   * ignored).
    *
    * @generated from field: int32 stars = 5;
    */
@@ -1475,6 +1478,8 @@ export const CatalogService: GenService<{
     output: typeof GetRatingSummaryResponseSchema;
   },
   /**
+   * Writes a review as the caller's profile. The author, its display name and the stars are the server's.
+   *
    * @generated from rpc marquee.v1.CatalogService.CreateReview
    */
   createReview: {
@@ -1483,7 +1488,8 @@ export const CatalogService: GenService<{
     output: typeof CreateReviewResponseSchema;
   },
   /**
-   * Reviews of a title, newest first.
+   * Reviews of a title, newest first: the visible ones, and hidden ones the caller wrote (all hidden ones for a
+   * moderator).
    *
    * @generated from rpc marquee.v1.CatalogService.ListReviews
    */
@@ -1501,7 +1507,9 @@ export const CatalogService: GenService<{
     output: typeof DeleteReviewResponseSchema;
   },
   /**
-   * Reports a review; after a threshold of reports it is hidden.
+   * Reports a review. Reports count once per account (the author's own account's not at all); reports from
+   * `hide_review_after_reports` distinct accounts (3 by default), or one from a moderator (the admin role), hide
+   * it. A hidden review is listed only to its author and to moderators, with state REVIEW_STATE_HIDDEN.
    *
    * @generated from rpc marquee.v1.CatalogService.ReportReview
    */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file marquee/v1/steering.proto.
  */
 export const file_marquee_v1_steering: GenFile = /*@__PURE__*/
-  fileDesc("ChltYXJxdWVlL3YxL3N0ZWVyaW5nLnByb3RvEgptYXJxdWVlLnYxIoICCgRFZGdlEgwKBG5hbWUYASABKAkSEgoKcGF0aHdheV9pZBgCIAEoCRIQCghiYXNlX3VyaRgDIAEoCRIMCgR6b25lGAQgASgJEiIKBHJvbGUYBSABKA4yFC5tYXJxdWVlLnYxLkVkZ2VSb2xlEhQKDGNhcGFjaXR5X2JwcxgGIAEoAxIkCgVzdGF0ZRgHIAEoDjIVLm1hcnF1ZWUudjEuRWRnZVN0YXRlEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGxvYWQYCSABKAESEQoJY291bnRyaWVzGAogAygJIkYKE1JlZ2lzdGVyRWRnZVJlcXVlc3QSHgoEZWRnZRgBIAEoCzIQLm1hcnF1ZWUudjEuRWRnZRIPCgdlZGdlX2lkGAIgASgJIm0KFFJlZ2lzdGVyRWRnZVJlc3BvbnNlEh4KBGVkZ2UYASABKAsyEC5tYXJxdWVlLnYxLkVkZ2USNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsYBChBIZWFydGJlYXRSZXF1ZXN0EgwKBGVkZ2UYASABKAkSDwoHaGVhbHRoeRgCIAEoCBIaChJhY3RpdmVfY29ubmVjdGlvbnMYAyABKAMSEgoKZWdyZXNzX2JwcxgEIAEoAxIUCgxjYXBhY2l0eV9icHMYBSABKAMSGAoQY2FjaGVfdXNlZF9ieXRlcxgGIAEoAxIcChRjYWNoZV9jYXBhY2l0eV9ieXRlcxgHIAEoAxIVCg1jYWNoZWRfdGl0bGVzGAggAygJIkoKEUhlYXJ0YmVhdFJlc3BvbnNlEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIlChVEZXJlZ2lzdGVyRWRnZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZXJlZ2lzdGVyRWRnZVJlc3BvbnNlIh4KDkdldEVkZ2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoPR2V0RWRnZVJlc3BvbnNlEh4KBGVkZ2UYASABKAsyEC5tYXJxdWVlLnYxLkVkZ2UiOQoQTGlzdEVkZ2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJNChFMaXN0RWRnZXNSZXNwb25zZRIfCgVlZGdlcxgBIAMoCzIQLm1hcnF1ZWUudjEuRWRnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoHUGF0aHdheRIKCgJpZBgBIAEoCRIQCghiYXNlX3VyaRgCIAEoCRIqCgZyZWFzb24YAyABKA4yGi5tYXJxdWVlLnYxLlN0ZWVyaW5nUmVhc29uIrsBChJHZXRTdGVlcmluZ1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCRINCgV0aXRsZRgCIAEoCRIWCg5jbGllbnRfYWRkcmVzcxgDIAEoCRIPCgdjb3VudHJ5GAQgASgJEisKC2RldmljZV90eXBlGAUgASgOMhYubWFycXVlZS52MS5EZXZpY2VUeXBlEhcKD2N1cnJlbnRfcGF0aHdheRgGIAEoCRIWCg50aHJvdWdocHV0X2JwcxgHIAEoAyJ4ChNHZXRTdGVlcmluZ1Jlc3BvbnNlEiUKCHBhdGh3YXlzGAEgAygLMhMubWFycXVlZS52MS5QYXRod2F5EiYKA3R0bBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZWxvYWRfdXJpGAMgASgJIn8KG1JlcG9ydFBhdGh3YXlQcm9ibGVtUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJEhIKCnBhdGh3YXlfaWQYAiABKAkSLAoEa2luZBgDIAEoDjIeLm1hcnF1ZWUudjEuUGF0aHdheVByb2JsZW1LaW5kEg0KBWNvdW50GAQgASgFIh4KHFJlcG9ydFBhdGh3YXlQcm9ibGVtUmVzcG9uc2UqZQoIRWRnZVJvbGUSGQoVRURHRV9ST0xFX1VOU1BFQ0lGSUVEEAASEgoORURHRV9ST0xFX0VER0UQARIUChBFREdFX1JPTEVfU0hJRUxEEAISFAoQRURHRV9ST0xFX09SSUdJThADKosBCglFZGdlU3RhdGUSGgoWRURHRV9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkVER0VfU1RBVEVfSEVBTFRIWRABEhcKE0VER0VfU1RBVEVfREVHUkFERUQQAhIYChRFREdFX1NUQVRFX1VOSEVBTFRIWRADEhcKE0VER0VfU1RBVEVfRFJBSU5JTkcQBCqtAgoOU3RlZXJpbmdSZWFzb24SHwobU1RFRVJJTkdfUkVBU09OX1VOU1BFQ0lGSUVEEAASHgoaU1RFRVJJTkdfUkVBU09OX1pPTkVfTUFUQ0gQARIiCh5TVEVFUklOR19SRUFTT05fQ0FDSEVfQUZGSU5JVFkQAhIiCh5TVEVFUklOR19SRUFTT05fTE9BRF9TUElMTE9WRVIQAxIiCh5TVEVFUklOR19SRUFTT05fSEVBTFRIX0RFTU9URUQQBBIkCiBTVEVFUklOR19SRUFTT05fQ09VTlRSWV9GQUxMQkFDSxAFEiMKH1NURUVSSU5HX1JFQVNPTl9TSElFTERfRkFMTEJBQ0sQBhIjCh9TVEVFUklOR19SRUFTT05fT1JJR0lOX0ZBTExCQUNLEAcqegoSUGF0aHdheVByb2JsZW1LaW5kEiQKIFBBVEhXQVlfUFJPQkxFTV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaUEFUSFdBWV9QUk9CTEVNX0tJTkRfU1RBTEwQARIeChpQQVRIV0FZX1BST0JMRU1fS0lORF9FUlJPUhACMtAECg9TdGVlcmluZ1NlcnZpY2USUQoMUmVnaXN0ZXJFZGdlEh8ubWFycXVlZS52MS5SZWdpc3RlckVkZ2VSZXF1ZXN0GiAubWFycXVlZS52MS5SZWdpc3RlckVkZ2VSZXNwb25zZRJICglIZWFydGJlYXQSHC5tYXJxdWVlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHS5tYXJxdWVlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElcKDkRlcmVnaXN0ZXJFZGdlEiEubWFycXVlZS52MS5EZXJlZ2lzdGVyRWRnZVJlcXVlc3QaIi5tYXJxdWVlLnYxLkRlcmVnaXN0ZXJFZGdlUmVzcG9uc2USQgoHR2V0RWRnZRIaLm1hcnF1ZWUudjEuR2V0RWRnZVJlcXVlc3QaGy5tYXJxdWVlLnYxLkdldEVkZ2VSZXNwb25zZRJICglMaXN0RWRnZXMSHC5tYXJxdWVlLnYxLkxpc3RFZGdlc1JlcXVlc3QaHS5tYXJxdWVlLnYxLkxpc3RFZGdlc1Jlc3BvbnNlEk4KC0dldFN0ZWVyaW5nEh4ubWFycXVlZS52MS5HZXRTdGVlcmluZ1JlcXVlc3QaHy5tYXJxdWVlLnYxLkdldFN0ZWVyaW5nUmVzcG9uc2USaQoUUmVwb3J0UGF0aHdheVByb2JsZW0SJy5tYXJxdWVlLnYxLlJlcG9ydFBhdGh3YXlQcm9ibGVtUmVxdWVzdBooLm1hcnF1ZWUudjEuUmVwb3J0UGF0aHdheVByb2JsZW1SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_marquee_v1_common]);
+  fileDesc("ChltYXJxdWVlL3YxL3N0ZWVyaW5nLnByb3RvEgptYXJxdWVlLnYxIoICCgRFZGdlEgwKBG5hbWUYASABKAkSEgoKcGF0aHdheV9pZBgCIAEoCRIQCghiYXNlX3VyaRgDIAEoCRIMCgR6b25lGAQgASgJEiIKBHJvbGUYBSABKA4yFC5tYXJxdWVlLnYxLkVkZ2VSb2xlEhQKDGNhcGFjaXR5X2JwcxgGIAEoAxIkCgVzdGF0ZRgHIAEoDjIVLm1hcnF1ZWUudjEuRWRnZVN0YXRlEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGxvYWQYCSABKAESEQoJY291bnRyaWVzGAogAygJIkYKE1JlZ2lzdGVyRWRnZVJlcXVlc3QSHgoEZWRnZRgBIAEoCzIQLm1hcnF1ZWUudjEuRWRnZRIPCgdlZGdlX2lkGAIgASgJIm0KFFJlZ2lzdGVyRWRnZVJlc3BvbnNlEh4KBGVkZ2UYASABKAsyEC5tYXJxdWVlLnYxLkVkZ2USNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsYBChBIZWFydGJlYXRSZXF1ZXN0EgwKBGVkZ2UYASABKAkSDwoHaGVhbHRoeRgCIAEoCBIaChJhY3RpdmVfY29ubmVjdGlvbnMYAyABKAMSEgoKZWdyZXNzX2JwcxgEIAEoAxIUCgxjYXBhY2l0eV9icHMYBSABKAMSGAoQY2FjaGVfdXNlZF9ieXRlcxgGIAEoAxIcChRjYWNoZV9jYXBhY2l0eV9ieXRlcxgHIAEoAxIVCg1jYWNoZWRfdGl0bGVzGAggAygJIkoKEUhlYXJ0YmVhdFJlc3BvbnNlEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIlChVEZXJlZ2lzdGVyRWRnZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZXJlZ2lzdGVyRWRnZVJlc3BvbnNlIh4KDkdldEVkZ2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoPR2V0RWRnZVJlc3BvbnNlEh4KBGVkZ2UYASABKAsyEC5tYXJxdWVlLnYxLkVkZ2UiOQoQTGlzdEVkZ2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJNChFMaXN0RWRnZXNSZXNwb25zZRIfCgVlZGdlcxgBIAMoCzIQLm1hcnF1ZWUudjEuRWRnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoHUGF0aHdheRIKCgJpZBgBIAEoCRIQCghiYXNlX3VyaRgCIAEoCRIqCgZyZWFzb24YAyABKA4yGi5tYXJxdWVlLnYxLlN0ZWVyaW5nUmVhc29uIswBChJHZXRTdGVlcmluZ1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCRINCgV0aXRsZRgCIAEoCRIWCg5jbGllbnRfYWRkcmVzcxgDIAEoCRIPCgdjb3VudHJ5GAQgASgJEisKC2RldmljZV90eXBlGAUgASgOMhYubWFycXVlZS52MS5EZXZpY2VUeXBlEhcKD2N1cnJlbnRfcGF0aHdheRgGIAEoCRIWCg50aHJvdWdocHV0X2JwcxgHIAEoAxIPCgdhY2NvdW50GAggASgJIngKE0dldFN0ZWVyaW5nUmVzcG9uc2USJQoIcGF0aHdheXMYASADKAsyEy5tYXJxdWVlLnYxLlBhdGh3YXkSJgoDdHRsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlbG9hZF91cmkYAyABKAkifwobUmVwb3J0UGF0aHdheVByb2JsZW1SZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkSEgoKcGF0aHdheV9pZBgCIAEoCRIsCgRraW5kGAMgASgOMh4ubWFycXVlZS52MS5QYXRod2F5UHJvYmxlbUtpbmQSDQoFY291bnQYBCABKAUiHgocUmVwb3J0UGF0aHdheVByb2JsZW1SZXNwb25zZSJAChdXYXRjaFJldm9jYXRpb25zUmVxdWVzdBINCgVlcG9jaBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAyJSCg5SZXZva2VkU2Vzc2lvbhIPCgdzZXNzaW9uGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChhXYXRjaFJldm9jYXRpb25zUmVzcG9uc2USLAoIc2Vzc2lvbnMYASADKAsyGi5tYXJxdWVlLnYxLlJldm9rZWRTZXNzaW9uEg0KBWVwb2NoGAIgASgJEhAKCHNlcXVlbmNlGAMgASgDKmUKCEVkZ2VSb2xlEhkKFUVER0VfUk9MRV9VTlNQRUNJRklFRBAAEhIKDkVER0VfUk9MRV9FREdFEAESFAoQRURHRV9ST0xFX1NISUVMRBACEhQKEEVER0VfUk9MRV9PUklHSU4QAyqLAQoJRWRnZVN0YXRlEhoKFkVER0VfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJFREdFX1NUQVRFX0hFQUxUSFkQARIXChNFREdFX1NUQVRFX0RFR1JBREVEEAISGAoURURHRV9TVEFURV9VTkhFQUxUSFkQAxIXChNFREdFX1NUQVRFX0RSQUlOSU5HEAQqrQIKDlN0ZWVyaW5nUmVhc29uEh8KG1NURUVSSU5HX1JFQVNPTl9VTlNQRUNJRklFRBAAEh4KGlNURUVSSU5HX1JFQVNPTl9aT05FX01BVENIEAESIgoeU1RFRVJJTkdfUkVBU09OX0NBQ0hFX0FGRklOSVRZEAISIgoeU1RFRVJJTkdfUkVBU09OX0xPQURfU1BJTExPVkVSEAMSIgoeU1RFRVJJTkdfUkVBU09OX0hFQUxUSF9ERU1PVEVEEAQSJAogU1RFRVJJTkdfUkVBU09OX0NPVU5UUllfRkFMTEJBQ0sQBRIjCh9TVEVFUklOR19SRUFTT05fU0hJRUxEX0ZBTExCQUNLEAYSIwofU1RFRVJJTkdfUkVBU09OX09SSUdJTl9GQUxMQkFDSxAHKnoKElBhdGh3YXlQcm9ibGVtS2luZBIkCiBQQVRIV0FZX1BST0JMRU1fS0lORF9VTlNQRUNJRklFRBAAEh4KGlBBVEhXQVlfUFJPQkxFTV9LSU5EX1NUQUxMEAESHgoaUEFUSFdBWV9QUk9CTEVNX0tJTkRfRVJST1IQAjKxBQoPU3RlZXJpbmdTZXJ2aWNlElEKDFJlZ2lzdGVyRWRnZRIfLm1hcnF1ZWUudjEuUmVnaXN0ZXJFZGdlUmVxdWVzdBogLm1hcnF1ZWUudjEuUmVnaXN0ZXJFZGdlUmVzcG9uc2USSAoJSGVhcnRiZWF0EhwubWFycXVlZS52MS5IZWFydGJlYXRSZXF1ZXN0Gh0ubWFycXVlZS52MS5IZWFydGJlYXRSZXNwb25zZRJXCg5EZXJlZ2lzdGVyRWRnZRIhLm1hcnF1ZWUudjEuRGVyZWdpc3RlckVkZ2VSZXF1ZXN0GiIubWFycXVlZS52MS5EZXJlZ2lzdGVyRWRnZVJlc3BvbnNlEkIKB0dldEVkZ2USGi5tYXJxdWVlLnYxLkdldEVkZ2VSZXF1ZXN0GhsubWFycXVlZS52MS5HZXRFZGdlUmVzcG9uc2USSAoJTGlzdEVkZ2VzEhwubWFycXVlZS52MS5MaXN0RWRnZXNSZXF1ZXN0Gh0ubWFycXVlZS52MS5MaXN0RWRnZXNSZXNwb25zZRJOCgtHZXRTdGVlcmluZxIeLm1hcnF1ZWUudjEuR2V0U3RlZXJpbmdSZXF1ZXN0Gh8ubWFycXVlZS52MS5HZXRTdGVlcmluZ1Jlc3BvbnNlEmkKFFJlcG9ydFBhdGh3YXlQcm9ibGVtEicubWFycXVlZS52MS5SZXBvcnRQYXRod2F5UHJvYmxlbVJlcXVlc3QaKC5tYXJxdWVlLnYxLlJlcG9ydFBhdGh3YXlQcm9ibGVtUmVzcG9uc2USXwoQV2F0Y2hSZXZvY2F0aW9ucxIjLm1hcnF1ZWUudjEuV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QaJC5tYXJxdWVlLnYxLldhdGNoUmV2b2NhdGlvbnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_marquee_v1_common]);
 
 /**
  * An edge cache, shield or origin. Resource name: `edges/{edge}`.
@@ -398,6 +398,13 @@ export type GetSteeringRequest = Message<"marquee.v1.GetSteeringRequest"> & {
    * @generated from field: int64 throughput_bps = 7;
    */
   throughputBps: bigint;
+
+  /**
+   * The account the session plays for (`accounts/{account}`): problem reports count once per account.
+   *
+   * @generated from field: string account = 8;
+   */
+  account: string;
 };
 
 /**
@@ -484,6 +491,91 @@ export type ReportPathwayProblemResponse = Message<"marquee.v1.ReportPathwayProb
  */
 export const ReportPathwayProblemResponseSchema: GenMessage<ReportPathwayProblemResponse> = /*@__PURE__*/
   messageDesc(file_marquee_v1_steering, 15);
+
+/**
+ * @generated from message marquee.v1.WatchRevocationsRequest
+ */
+export type WatchRevocationsRequest = Message<"marquee.v1.WatchRevocationsRequest"> & {
+  /**
+   * The feed's epoch the caller last saw (empty: none); another epoch means the feed restarted.
+   *
+   * @generated from field: string epoch = 1;
+   */
+  epoch: string;
+
+  /**
+   * Resume after this sequence number of that epoch (0, or another epoch: every revocation still in force).
+   *
+   * @generated from field: int64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+};
+
+/**
+ * Describes the message marquee.v1.WatchRevocationsRequest.
+ * Use `create(WatchRevocationsRequestSchema)` to create a new message.
+ */
+export const WatchRevocationsRequestSchema: GenMessage<WatchRevocationsRequest> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_steering, 16);
+
+/**
+ * A playback session whose signed URLs must be refused.
+ *
+ * @generated from message marquee.v1.RevokedSession
+ */
+export type RevokedSession = Message<"marquee.v1.RevokedSession"> & {
+  /**
+   * `playbackSessions/{session}`.
+   *
+   * @generated from field: string session = 1;
+   */
+  session: string;
+
+  /**
+   * When the session's signed URLs expire by themselves: the revocation may be forgotten then.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message marquee.v1.RevokedSession.
+ * Use `create(RevokedSessionSchema)` to create a new message.
+ */
+export const RevokedSessionSchema: GenMessage<RevokedSession> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_steering, 17);
+
+/**
+ * @generated from message marquee.v1.WatchRevocationsResponse
+ */
+export type WatchRevocationsResponse = Message<"marquee.v1.WatchRevocationsResponse"> & {
+  /**
+   * @generated from field: repeated marquee.v1.RevokedSession sessions = 1;
+   */
+  sessions: RevokedSession[];
+
+  /**
+   * The feed's epoch (it changes when steering restarts).
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * The sequence number of the last revocation in this message: resume after it.
+   *
+   * @generated from field: int64 sequence = 3;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message marquee.v1.WatchRevocationsResponse.
+ * Use `create(WatchRevocationsResponseSchema)` to create a new message.
+ */
+export const WatchRevocationsResponseSchema: GenMessage<WatchRevocationsResponse> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_steering, 18);
 
 /**
  * @generated from enum marquee.v1.EdgeRole
@@ -704,6 +796,17 @@ export const SteeringService: GenService<{
     methodKind: "unary";
     input: typeof ReportPathwayProblemRequestSchema;
     output: typeof ReportPathwayProblemResponseSchema;
+  },
+  /**
+   * The revocation feed edges follow: playback sessions that ended before their signed URLs expired. First every
+   * revocation still in force after the caller's position, then each new one as it happens.
+   *
+   * @generated from rpc marquee.v1.SteeringService.WatchRevocations
+   */
+  watchRevocations: {
+    methodKind: "server_streaming";
+    input: typeof WatchRevocationsRequestSchema;
+    output: typeof WatchRevocationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_marquee_v1_steering, 0);

@@ -1,0 +1,54 @@
+"""ChangePassword cannot be used to guess the password (issue 15, finding 7): its attempts count against the same
+per-account limit as SignIn's, so a stolen access token buys no more guesses than the sign-in page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from marquee.v1 import accounts_pb2
+from services.common.errors import error_info
+from services.common.ratelimit import Rate
+from tests.accounts.conftest import PASSWORD, Client, accounts_config, bearer
+
+
+@pytest.fixture
+def config() -> Any:
+    return accounts_config(sign_in_per_account=Rate(limit=3, period=60))
+
+
+async def _change(client: Client, up: accounts_pb2.SignUpResponse, current: str) -> grpc.StatusCode:
+    try:
+        await client.stub.ChangePassword(
+            accounts_pb2.ChangePasswordRequest(
+                account=up.account.name, current_password=current, new_password="a brand new passphrase"
+            ),
+            metadata=bearer(up.tokens.access_token),
+        )
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            info = error_info(err)
+            assert info is not None and info.reason == "RATE_LIMITED"
+            status = rpc_status.from_call(err)  # type: ignore[arg-type]
+            assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+async def test_change_password_guesses_are_limited_per_account(client: Client) -> None:
+    up = await client.sign_up("guessed@example.com")
+    outcomes = [await _change(client, up, f"guess number {i}") for i in range(12)]
+    assert outcomes == [grpc.StatusCode.INVALID_ARGUMENT] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 9
+    # while limited, the right password is refused too (the limit is not an oracle), and so is SignIn:
+    # one budget of password attempts per account
+    assert await _change(client, up, PASSWORD) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.stub.SignIn(accounts_pb2.SignInRequest(email="guessed@example.com", password=PASSWORD))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # another account keeps its own budget
+    other = await client.sign_up("unguessed@example.com")
+    assert await _change(client, other, PASSWORD) == grpc.StatusCode.OK
