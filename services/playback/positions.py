@@ -1,24 +1,54 @@
-"""Resume positions, last write wins by the client's event time: an update older than the stored one (a late or
-replayed report) is not applied. Compare-and-set on the stored event time makes concurrent updates safe; the
-store commits before the call returns (SQLite WAL with synchronous=FULL, ScyllaDB quorum), so an acknowledged
-update survives the process being killed."""
+"""Resume positions and watch history, last write wins by the client's event time.
+
+Every report is written with the client's event time as its write time (CQL ``USING TIMESTAMP``; the SQLite
+store compares the same write times), so an update older than the stored one (a late or replayed report) never
+replaces a newer one, whichever replica or process writes it and without a read-then-compare-and-set loop. The
+call then reads the position back to say whether its own report is the one stored. An event time ahead of the
+server's clock by more than ``MAX_CLOCK_SKEW_MS`` is clamped to the server's clock plus that skew
+(:func:`clamp_event_time`): a device whose clock runs minutes fast would otherwise store times no correct device
+can beat until real time catches up, blocking their updates. The store commits before the call returns (SQLite
+WAL with synchronous=FULL, CQL at LOCAL_QUORUM), so an acknowledged update survives the process being killed.
+
+The watch history is a time series per profile, newest first: one entry per session, so a rewatch is a new
+entry; a page of it is one slice of the partition."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from services.common.errors import Aborted
 from services.common.ids import now_micros
-from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
-from services.playback.schema import POSITIONS
+from services.common.store.port import MAX_QUERY_LIMIT, Page, PagingState, Row, Store
+from services.playback.schema import POSITIONS, WATCH_HISTORY
 
-MAX_ATTEMPTS = 50
+# How far a client's event time may run ahead of the server's clock before it is clamped (clock skew). Small:
+# after a fast device's update, another device's update can be refused as older for at most this long.
+MAX_CLOCK_SKEW_MS = 1000
+
+
+def clamp_event_time(event_micros: int, now_micros: int) -> int:
+    """``event_micros``, or the server's clock plus the allowed skew when the client's clock is further ahead."""
+    return min(event_micros, now_micros + MAX_CLOCK_SKEW_MS * 1000)
 
 
 @dataclass(frozen=True)
 class Update:
     applied: bool
     row: Row
+
+
+@dataclass(frozen=True)
+class Report:
+    """One position report of a session."""
+
+    account_id: str
+    profile_id: str
+    title_id: str
+    session_id: str
+    started: int  # the session's start, microseconds: its watch history entry
+    position_ms: int
+    runtime_ms: int
+    event_time: int
 
 
 class Positions:
@@ -34,31 +64,39 @@ class Positions:
             POSITIONS, {"account_id": account_id, "profile_id": profile_id, "title_id": title_id}
         )
 
-    async def update(
-        self, account_id: str, profile_id: str, title_id: str, position_ms: int, runtime_ms: int, event_time: int
-    ) -> Update:
-        key = {"account_id": account_id, "profile_id": profile_id, "title_id": title_id}
-        for _ in range(MAX_ATTEMPTS):
-            old = await self._store.get(POSITIONS, key)
-            if old is not None and old["event_time"] >= event_time:
-                return Update(False, old)
-            values = {
-                "position_ms": position_ms,
-                "runtime_ms": runtime_ms,
-                "event_time": event_time,
-                "finished": self.finished(position_ms, runtime_ms),
-                "watch_time": now_micros(),
-            }
-            if old is None:
-                ok = await self._store.insert(POSITIONS, {**key, **values}, if_not_exists=True)
-            else:
-                ok = await self._store.update(POSITIONS, key, values, if_={"event_time": old["event_time"]})
-            if ok:
-                return Update(True, {**key, **values})
-        raise Aborted("too many concurrent position updates; try again", reason="CONCURRENT_MODIFICATION")
+    async def update(self, report: Report) -> Update:
+        key = {"account_id": report.account_id, "profile_id": report.profile_id, "title_id": report.title_id}
+        finished = self.finished(report.position_ms, report.runtime_ms)
+        row = {
+            **key,
+            "position_ms": report.position_ms,
+            "runtime_ms": report.runtime_ms,
+            "event_time": report.event_time,
+            "finished": finished,
+            "watch_time": now_micros(),
+        }
+        entry = {
+            "account_id": report.account_id,
+            "profile_id": report.profile_id,
+            "watched_at": report.started,
+            "title_id": report.title_id,
+            "session_id": report.session_id,
+            "position_ms": report.position_ms,
+            "runtime_ms": report.runtime_ms,
+            "event_time": report.event_time,
+            "finished": finished,
+        }
+        await asyncio.gather(
+            self._store.insert(POSITIONS, row, timestamp=report.event_time),
+            self._store.insert(WATCH_HISTORY, entry, timestamp=report.event_time),
+        )
+        stored = await self._store.get(POSITIONS, key)
+        if stored is None:  # deleted by a later call (a delete takes effect at the time it is made)
+            return Update(False, {**row, "position_ms": 0, "finished": False})
+        return Update(stored["event_time"] == report.event_time, stored)
 
-    async def history(self, account_id: str, profile_id: str) -> list[Row]:
-        """Every title the profile watched, most recent first."""
+    async def in_progress(self, account_id: str, profile_id: str) -> list[Row]:
+        """Titles started and not finished, most recently reported first (one per title)."""
         rows: list[Row] = []
         after = None
         while True:
@@ -69,8 +107,31 @@ class Positions:
             if page.next is None:
                 break
             after = page.next
+        rows = [r for r in rows if not r["finished"] and r["position_ms"] > 0]
         return sorted(rows, key=lambda r: (-r["watch_time"], r["title_id"]))
 
+    async def history(self, account_id: str, profile_id: str, limit: int, after: PagingState | None) -> Page:
+        """One page of the profile's watch history, newest first."""
+        return await self._store.query(
+            WATCH_HISTORY, {"account_id": account_id, "profile_id": profile_id}, limit=limit, after=after
+        )
+
     async def delete(self, account_id: str, profile_id: str, title_id: str) -> bool:
-        key = {"account_id": account_id, "profile_id": profile_id, "title_id": title_id}
-        return await self._store.delete(POSITIONS, key, if_exists=True)
+        """Forget a title: every history entry of it and its resume position. False when there was none."""
+        partition = {"account_id": account_id, "profile_id": profile_id}
+        key = {**partition, "title_id": title_id}
+        stored = await self._store.get(POSITIONS, key)
+        if stored is not None:  # at its event time or later: an event time may run ahead of our clock
+            await self._store.delete(POSITIONS, key, timestamp=max(now_micros(), stored["event_time"]))
+        found = stored is not None
+        after = None
+        while True:
+            page = await self._store.query(WATCH_HISTORY, partition, limit=MAX_QUERY_LIMIT, after=after)
+            for r in page.rows:
+                if r["title_id"] == title_id:
+                    entry = {**partition, "watched_at": r["watched_at"], "title_id": title_id}
+                    await self._store.delete(WATCH_HISTORY, entry, timestamp=max(now_micros(), r["event_time"]))
+                    found = True
+            if page.next is None:
+                return found
+            after = page.next

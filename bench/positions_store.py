@@ -1,0 +1,311 @@
+"""Positions on SQLite and on CQL: UpdatePosition, GetPosition and ListWatchHistory calls/s, p99 and calls per
+CPU-second, side by side with a trivial grpc.aio service measured in the same run on the same machine.
+
+Each server under test is one PlaybackService process pinned to core 0 (one process per core); the load comes from
+this process on core 1, closed-loop with ``--clients`` callers. "Per core" divides the calls by the CPU seconds the
+server spent, plus, on CQL, what the Cassandra node spent (a real cluster gives each node its own cores; here it
+shares this machine's two, so its work is counted, not hidden). Every UpdatePosition is a real one: token check,
+session lookup, the position and the history entry written with the event time as write time, the position read
+back, an event; SQLite commits with synchronous=FULL, Cassandra at LOCAL_QUORUM with the commit log in batch mode.
+Sessions are made directly in the store (StartPlayback is not what this measures); each profile's history holds
+``--history`` entries. Target (issue 16): UpdatePosition on CQL at least 1.0x the reference per core.
+Run: ./dev bench positions_store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import grpc
+from _service_process import open_store, service_process  # bench/ is on sys.path when a script here runs
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from marquee.v1 import playback_pb2, playback_pb2_grpc
+
+KEY = "bench-positions-key-0123456789abcdef0123456789"
+TITLE = "bench-title"
+PROFILES = 64
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def pin(pid: int, cpu: int) -> None:
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), {cpu})
+
+
+@dataclass
+class Result:
+    label: str
+    calls: int
+    seconds: float
+    p50: float
+    p99: float
+    cpu: float  # the server process and, on CQL, the Cassandra node
+    server_cpu: float  # the server process alone
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def per_cpu(self) -> float:
+        return self.calls / self.cpu if self.cpu else 0.0
+
+    @property
+    def per_server_cpu(self) -> float:
+        return self.calls / self.server_cpu if self.server_cpu else 0.0
+
+
+async def closed_loop(
+    label: str, call: Callable[[int, int], Awaitable[Any]], clients: int, seconds: float, pids: list[int]
+) -> Result:
+    latencies: list[float] = []
+    for k in range(clients):  # warm up: connections, prepared statements, caches
+        await call(k, 0)
+    cpu0, server0 = cpu_seconds(pids), cpu_seconds(pids[:1])
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def client(k: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            n += 1
+            t = time.perf_counter()
+            await call(k, n)
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - start
+    cpu, server = cpu_seconds(pids) - cpu0, cpu_seconds(pids[:1]) - server0
+    qs = statistics.quantiles(latencies, n=100)
+    return Result(label, len(latencies), elapsed, qs[49], qs[98], cpu, server)
+
+
+# -- the reference: a trivial grpc.aio service ------------------------------------------------------------------
+
+
+def _trivial(ports: Any) -> None:
+    async def main() -> None:
+        async def echo(request: bytes, context: Any) -> bytes:
+            return request
+
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            "bench.Trivial", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ports.put(port)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+async def reference(clients: int, seconds: float) -> Result:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ports: Any = ctx.Queue()
+    proc = ctx.Process(target=_trivial, args=(ports,), daemon=True)
+    proc.start()
+    try:
+        address = f"127.0.0.1:{ports.get(timeout=60)}"
+        assert proc.pid is not None
+        pin(proc.pid, 0)
+        async with grpc.aio.insecure_channel(address) as channel:
+            echo = channel.unary_unary("/bench.Trivial/Echo", request_serializer=None, response_deserializer=None)
+
+            async def call(k: int, n: int) -> Any:
+                return await echo(b"x" * 32)
+
+            return await closed_loop("reference (trivial grpc.aio)", call, clients, seconds, [proc.pid])
+    finally:
+        proc.terminate()
+        proc.join(10)
+
+
+# -- the store under test ---------------------------------------------------------------------------------------
+
+
+async def seed(spec: str, history: int) -> None:
+    """Sessions and history entries, straight into the store."""
+    from services.common.ids import now_micros
+    from services.playback.schema import SCHEMA, SESSIONS, WATCH_HISTORY
+
+    store = open_store(spec)
+    await store.migrate(SCHEMA)
+    now = now_micros()
+    for i in range(PROFILES):
+        await store.insert(
+            SESSIONS,
+            {
+                "session_id": f"session-{i}",
+                "account_id": f"acct-{i}",
+                "profile_id": "p",
+                "device_id": "",
+                "title_id": TITLE,
+                "media_id": TITLE,
+                "runtime_ms": 7_200_000,
+                "slot": 0,
+                "max_height": 720,
+                "region": "",
+                "start_time": now,
+                "expire_time": now + 86_400 * 1_000_000,
+                "ended": False,
+                "pathways": [],
+                "steering_uri": "",
+            },
+        )
+        rows = [
+            {
+                "account_id": f"acct-{i}",
+                "profile_id": "p",
+                "watched_at": now - (h + 1) * 1_000_000,
+                "title_id": f"old-{h}",
+                "session_id": f"old-{h}",
+                "position_ms": 1000,
+                "runtime_ms": 7_200_000,
+                "event_time": now - h,
+                "finished": False,
+            }
+            for h in range(history)
+        ]
+        await store.insert_many(WATCH_HISTORY, rows)
+    await store.close()
+
+
+def ts(micros: int) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromMicroseconds(micros)
+    return t
+
+
+async def measure_store(
+    label: str, spec: str, extra_pids: list[int], clients: int, seconds: float, history: int, tmp: Path
+) -> list[Result]:
+    from pydantic import SecretStr
+
+    from services.common.auth import AccessTokens
+    from services.common.config import AuthConfig, ServerConfig, UrlSigningConfig
+    from services.common.plans import Plan, Plans
+    from services.playback.config import ManifestHttpConfig, PlaybackConfig
+
+    await seed(spec, history)
+    auth = AuthConfig(keys={"k1": SecretStr(KEY)}, signing_kid="k1")
+    tokens = AccessTokens(auth)
+    mds = [(("authorization", f"Bearer {tokens.issue(f'acct-{i}', profile_id='p').token}"),) for i in range(PROFILES)]
+    config = PlaybackConfig(
+        server=ServerConfig(port=0, drain_delay=0, grace_period=1),
+        http=ManifestHttpConfig(port=0),
+        origin=tmp / "origin",
+    )
+    kwargs = {
+        "addresses": {"catalog": "127.0.0.1:9", "steering": "127.0.0.1:9"},
+        "plans": Plans(
+            [Plan(id="bench", display_name="Bench", max_concurrent_streams=4, max_resolution_height=720, max_devices=4)]
+        ),
+        "url_signing": UrlSigningConfig(keys={"u": SecretStr("bench-url-signing-key")}, signing_kid="u"),
+    }
+    results = []
+    with service_process("services.playback.server:create_server", config, spec, KEY, **kwargs) as (address, pid):
+        pin(pid, 0)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = playback_pb2_grpc.PlaybackServiceStub(channel)
+            base = 1_700_000_000_000_000
+
+            async def update(k: int, n: int) -> Any:
+                i = k % PROFILES
+                position = duration_pb2.Duration()
+                position.FromMilliseconds(n % 7_000_000)
+                return await stub.UpdatePosition(
+                    playback_pb2.UpdatePositionRequest(
+                        session=f"playbackSessions/session-{i}", position=position, event_time=ts(base + n * 1000 + k)
+                    ),
+                    metadata=mds[i],
+                )
+
+            async def get(k: int, n: int) -> Any:
+                i = k % PROFILES
+                return await stub.GetPosition(
+                    playback_pb2.GetPositionRequest(profile=f"accounts/acct-{i}/profiles/p", title=f"titles/{TITLE}"),
+                    metadata=mds[i],
+                )
+
+            async def history_page(k: int, n: int) -> Any:
+                i = k % PROFILES
+                return await stub.ListWatchHistory(
+                    playback_pb2.ListWatchHistoryRequest(parent=f"accounts/acct-{i}/profiles/p", page_size=20),
+                    metadata=mds[i],
+                )
+
+            pids = [pid, *extra_pids]
+            for name, call in (("UpdatePosition", update), ("GetPosition", get), ("ListWatchHistory", history_page)):
+                results.append(await closed_loop(f"{name} on {label}", call, clients, seconds, pids))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--history", type=int, default=200, help="history entries per profile")
+    parser.add_argument("--heap-mb", type=int, default=1024, help="the Cassandra node's heap")
+    args = parser.parse_args()
+    from services.common.store.cassandra_node import CassandraNode
+
+    os.sched_setaffinity(0, {1})
+    with tempfile.TemporaryDirectory(prefix="marquee-bench-positions-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        node = CassandraNode(tmp / "cassandra", heap_mb=args.heap_mb)  # commit log in batch mode: durable acks
+        print("starting a Cassandra node ...", flush=True)
+        node.start()
+        try:
+            assert node.process is not None
+            ref = asyncio.run(reference(args.clients, args.seconds))
+            results = [ref]
+            results += asyncio.run(
+                measure_store("SQLite", f"sqlite:{tmp / 'bench.db'}", [], args.clients, args.seconds, args.history, tmp)
+            )
+            cql = f"cql:{node.contact_point}/bench_"
+            results += asyncio.run(
+                measure_store("CQL", cql, [node.process.pid], args.clients, args.seconds, args.history, tmp)
+            )
+        finally:
+            node.stop()
+    print(f"\n{args.clients} closed-loop clients on core 1, each server process pinned to core 0, {args.seconds:.0f} s")
+    header = ("calls/s", "p50 ms", "p99 ms", "calls/CPU-s", "vs ref", "server only", "vs ref")
+    print(f"{'':<30}" + "".join(f"{h:>12}" for h in header))
+    for r in results:
+        print(
+            f"{r.label:<30}{r.rate:>12,.0f}{r.p50 * 1e3:>12.2f}{r.p99 * 1e3:>12.2f}{r.per_cpu:>12,.0f}"
+            f"{r.per_cpu / ref.per_cpu:>11.2f}x{r.per_server_cpu:>12,.0f}{r.per_server_cpu / ref.per_cpu:>11.2f}x"
+        )
+    print("calls/CPU-s: per CPU-second of the server process plus, on CQL, the Cassandra node; 'server only' leaves")
+    print("the database out (on a cluster it has cores of its own). The reference is one trivial grpc.aio process.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

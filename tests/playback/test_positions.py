@@ -1,0 +1,146 @@
+"""Positions and watch history on both stores: last write wins by the client's event time, with two processes
+writing the same position concurrently (property test), and rewatches kept as their own history entries."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.common.config import CqlConfig
+from services.common.store.port import Store
+from services.playback.positions import Positions, Report
+from services.playback.schema import POSITIONS, SCHEMA, WATCH_HISTORY
+from tests.cql import unique_prefix
+
+ACCOUNT, PROFILE, STARTED = "acct-p", "prof-p", 1_000
+RUNTIME_MS = 7_200_000
+
+
+def _open(kind: str, location: str, prefix: str) -> Store:
+    if kind == "sqlite":
+        from services.common.store.sqlite import SqliteStore
+
+        return SqliteStore(Path(location))
+    from services.common.store.cql import CqlStore
+
+    return CqlStore(CqlConfig(contact_points=[location], keyspace_prefix=prefix, speculative_executions=0))
+
+
+def _report(title: str, event_time: int, position_ms: int) -> Report:
+    return Report(ACCOUNT, PROFILE, title, "session-1", STARTED, position_ms, RUNTIME_MS, event_time)
+
+
+def _writer(conn: Connection, kind: str, location: str, prefix: str) -> None:
+    """A process that writes the reports it is sent, one at a time, and answers whether each was applied."""
+
+    async def serve() -> None:
+        store = _open(kind, location, prefix)
+        await store.migrate(SCHEMA)  # both writers at once: the migration runs once
+        positions = Positions(store, 0.95)
+        loop = asyncio.get_running_loop()
+        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
+            title, reports = job
+            conn.send([(await positions.update(_report(title, t, p))).applied for t, p in reports])
+        await store.close()
+
+    asyncio.run(serve())
+
+
+@pytest.fixture
+def writers(
+    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[list[Connection], str, str, str]]:
+    if store_kind == "sqlite":
+        location, prefix = str(tmp_path / "positions.db"), ""
+    else:
+        location, prefix = request.getfixturevalue("cassandra").contact_point, unique_prefix()
+    context = multiprocessing.get_context("spawn")
+    pipes, procs = [], []
+    for _ in range(2):
+        ours, theirs = context.Pipe()
+        proc = context.Process(target=_writer, args=(theirs, store_kind, location, prefix), daemon=True)
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    try:
+        yield pipes, store_kind, location, prefix
+    finally:
+        for pipe, proc in zip(pipes, procs, strict=True):
+            pipe.send(None)
+            proc.join(60)
+
+
+reports_strategy = st.lists(
+    st.tuples(st.integers(1, 10**6), st.integers(0, RUNTIME_MS)), min_size=1, max_size=10, unique_by=lambda r: r[0]
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reports=reports_strategy, split=st.randoms())
+def test_an_older_event_never_overwrites_a_newer_one_across_processes(
+    writers: tuple[list[Connection], str, str, str], reports: list[tuple[int, int]], split: object
+) -> None:
+    pipes, kind, location, prefix = writers
+    title = uuid.uuid4().hex[:12]
+    base = 1_700_000_000_000_000
+    timed = [(base + t, p) for t, p in reports]
+    halves: list[list[tuple[int, int]]] = [[], []]
+    for r in timed:
+        halves[split.random() < 0.5].append(r)  # type: ignore[attr-defined]
+    for pipe, half in zip(pipes, halves, strict=True):
+        pipe.send((title, half))
+    applied = {r: ok for pipe, half in zip(pipes, halves, strict=True) for r, ok in zip(half, pipe.recv(), strict=True)}
+    newest = max(timed)
+    assert applied[newest], "the newest report always reads itself back"
+
+    async def stored() -> tuple[dict[str, object] | None, dict[str, object] | None]:
+        store = _open(kind, location, prefix)
+        await store.migrate(SCHEMA)
+        try:
+            position = await store.get(POSITIONS, {"account_id": ACCOUNT, "profile_id": PROFILE, "title_id": title})
+            entry = await store.get(
+                WATCH_HISTORY,
+                {"account_id": ACCOUNT, "profile_id": PROFILE, "watched_at": STARTED, "title_id": title},
+            )
+            return position, entry
+        finally:
+            await store.close()
+
+    position, entry = asyncio.run(stored())
+    assert position is not None and entry is not None
+    assert (position["event_time"], position["position_ms"]) == newest
+    assert (entry["event_time"], entry["position_ms"]) == newest
+
+
+async def test_rewatches_are_kept_and_history_pages_are_slices(any_store: Store) -> None:
+    await any_store.migrate(SCHEMA)
+    positions = Positions(any_store, 0.95)
+    for n, title in enumerate(["a", "b", "a", "c", "a"]):  # "a" watched three times, in three sessions
+        report = Report(ACCOUNT, PROFILE, title, f"s{n}", STARTED + n, 1_000 * n, RUNTIME_MS, 10_000 + n)
+        assert (await positions.update(report)).applied
+    seen, after, pages = [], None, 0
+    while True:
+        page = await positions.history(ACCOUNT, PROFILE, 2, after)
+        assert len(page.rows) <= 2
+        seen += [(r["title_id"], r["session_id"]) for r in page.rows]
+        pages += 1
+        if page.next is None:
+            break
+        after = page.next
+    assert seen == [("a", "s4"), ("c", "s3"), ("a", "s2"), ("b", "s1"), ("a", "s0")], "newest first, rewatches kept"
+    assert pages >= 3
+    position = await positions.get(ACCOUNT, PROFILE, "a")
+    assert position is not None and position["position_ms"] == 4_000, "one resume position per title: the latest"
+    assert await positions.delete(ACCOUNT, PROFILE, "a")
+    left = await positions.history(ACCOUNT, PROFILE, 10, None)
+    assert [r["title_id"] for r in left.rows] == ["c", "b"]
+    assert await positions.get(ACCOUNT, PROFILE, "a") is None
+    assert not await positions.delete(ACCOUNT, PROFILE, "a")
