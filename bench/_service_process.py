@@ -1,5 +1,6 @@
-"""A service under benchmark in its own process (spawned), on SQLite, with an in-memory bus and a fixed access
-token key, so that the load generator in the parent process does not share its event loop or its GIL."""
+"""A service under benchmark in its own process (spawned), on SQLite or a CQL cluster, with an in-memory bus and a
+fixed access token key, so that the load generator in the parent process does not share its event loop or its
+GIL."""
 
 from __future__ import annotations
 
@@ -12,7 +13,22 @@ from pathlib import Path
 from typing import Any
 
 
-def _serve(create: str, config: Any, db: str, key: str, ports: multiprocessing.Queue[int]) -> None:
+def open_store(spec: str) -> Any:
+    """``sqlite:PATH`` or ``cql:HOST:PORT[,HOST:PORT]/KEYSPACE_PREFIX``."""
+    from services.common.config import CqlConfig
+    from services.common.store.cql import CqlStore
+    from services.common.store.sqlite import SqliteStore
+
+    kind, _, rest = spec.partition(":")
+    if kind == "cql":
+        points, _, prefix = rest.partition("/")
+        return CqlStore(CqlConfig(contact_points=points.split(","), keyspace_prefix=prefix))
+    return SqliteStore(Path(rest))
+
+
+def _serve(
+    create: str, config: Any, store: str, key: str, ports: multiprocessing.Queue[int], kwargs: dict[str, Any]
+) -> None:
     from pydantic import SecretStr
 
     from services.common.auth import AccessTokens
@@ -22,7 +38,6 @@ def _serve(create: str, config: Any, db: str, key: str, ports: multiprocessing.Q
     from services.common.logs import configure_logging
     from services.common.paging import PageTokens
     from services.common.ratelimit import InMemoryRateLimiter
-    from services.common.store.sqlite import SqliteStore
 
     module, function = create.split(":")
     create_server = getattr(importlib.import_module(module), function)
@@ -31,26 +46,35 @@ def _serve(create: str, config: Any, db: str, key: str, ports: multiprocessing.Q
         configure_logging("WARNING", "json")
         auth = AuthConfig(keys={"k1": SecretStr(key)}, signing_kid="k1")
         deps = Dependencies(
-            SqliteStore(Path(db)), InMemoryBus(), InMemoryRateLimiter(), auth, AccessTokens(auth), PageTokens(b"k")
+            open_store(store),
+            InMemoryBus(),
+            InMemoryRateLimiter(),
+            auth,
+            AccessTokens(auth),
+            PageTokens(b"k"),
+            **kwargs,
         )
-        server, port, *_ = await create_server(config, deps)
-        await server.start()
-        ports.put(port)
+        service = await create_server(config, deps)
+        await service.start()
+        ports.put(service.grpc_port)
         await asyncio.Event().wait()
 
     asyncio.run(main())
 
 
 @contextlib.contextmanager
-def service_process(create: str, config: Any, db: Path, key: str) -> Iterator[str]:
-    """Runs ``create`` ("module:function", returning ``(server, port, ...)``) with ``config`` over the SQLite
-    database ``db``; yields its gRPC address and stops the process on exit."""
+def service_process(create: str, config: Any, db: Path | str, key: str, **kwargs: Any) -> Iterator[tuple[str, int]]:
+    """Runs ``create`` ("module:function", a ``create_server`` returning a Service) with ``config`` (``kwargs``:
+    more fields of its Dependencies) over
+    the SQLite database ``db`` (a path, or a store spec for :func:`open_store`); yields its gRPC address and process
+    id, and stops the process on exit."""
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(create, config, str(db), key, ports), daemon=True)
+    spec = f"sqlite:{db}" if isinstance(db, Path) else db
+    proc = ctx.Process(target=_serve, args=(create, config, spec, key, ports, kwargs), daemon=True)
     proc.start()
     try:
-        yield f"127.0.0.1:{ports.get(timeout=120)}"
+        yield f"127.0.0.1:{ports.get(timeout=120)}", proc.pid or 0
     finally:
         proc.terminate()
         proc.join(10)

@@ -113,7 +113,7 @@ def main() -> int:
             server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
             demo=DemoCatalogConfig(enabled=False),
         )
-        with service_process("services.catalog.server:create_server", config, db, KEY) as address:
+        with service_process("services.catalog.server:create_server", config, db, KEY) as (address, _):
             print(f"catalog: {size:,} titles; CatalogService in its own process, gRPC over loopback")
             print(f"{'call':<8} {'clients':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
             for kind in ("search", "browse"):

@@ -123,7 +123,7 @@ def main() -> int:
             server=ServerConfig(port=0, drain_delay=0, grace_period=1, reflection=False),
             training=TrainingConfig(at_start=False, interval=0),
         )
-        with service_process("services.recommendations.server:create_server", config, db, KEY) as address:
+        with service_process("services.recommendations.server:create_server", config, db, KEY) as (address, _):
             print("RecommendationService in its own process, gRPC over loopback, top picks, page of 20")
             print(f"{'profiles':<24} {'clients':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
             cases = {"precomputed only": list(range(LATE, PROFILES)), "+ views since training": list(range(LATE))}

@@ -65,10 +65,11 @@ def serve(data_dir: str, port_queue: multiprocessing.Queue[int]) -> None:
             platform.auth,
             AccessTokens(platform.auth),
             PageTokens(b"k"),
+            url_signing=platform.url_signing,
         )
-        server, port, _, _ = await create_server(config, deps)
-        await server.start()
-        port_queue.put(port)
+        service = await create_server(config, deps)
+        await service.start()
+        port_queue.put(service.grpc_port)
         await asyncio.Event().wait()
 
     asyncio.run(main())

@@ -22,5 +22,7 @@ class CatalogConfig(BaseModel):
 
     server: ServerConfig = ServerConfig()
     demo: DemoCatalogConfig = DemoCatalogConfig()
-    hide_review_after_reports: int = Field(3, ge=1, description="reports from distinct profiles that hide a review")
+    hide_review_after_reports: int = Field(
+        3, ge=1, description="reports from distinct accounts that hide a review (a moderator's, an admin's, at once)"
+    )
     max_page_size: int = Field(100, ge=1, le=1000, description="largest page of titles, results or reviews")

@@ -9,7 +9,7 @@ from services.catalog.config import CatalogConfig
 from services.catalog.importer import import_demo_catalog
 from services.catalog.schema import SCHEMA
 from services.catalog.server import create_server
-from services.platform.plugins import Endpoint, RunningService, ServicePlugin
+from services.platform.plugins import Endpoint, RunningService, ServicePlugin, running
 from services.platform.runtime import Runtime
 
 NAME = "catalog"
@@ -25,14 +25,10 @@ async def start(runtime: Runtime) -> RunningService:
             await import_demo_catalog(runtime.deps.store, config.demo.media)
         except Exception:
             log.exception("could not load the demo catalog")
-    server, port, _ = await create_server(config, runtime.deps)
-    await server.start()
-    address = f"{config.server.host}:{port}"
-    return RunningService(
-        name=NAME,
-        endpoints=[Endpoint("CatalogService", address)],
-        stop=server.stop,
-        grpc_address=address,
+    service = await create_server(config, runtime.deps)
+    await service.start()
+    return running(
+        service, config.server.host, [Endpoint("CatalogService", f"{config.server.host}:{service.grpc_port}")]
     )
 
 

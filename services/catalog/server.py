@@ -4,7 +4,6 @@ other replicas)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc
@@ -20,8 +19,8 @@ from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
 from services.common.deps import Dependencies
 from services.common.ids import new_id
-from services.common.server import Server, ServiceBinding, build_server
-from services.common.tasks import cancel_all
+from services.common.server import ServiceBinding, build_server
+from services.common.service import Service
 from services.common.topics import CATALOG_TITLE
 
 log = logging.getLogger("marquee.catalog")
@@ -36,8 +35,14 @@ async def follow_title_changes(view: CatalogView, bus: EventBus) -> None:
     await follow_topic(bus, CATALOG_TITLE, f"catalog-view-{new_id()}", "view", catalog_pb2.TitleChangedEvent, changed)
 
 
-async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Server, int, CatalogView]:
-    """Build the server (not started) with its view loaded and its consumers running."""
+class CatalogService(Service):
+    """The catalog's service, with the view it serves from (tests and benchmarks look into it)."""
+
+    view: CatalogView
+
+
+async def create_server(config: CatalogConfig, deps: Dependencies) -> CatalogService:
+    """Build the service (not started) with its view loaded; its consumers run once it starts."""
     await deps.store.migrate(SCHEMA)
     view = CatalogView(deps.store)
     loaded = await view.load(legacy_media=config.demo.media)
@@ -46,14 +51,7 @@ async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Serv
     repaired = await ratings.repair()
     if repaired:
         log.warning("recounted the rating summaries of %d titles left mid-change by a crash", len(repaired))
-
-    async def on_playable(title_id: str) -> None:
-        await view.refresh(title_id)
-
-    tasks = [
-        asyncio.create_task(run_consumer(Availability(deps.store, on_playable), deps.bus), name="catalog-playable"),
-        asyncio.create_task(follow_title_changes(view, deps.bus), name="catalog-follow"),
-    ]
+    availability = Availability(deps.store, view.refresh_many)
     servicer = CatalogServicer(
         deps.store,
         deps.bus,
@@ -67,7 +65,15 @@ async def create_server(config: CatalogConfig, deps: Dependencies) -> tuple[Serv
         name=SERVICE_NAME,
         add_to_server=lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
     )
-    server, port = build_server(config.server, [binding], tokens=deps.tokens)
-
-    server.add_on_stop(lambda: cancel_all(tasks))
-    return server, port, view
+    server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    service = CatalogService(
+        "catalog",
+        grpc=server,
+        grpc_port=port,
+        background=[
+            ("playable", lambda: run_consumer(availability, deps.bus)),
+            ("follow", lambda: follow_title_changes(view, deps.bus)),
+        ],
+    )
+    service.view = view
+    return service

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from services.common.context import access_token_var, request_id_var, time_remaining
+from services.common.targets import channel_target
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -60,6 +61,8 @@ class _Propagate(
         return await continuation(_outgoing(details), it)
 
 
-def connect(target: str, *, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
-    """An insecure channel to ``target`` (host:port) that propagates deadline, request id and token."""
-    return grpc.aio.insecure_channel(target, options=list(options), interceptors=[_Propagate()])  # type: ignore[list-item]
+def connect(address: str, *, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    """An insecure channel to ``address`` (one replica, or several: see services.common.targets) that propagates
+    deadline, request id and token."""
+    target, balanced = channel_target(address)
+    return grpc.aio.insecure_channel(target, options=[*balanced, *options], interceptors=[_Propagate()])  # type: ignore[list-item]

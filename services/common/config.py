@@ -11,12 +11,14 @@ Each service owns a typed section under ``[services.<name>]`` and validates it i
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +26,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from services.common.plans import DEFAULT_PLANS, Plan, Plans
+from services.common.targets import is_address
+
 ENV_PREFIX = "MARQUEE_"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 CONFIG_ENV = "MARQUEE_CONFIG"
 
 T = TypeVar("T", bound=BaseModel)
@@ -74,32 +80,163 @@ class AuthConfig(Section):
         return self
 
 
-class UrlSigningConfig(Section):
-    """Signed URL tokens for media (manifests and segments): playback signs, edges verify (in Rust).
-    ``keys`` maps key id -> secret (at least 16 bytes); several keys allow rotation."""
+class SigningKeysConfig(Section):
+    """HMAC keys by id (at least 16 bytes each) and the id new tokens are signed with; several keys allow
+    rotation: verifiers accept every key listed, signers use ``signing_kid``."""
 
     keys: dict[str, SecretStr] = Field(default_factory=dict)
     signing_kid: str = ""
 
     @model_validator(mode="after")
-    def _check_keys(self) -> UrlSigningConfig:
+    def _check_keys(self) -> SigningKeysConfig:
         for kid, secret in self.keys.items():
             if len(secret.get_secret_value().encode()) < 16:
-                raise ValueError(f"url_signing.keys.{kid}: secret must be at least 16 bytes")
+                raise ValueError(f"keys.{kid}: secret must be at least 16 bytes")
         if self.keys and self.signing_kid not in self.keys:
-            raise ValueError(f"url_signing.signing_kid {self.signing_kid!r} is not one of url_signing.keys")
+            raise ValueError(f"signing_kid {self.signing_kid!r} is not one of keys")
+        return self
+
+
+class UrlSigningConfig(SigningKeysConfig):
+    """Signed URL tokens for media (manifests, segments, steering): playback signs, edges, the shield (when
+    players may use it), steering and the manifest endpoint verify."""
+
+
+class EdgeFillConfig(SigningKeysConfig):
+    """Fill credentials between edges and their shield: an edge signs one per upstream request, the shield
+    verifies it. Only edges and shields hold these keys (never playback, never a player)."""
+
+
+REGION_PATTERN = r"^([A-Z]{2})?$"
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+class GeoConfig(Section):
+    """How client addresses map to regions, and whose ``x-forwarded-for`` is believed (services/common/geo.py)."""
+
+    trusted_proxies: tuple[str, ...] = Field(
+        LOOPBACK,
+        description="networks of the gateways (and proxies) whose x-forwarded-for is believed; default loopback,"
+        " where the all-in-one's gateway calls from",
+    )
+    database: Path | None = Field(None, description="GeoIP database (MaxMind DB format, e.g. GeoLite2-Country)")
+    networks: dict[str, list[str]] = Field(
+        default_factory=dict, description="region -> networks (CIDR): the fallback table, longest prefix wins"
+    )
+    loopback_region: str = Field("US", pattern=REGION_PATTERN, description="the region of loopback clients")
+    default_region: str = Field("", pattern=REGION_PATTERN, description="the region when nothing matched")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            ipaddress.ip_network(text, strict=False)  # ValueError names the bad network
+        return value
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for region, nets in value.items():
+            if len(region) != 2 or not region.isalpha() or not region.isupper():
+                raise ValueError(f"networks: {region!r} is not an ISO 3166-1 alpha-2 code")
+            for text in nets:
+                ipaddress.ip_network(text, strict=False)
+        return value
+
+
+class CqlTlsConfig(Section):
+    """TLS to the CQL nodes (client-to-node encryption)."""
+
+    enabled: bool = False
+    ca_file: Path | None = Field(None, description="PEM bundle that signs the nodes' certificates; default: system")
+    cert_file: Path | None = Field(None, description="client certificate (PEM), when the cluster asks for one")
+    key_file: Path | None = Field(None, description="the client certificate's key (PEM)")
+    verify_hostname: bool = True
+
+
+_CONSISTENCY = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"]
+
+
+class CqlConfig(Section):
+    """A ScyllaDB or Apache Cassandra cluster (``[store] kind = "cql"``). Each service's schema is a keyspace
+    named ``{keyspace_prefix}{service keyspace}`` (``marquee_accounts``, ``marquee_playback``, ...)."""
+
+    contact_points: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:9042"], min_length=1, description="HOST[:PORT] (9042 by default)"
+    )
+    local_dc: str = Field("datacenter1", min_length=1, description="the data center whose nodes serve requests")
+    keyspace_prefix: str = Field("marquee_", pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    replication_factor: int = Field(1, ge=1, le=9, description="SimpleStrategy's factor (when no datacenters)")
+    datacenters: dict[str, int] = Field(
+        default_factory=dict, description="NetworkTopologyStrategy: replicas per DC, e.g. {dc1 = 3, dc2 = 3}"
+    )
+    keyspace_options: str = Field(
+        "", description="appended to CREATE KEYSPACE, e.g. \"tablets = {'enabled': false}\" on ScyllaDB"
+    )
+    consistency: _CONSISTENCY = "LOCAL_QUORUM"
+    serial_consistency: Literal["LOCAL_SERIAL", "SERIAL"] = "LOCAL_SERIAL"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    tls: CqlTlsConfig = CqlTlsConfig()
+    protocol_version: Literal[4, 5] = Field(4, description="4: what ScyllaDB speaks; 5 only for Cassandra 4+")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds")
+    request_timeout: float = Field(10.0, gt=0, description="seconds per request (all its retries included)")
+    speculative_executions: int = Field(
+        0, ge=0, le=3, description="extra attempts of an idempotent request that has not answered in time (0: off)"
+    )
+    speculative_delay: float = Field(0.1, gt=0, description="seconds before a speculative attempt")
+    schema_agreement_wait: float = Field(30.0, gt=0, description="seconds a schema change waits for every node")
+
+    @model_validator(mode="after")
+    def _check(self) -> CqlConfig:
+        for point in self.contact_points:
+            host, sep, port = point.rpartition(":")
+            if sep and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+                raise ValueError(f"store.cql.contact_points: {point!r} is not HOST or HOST:PORT")
+        for dc, factor in self.datacenters.items():
+            if factor < 1:
+                raise ValueError(f"store.cql.datacenters.{dc}: at least one replica")
         return self
 
 
 class StoreConfig(Section):
-    """Where services keep their data. ``sqlite`` is embedded; distributed adapters plug in later."""
+    """Where services keep their data: ``sqlite`` (embedded, all-in-one) or ``cql`` (ScyllaDB, Cassandra)."""
 
-    backend: Literal["sqlite"] = "sqlite"
+    kind: Literal["sqlite", "cql"] = "sqlite"
     path: Path | None = Field(None, description="SQLite file; default {data_dir}/marquee.db")
+    cql: CqlConfig = CqlConfig()
+
+
+class RedisConfig(Section):
+    """The Redis server the distributed adapters share (bus, limits, shared state)."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// (TLS) URL, without a password")
+    password: SecretStr | None = None
+    key_prefix: str = Field("marquee:", pattern=r"^[A-Za-z0-9:._-]{0,64}$")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds")
+    ready_timeout: float = Field(30.0, ge=0, description="seconds to wait for Redis at start before giving up")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> RedisConfig:
+        if not self.url.startswith(("redis://", "rediss://")):
+            raise ValueError("redis.url must start with redis:// or rediss://")
+        if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("redis.url must not carry credentials: set redis.password (a secret) instead")
+        return self
 
 
 class BusConfig(Section):
-    backend: Literal["memory"] = "memory"
+    """The event bus: in process (one process only) or Redis Streams (every replica shares it)."""
+
+    kind: Literal["memory", "redis"] = "memory"
+    max_len: int = Field(100_000, gt=0, description="messages kept per topic")
+    max_attempts: int = Field(10, gt=0, description="deliveries of a message before it goes to the dead letters")
+
+
+class LimitsConfig(Section):
+    """Where rate-limit state lives: in process, or Redis (one budget across replicas)."""
+
+    kind: Literal["memory", "redis"] = "memory"
 
 
 class MetricsConfig(Section):
@@ -121,11 +258,31 @@ class PlatformConfig(BaseSettings):
     data_dir: Path = Path("data")
     auth: AuthConfig = AuthConfig()
     url_signing: UrlSigningConfig = UrlSigningConfig()
+    edge_fill: EdgeFillConfig = EdgeFillConfig()
+    geo: GeoConfig = GeoConfig()
     store: StoreConfig = StoreConfig()
     bus: BusConfig = BusConfig()
+    limits: LimitsConfig = LimitsConfig()
+    redis: RedisConfig = RedisConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    plans: tuple[Plan, ...] = Field(DEFAULT_PLANS, min_length=1, description="the subscription plans, in order")
+    addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description="service name -> gRPC address of the services this process calls (`marquee serve`); `marquee up`"
+        " fills in the ones it runs",
+    )
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_plans(self) -> PlatformConfig:
+        Plans(self.plans)  # unique ids
+        for name, address in self.addresses.items():
+            if not (_NAME.match(name) and is_address(address)):
+                raise ValueError(
+                    f"addresses.{name}: {address!r} is not host:port, IP:port,IP:port (replicas) or dns:///name:port"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,7 +1,8 @@
-"""Rate limiting as a port: the embedded adapter here; a Redis adapter (same algorithm) comes later.
+"""Rate limiting as a port, with an embedded adapter (one process) and a Redis adapter (every replica shares it).
 
 The algorithm is GCRA (the generic cell rate algorithm, as in redis-cell): one timestamp per key, smooth
-limiting with a burst allowance, and an exact retry-after for the caller.
+limiting with a burst allowance, and an exact retry-after for the caller. On Redis it is one Lua script, so a
+decision is atomic across replicas, and the clock is the Redis server's, so replicas' clocks do not matter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class Rate(BaseModel):
@@ -66,3 +70,43 @@ class InMemoryRateLimiter:
             while len(self._tat) > self._max_keys:
                 self._tat.popitem(last=False)
             return Decision(True, 0.0)
+
+
+class RateLimiterUnavailable(Exception):
+    """The shared limiter cannot be reached (callers answer UNAVAILABLE rather than let everything through)."""
+
+
+# KEYS[1]: the key; ARGV[1]: emission interval, ARGV[2]: burst tolerance (seconds). Returns {allowed, retry_after}
+# with retry_after as a string (Lua numbers become integers in replies). The key expires when its theoretical
+# arrival time passes, so idle keys cost nothing.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, string.format('%.6f', allow_at - now)}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1)
+return {1, '0'}
+"""
+
+
+class RedisRateLimiter:
+    """GCRA in Redis: one script call per decision, keys under ``prefix``."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "marquee:rl:") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._script = client.register_script(_GCRA)
+
+    async def hit(self, key: str, rate: Rate) -> Decision:
+        try:
+            allowed, retry_after = await self._script(keys=[self._prefix + key], args=[rate.interval, rate.tolerance])
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RateLimiterUnavailable(f"the rate limiter's redis is unreachable: {exc}") from exc
+        return Decision(bool(int(allowed)), float(retry_after))

@@ -19,9 +19,11 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import AccessTokens
 from services.common.config import ServerConfig
+from services.common.denylist import DenyList
 from services.common.interceptors import (
     AuthInterceptor,
     DeadlineInterceptor,
+    MalformedRequestInterceptor,
     ObservabilityInterceptor,
     RequestIdInterceptor,
 )
@@ -95,18 +97,23 @@ def build_server(
     services: Sequence[ServiceBinding],
     *,
     tokens: AccessTokens | None,
+    denylist: DenyList | None,
 ) -> tuple[Server, int]:
     """Create the server with the platform interceptors, health and reflection; bind it; do not start it.
 
-    ``tokens`` None means no authentication at all (only for servers whose every RPC is public)."""
+    ``tokens`` None means no authentication at all (only for servers whose every RPC is public); otherwise
+    ``denylist`` is the revocation list every authenticated call is checked against."""
     interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
         RequestIdInterceptor(),
         ObservabilityInterceptor(),
         DeadlineInterceptor(),
+        MalformedRequestInterceptor(),
     ]
     if tokens is not None:
+        if denylist is None:
+            raise ValueError("an authenticating server needs the deny list of revoked access tokens")
         public = frozenset().union(*(s.public_methods for s in services))
-        interceptors.append(AuthInterceptor(tokens, public))
+        interceptors.append(AuthInterceptor(tokens, denylist, public))
     else:
         for s in services:
             prefix = f"/{s.name}/"

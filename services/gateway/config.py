@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from services.common.config import Section
+from services.common.http import HEADER_READ_TIMEOUT
 
 # Headers a gRPC-web client sends that a browser asks permission for in its CORS preflight.
 DEFAULT_ALLOWED_HEADERS = (
@@ -25,6 +26,12 @@ class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0: a free port (8080 under marquee up)")
     public_url: str | None = Field(None, description="the URL people open; default http://{host}:{port}")
+    header_read_timeout: float = Field(
+        HEADER_READ_TIMEOUT,
+        gt=0,
+        description="seconds a client gets to send a whole request head (from connecting or its previous answer); "
+        "slower clients are disconnected (slowloris), as at the edges; idle keep-alive connections close after it",
+    )
 
 
 class LimitsConfig(Section):
@@ -58,7 +65,9 @@ class GatewayConfig(Section):
         default_factory=dict,
         description="gRPC service full name -> backend host:port; empty: every service the platform runs",
     )
-    static_dir: Path | None = Field(None, description="the built web player; default web/dist of the checkout")
+    static_dir: Path | None = Field(
+        None, description="the built web player; default web/dist of the checkout, or the one the wheel carries"
+    )
     immutable_paths: list[str] = Field(
         default_factory=lambda: ["/assets/"],
         description="URL prefixes of content-hashed files, cached for a year (Vite's assets directory)",

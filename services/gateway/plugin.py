@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 
 from services.gateway.config import GatewayConfig
-from services.gateway.routes import discover, marquee_services
 from services.gateway.server import create_server
-from services.platform.plugins import Endpoint, RunningService, ServicePlugin
+from services.platform.plugins import Endpoint, RunningService, ServicePlugin, running
 from services.platform.runtime import Runtime
 
 NAME = "gateway"
@@ -26,17 +25,10 @@ async def start(runtime: Runtime) -> RunningService:
     elif http.port == 0:
         http = http.model_copy(update={"port": HTTP_PORT})
     config = config.model_copy(update={"http": http})
-    known = marquee_services()  # also loads the descriptors the routes need
-    routes = dict(config.routes) or await discover(runtime.addresses.values(), known)
-    if routes:
-        log.info("gateway routes", extra={"routes": routes})
-    else:
-        log.warning("the gateway routes no service: no backend is running (see --only)")
-    gateway, _ = await create_server(config, runtime.deps.rate_limiter, routes)
-    return RunningService(
-        name=NAME,
-        endpoints=[Endpoint("player (open this)", f"{gateway.public_url}/", "http")],
-        stop=gateway.stop,
+    service = await create_server(config, runtime.deps)
+    await service.start()
+    return running(
+        service, config.http.host, [Endpoint("player (open this)", f"{service.gateway.public_url}/", "http")]
     )
 
 

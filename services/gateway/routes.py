@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import marquee.v1
+from services.common.targets import channel_target
 
 
 class UnknownService(ValueError):
@@ -65,7 +66,8 @@ class Routes:
                 ) from None
             channel = self._channels.get(address)
             if channel is None:
-                channel = grpc.aio.insecure_channel(address, options=list(channel_options))
+                target, balanced = channel_target(address)
+                channel = grpc.aio.insecure_channel(target, options=[*balanced, *channel_options])
                 self._channels[address] = channel
             for m in _methods(service, address):
                 self._routes[m.path] = Route(m, _multicallable(channel, m))
@@ -126,7 +128,8 @@ async def discover(addresses: Iterable[str], services: Iterable[str], timeout: f
 
     async def ask(address: str) -> list[str]:
         hosted = []
-        async with grpc.aio.insecure_channel(address) as channel:
+        target, balanced = channel_target(address)
+        async with grpc.aio.insecure_channel(target, options=balanced) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             for name in wanted:
                 try:

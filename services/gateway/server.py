@@ -11,22 +11,32 @@ Any other verb gets 405.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from services.common.http import HttpSite, start_site
-from services.common.ratelimit import RateLimiter
+from services.common.deps import Dependencies
+from services.common.http import HttpSite, bind_site
+from services.common.service import Service
 from services.gateway.config import GatewayConfig
 from services.gateway.cors import Cors
 from services.gateway.proxy import GrpcWebProxy
-from services.gateway.routes import Routes
+from services.gateway.routes import Routes, discover, marquee_services
 from services.gateway.static import StaticFiles
 
-# web/dist of the checkout this package lives in (the default static directory)
-CHECKOUT_WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+# The default static directory: web/dist beside the top-level packages, that is the checkout's build in a
+# development tree, and the copy the wheel carries (site-packages/web/dist) in an installed Marquee (the image).
+log = logging.getLogger("marquee.gateway")
+
+DEFAULT_WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+class GatewayService(Service):
+    """The gateway as a service: its HTTP endpoint stops with the gateway's own grace (see :meth:`Gateway.stop`)."""
+
+    gateway: Gateway
 
 
 @dataclass
@@ -66,7 +76,7 @@ class Gateway:
 
 def build_app(config: GatewayConfig, proxy: GrpcWebProxy) -> web.Application:
     cors = proxy.cors
-    static = StaticFiles(config.static_dir or CHECKOUT_WEB_DIST, config.immutable_paths)
+    static = StaticFiles(config.static_dir or DEFAULT_WEB_DIST, config.immutable_paths)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
@@ -79,25 +89,38 @@ def build_app(config: GatewayConfig, proxy: GrpcWebProxy) -> web.Application:
     return app
 
 
-async def create_server(
-    config: GatewayConfig, limiter: RateLimiter, routes: Mapping[str, str] | None = None
-) -> tuple[Gateway, int]:
-    """Start the gateway in front of ``routes`` (service full name -> backend address; default: the configured
-    ``routes``). The service descriptors must be loaded (their ``_pb2`` modules imported)."""
+async def create_server(config: GatewayConfig, deps: Dependencies) -> GatewayService:
+    """Build the gateway (not started) in front of its routes: the configured ``routes`` (service full name ->
+    backend address), or else the ``marquee.v1`` services found on the backends at ``deps.addresses``."""
+    known = marquee_services()  # also loads the descriptors the routes need
+    routes = dict(config.routes) or await discover(deps.addresses.values(), known)
+    if routes:
+        log.info("gateway routes", extra={"routes": routes})
+    else:
+        log.warning("the gateway routes no service: no backend address is known (addresses, or --only)")
     limits = config.limits
     table = Routes(
-        routes if routes is not None else config.routes,
+        routes,
         channel_options=[
             ("grpc.max_send_message_length", limits.max_message_bytes),
             ("grpc.max_receive_message_length", limits.max_response_message_bytes),
         ],
     )
-    proxy = GrpcWebProxy(table, limits, limiter, Cors(config.cors), trust_forwarded_for=config.trust_forwarded_for)
+    proxy = GrpcWebProxy(
+        table, limits, deps.rate_limiter, Cors(config.cors), trust_forwarded_for=config.trust_forwarded_for
+    )
     try:
-        site = await start_site(
-            lambda _: build_app(config, proxy), config.http.host, config.http.port, config.http.public_url
+        site = bind_site(
+            lambda _: build_app(config, proxy),
+            config.http.host,
+            config.http.port,
+            config.http.public_url,
+            header_read_timeout=config.http.header_read_timeout,
         )
     except BaseException:
         await table.close()
         raise
-    return Gateway(site, table, proxy, config.grace_period), site.port
+    gateway = Gateway(site, table, proxy, config.grace_period)
+    service = GatewayService("gateway", ports={"http": site.port}, on_start=[site.start], cleanups=[gateway.stop])
+    service.gateway = gateway
+    return service

@@ -1,6 +1,7 @@
 """The `marquee` command.
 
-    marquee up [--config FILE] [--data-dir DIR] [--ephemeral-ports] [--only NAME ...]
+    marquee up [--config FILE] [--data-dir DIR] [--ephemeral-ports] [--only NAME ...] [--verbose] [--log-format F]
+    marquee serve NAME [--ready-file FILE]   one service, as a container runs it
     marquee <service commands>   e.g. `marquee accounts create ...`, registered by services/<name>/cli.py
 
 A service adds commands by giving ``services/<name>/cli.py`` a ``register(subparsers)`` function; nothing here
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import services
-from services.common.config import ConfigError, PlatformConfig, load_config
+from services.common.config import ConfigError, CqlConfig, PlatformConfig, load_config
 from services.common.logs import configure_logging
+from services.platform.plugins import discover
 
 
 def platform_config(args: argparse.Namespace) -> PlatformConfig:
@@ -31,11 +33,33 @@ def platform_config(args: argparse.Namespace) -> PlatformConfig:
     return load_config(args.config, **overrides)
 
 
+def _with_store(config: PlatformConfig, kind: str | None, cql: str | None) -> PlatformConfig:
+    """``--store`` / ``--cql`` over the configured ``[store]``."""
+    store = config.store
+    if kind:
+        store = store.model_copy(update={"kind": kind})
+    if cql and cql != "local":
+        points = {**store.cql.model_dump(), "contact_points": cql.split(",")}
+        store = store.model_copy(update={"kind": "cql", "cql": CqlConfig.model_validate(points)})
+    return config.model_copy(update={"store": store})
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
+    from services.common.store.port import StoreError
     from services.platform import supervisor
 
-    config = platform_config(args)
-    configure_logging(config.logging.level, config.logging.format)
+    config = _with_store(platform_config(args), args.store, args.cql)
+    log_file = config.data_dir / "logs" / "marquee.log"
+    if args.verbose or args.log_format:
+        configure_logging(config.logging.level, args.log_format or "text", file=log_file)
+    else:
+        configure_logging(config.logging.level, config.logging.format, file=log_file, console="calm")
+    node = None
+    if args.cql == "local":  # a Cassandra node of our own under the data directory, for as long as we run
+        from services.common.store.cassandra_node import local_node
+
+        print("starting a local Cassandra node (about 30 s; its data stays in the data directory)", flush=True)
+        node, config = local_node(config)
     try:
         asyncio.run(
             supervisor.run(
@@ -43,13 +67,40 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 ephemeral_ports=args.ephemeral_ports,
                 ready_file=args.ready_file,
                 only=set(args.only) if args.only else None,
+                log_file=log_file,
             )
         )
-    except supervisor.StartupError as exc:
+    except (supervisor.StartupError, StoreError) as exc:
         print(f"marquee up: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a port taken by another process (another `marquee up`?)
         print(f"marquee up: {exc.strerror or exc} (is another marquee up running on these ports?)", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.stop()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """One service, as a container runs it: every log line to stderr (JSON by default), ports from the
+    configuration (each service's default when 0), the services it calls at ``[addresses]``."""
+    from services.common.store.port import StoreError
+    from services.platform import supervisor
+
+    names = [p.name for p in discover()]
+    if args.name not in names:
+        print(f"marquee serve: there is no service {args.name!r} (services: {', '.join(names)})", file=sys.stderr)
+        return 2
+    config = _with_store(platform_config(args), args.store, args.cql)
+    configure_logging(config.logging.level, config.logging.format)
+    try:
+        asyncio.run(supervisor.run(config, ready_file=args.ready_file, only={args.name}))
+    except (supervisor.StartupError, StoreError) as exc:
+        print(f"marquee serve {args.name}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"marquee serve {args.name}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -79,7 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ephemeral-ports", action="store_true", help="bind every service to a free port")
     up.add_argument("--ready-file", type=Path, default=None, help="write the endpoints here as JSON when up")
     up.add_argument("--only", nargs="*", default=None, help="start only these services")
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream every log line to the terminal too (default: only progress, warnings and errors)",
+    )
+    up.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="stream every log line to the terminal in this format",
+    )
+    up.add_argument("--store", choices=("sqlite", "cql"), default=None, help="override [store] kind")
+    up.add_argument(
+        "--cql",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help="run on this CQL cluster (implies --store cql); 'local' starts a Cassandra node in the data directory",
+    )
     up.set_defaults(func=_cmd_up)
+    serve = sub.add_parser(
+        "serve",
+        help="run one service in this process (what a container runs); the services it calls are at [addresses]",
+    )
+    serve.add_argument("name", help="the service: " + ", ".join(p.name for p in discover()))
+    serve.add_argument("--ready-file", type=Path, default=None, help="write the endpoints here as JSON when up")
+    serve.add_argument("--store", choices=("sqlite", "cql"), default=None, help="override [store] kind")
+    serve.add_argument("--cql", default=None, metavar="HOST:PORT[,...]", help="the CQL cluster's contact points")
+    serve.set_defaults(func=_cmd_serve)
+    from services.platform import storage  # migrate, copy (imports this module: registered once it is loaded)
+
+    storage.register(sub)
     for module in _service_cli_modules():
         register = getattr(module, "register", None)
         if register is not None and module.__name__ != __name__:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from services.common.service import Service
+
 if TYPE_CHECKING:
     from services.platform.runtime import Runtime
 
@@ -39,6 +41,18 @@ class RunningService:
     stop: Callable[[], Awaitable[None]]
     grpc_address: str | None = None
     health_services: tuple[str, ...] = ()
+
+
+def running(service: Service, host: str, endpoints: list[Endpoint]) -> RunningService:
+    """The platform's record of a started :class:`Service` listening on ``host``."""
+    grpc_address = f"{host}:{service.grpc_port}" if service.grpc is not None else None
+    return RunningService(
+        name=service.name,
+        endpoints=endpoints,
+        stop=service.stop,
+        grpc_address=grpc_address,
+        health_services=service.health_services,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ class PlaybackConfig(Section):
     http: ManifestHttpConfig = ManifestHttpConfig()
     origin: Path | None = Field(None, description="origin store root (media descriptions); default {data_dir}/origin")
     heartbeat_interval: float = Field(10.0, gt=0, description="seconds between UpdatePosition calls")
-    session_timeout: float = Field(45.0, gt=0, description="a session without heartbeat this long ends")
+    session_timeout: float = Field(
+        45.0, gt=0, description="a session without heartbeat this long ends, and its signed URLs with it"
+    )
     finished_fraction: float = Field(0.95, gt=0, le=1.0, description="watched share at which a title is finished")
-    token_ttl: int = Field(6 * 3600, gt=0, description="seconds the session's signed URLs stay valid")
     max_page_size: int = Field(100, ge=1, le=1000)

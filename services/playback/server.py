@@ -1,50 +1,54 @@
-"""``create_server``: PlaybackService (gRPC) and the per-session manifests (HTTP)."""
+"""``create_server``: PlaybackService (gRPC), the per-session manifests (HTTP), and the follower of
+``accounts.revoked`` that ends the playback sessions of revoked access tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 import grpc
-from pydantic import SecretStr
 
-from marquee.native import TokenKeyring
-from marquee.v1 import catalog_pb2_grpc, playback_pb2_grpc, steering_pb2_grpc
+from marquee.v1 import accounts_pb2, catalog_pb2_grpc, playback_pb2_grpc, steering_pb2_grpc
+from services.common import urltokens
 from services.common.auth import ServiceToken
+from services.common.bus.consume import follow_topic
+from services.common.bus.port import EventBus
 from services.common.client import connect
-from services.common.config import UrlSigningConfig
 from services.common.deps import Dependencies
-from services.common.http import HttpSite
-from services.common.server import Server, ServiceBinding, build_server
+from services.common.names import NamePattern
+from services.common.server import ServiceBinding, build_server
+from services.common.service import Service
+from services.common.topics import ACCOUNTS_REVOKED
 from services.playback.config import PlaybackConfig
-from services.playback.manifests import start_manifests
+from services.playback.manifests import bind_manifests
 from services.playback.media import MediaLibrary
 from services.playback.schema import SCHEMA
 from services.playback.servicer import SERVICE_NAME, PlanLimits, PlaybackServicer
 
-
-def url_keyring(signing: UrlSigningConfig) -> TokenKeyring:
-    keys: Mapping[str, SecretStr] = signing.keys
-    return TokenKeyring({kid: s.get_secret_value().encode() for kid, s in keys.items()}, signing.signing_kid)
+ACCOUNT = NamePattern("accounts/{account}")
 
 
-async def create_server(
-    config: PlaybackConfig,
-    deps: Dependencies,
-    *,
-    origin: Path,
-    catalog_address: str,
-    steering_address: str,
-    plans: dict[str, PlanLimits],
-    url_signing: UrlSigningConfig,
-) -> tuple[Server, int, HttpSite]:
-    """Build the gRPC server (not started) and start the manifest endpoint; stopping the server stops both."""
+async def follow_account_revocations(servicer: PlaybackServicer, bus: EventBus) -> None:
+    """Ends the playback sessions whose access tokens the accounts service revoked (sign-out, every session
+    revoked, password changed, account deleted): their signed URLs are revoked at the edges with them. One
+    consumer group for every replica: ending a session is a store write any of them can make."""
+
+    async def revoked(event: accounts_pb2.AccessRevokedEvent) -> None:
+        account_id = ACCOUNT.parse(event.account, "account")["account"]
+        await servicer.end_revoked(account_id, event.session, event.revoke_time.ToMicroseconds())
+
+    await follow_topic(
+        bus, ACCOUNTS_REVOKED, "playback-revocations", "playback", accounts_pb2.AccessRevokedEvent, revoked
+    )
+
+
+async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
+    """Build the service (not started): the gRPC server and the manifest endpoint bound, channels to the catalog
+    and steering (at ``deps.addresses``) open; the follower of account revocations runs once it starts."""
     await deps.store.migrate(SCHEMA)
-    media = MediaLibrary(origin)
-    keys = url_keyring(url_signing)
-    manifests = await start_manifests(deps.store, media, keys, config.http)
-    catalog_channel: grpc.aio.Channel = connect(catalog_address)
-    steering_channel: grpc.aio.Channel = connect(steering_address)
+    media = MediaLibrary(config.origin or deps.data_dir / "origin")
+    keys = urltokens.keyring(deps.url_signing)
+    manifests = bind_manifests(deps.store, media, keys, config.http, deps.geo)
+    catalog_channel: grpc.aio.Channel = connect(deps.address("catalog"))
+    steering_channel: grpc.aio.Channel = connect(deps.address("steering"))
+    plans = {p.id: PlanLimits(p.max_concurrent_streams, p.max_resolution_height) for p in deps.plans}
     servicer = PlaybackServicer(
         config,
         deps.store,
@@ -57,21 +61,28 @@ async def create_server(
         plans,
         lambda: manifests.public_url,
         deps.page_tokens,
+        deps.geo,
     )
     binding = ServiceBinding(
         name=SERVICE_NAME,
         add_to_server=lambda server: playback_pb2_grpc.add_PlaybackServiceServicer_to_server(servicer, server),
     )
-    try:
-        server, port = build_server(config.server, [binding], tokens=deps.tokens)
-    except Exception:
-        await manifests.stop()
-        raise
 
-    async def close() -> None:
-        await manifests.stop()
+    async def close_channels() -> None:
         await catalog_channel.close(None)
         await steering_channel.close(None)
 
-    server.add_on_stop(close)
-    return server, port, manifests
+    try:
+        server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    except Exception:
+        await manifests.stop()
+        await close_channels()
+        raise
+    return Service(
+        "playback",
+        grpc=server,
+        grpc_port=port,
+        sites=[("http", manifests)],
+        background=[("revocations", lambda: follow_account_revocations(servicer, deps.bus))],
+        cleanups=[close_channels],
+    )

@@ -8,8 +8,8 @@ import asyncio
 import json
 from typing import Any
 
-from services.common.store.sqlite import SqliteStore
 from services.platform.cli import platform_config
+from services.platform.runtime import platform_store
 from services.recommendations.config import RecommendationsConfig
 from services.recommendations.training import train
 
@@ -21,7 +21,7 @@ def _cmd(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"seed": args.seed})
 
     async def go() -> int:
-        store = SqliteStore(platform.sqlite_path)
+        store = platform_store(platform)
         try:
             outcome = await train(store, config)
         finally:

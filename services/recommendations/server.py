@@ -12,9 +12,9 @@ from services.catalog.schema import TITLES
 from services.common.bus.consume import follow_topic
 from services.common.deps import Dependencies
 from services.common.ids import new_id
-from services.common.server import Server, ServiceBinding, build_server
+from services.common.server import ServiceBinding, build_server
+from services.common.service import Service
 from services.common.store.port import Store
-from services.common.tasks import cancel_all
 from services.common.topics import CATALOG_TITLE
 from services.recommendations.config import RecommendationsConfig
 from services.recommendations.model import ServingModel
@@ -84,8 +84,15 @@ async def _reload_loop(models: Models) -> None:
             log.exception("recommendations: could not reload the model")
 
 
-async def create_server(config: RecommendationsConfig, deps: Dependencies) -> tuple[Server, int, Models]:
-    """Build the server (not started): the stored model loaded, consumers and training running."""
+class RecommendationsService(Service):
+    """The recommendations service, with its models (tests look into them)."""
+
+    models: Models
+
+
+async def create_server(config: RecommendationsConfig, deps: Dependencies) -> RecommendationsService:
+    """Build the service (not started) with the stored model loaded; the signal consumers, the model reloader and
+    the training loop run once it starts."""
     await deps.store.migrate(CATALOG_SCHEMA)  # the titles it reads (new titles join from their features)
     await deps.store.migrate(SCHEMA)
     models = Models(deps.store)
@@ -95,24 +102,12 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> tu
         if not event.deleted:
             await models.add_title(TITLE.parse(event.title, "title")["title"])
 
-    tasks = [
-        *follow(Signals(deps.store), deps.bus),
-        asyncio.create_task(
-            follow_topic(
-                deps.bus,
-                CATALOG_TITLE,
-                f"recommendations-{new_id()}",
-                "titles",
-                catalog_pb2.TitleChangedEvent,
-                title_changed,
-            ),
-            name="recommendations-titles",
-        ),
-        asyncio.create_task(_training_loop(config, deps.store, models), name="recommendations-training"),
-        asyncio.create_task(_reload_loop(models), name="recommendations-reload"),
-    ]
+    async def follow_titles() -> None:
+        group = f"recommendations-{new_id()}"
+        await follow_topic(deps.bus, CATALOG_TITLE, group, "titles", catalog_pb2.TitleChangedEvent, title_changed)
+
     servicer = RecommendationServicer(
-        config, deps.store, lambda: models.model, lambda: models.trained_time, deps.page_tokens
+        config, deps.store, lambda: models.model, lambda: models.trained_time, deps.page_tokens, deps.geo
     )
     binding = ServiceBinding(
         name=SERVICE_NAME,
@@ -120,7 +115,18 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> tu
             servicer, server
         ),
     )
-    server, port = build_server(config.server, [binding], tokens=deps.tokens)
-
-    server.add_on_stop(lambda: cancel_all(tasks))
-    return server, port, models
+    server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    signals = Signals(deps.store)
+    service = RecommendationsService(
+        "recommendations",
+        grpc=server,
+        grpc_port=port,
+        background=[
+            *((f"signals-{i}", run) for i, run in enumerate(follow(signals, deps.bus))),
+            ("titles", follow_titles),
+            ("training", lambda: _training_loop(config, deps.store, models)),
+            ("reload", lambda: _reload_loop(models)),
+        ],
+    )
+    service.models = models
+    return service

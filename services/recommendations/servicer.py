@@ -11,10 +11,12 @@ import grpc
 
 from marquee.v1 import recommendations_pb2 as pb
 from marquee.v1 import recommendations_pb2_grpc
-from services.common.auth import require_profile
+from services.common.auth import current_principal, require_profile
 from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.geo import Geo
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
+from services.common.peer import caller_address
 from services.common.store.port import MAX_QUERY_LIMIT, Store
 from services.recommendations import ranking
 from services.recommendations.config import RecommendationsConfig
@@ -43,8 +45,10 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         model: Callable[[], ServingModel | None],
         trained_time: Callable[[], int],
         page_tokens: PageTokens,
+        geo: Geo,
     ) -> None:
         self._config = config
+        self._geo = geo
         self._store = store
         self._model = model
         self._trained_time = trained_time
@@ -59,13 +63,16 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
             raise Unavailable("the recommendation model is not trained yet; retry shortly", reason="MODEL_NOT_READY")
         return model
 
-    @staticmethod
-    def _region(region: str) -> str:
-        if region and not REGION.match(region):
+    def _region(self, hint: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The caller's region from its address (services/common/geo.py). The request's ``region`` is checked for
+        form and believed only from an admin (a service or an operator asking for a region's rows)."""
+        if hint and not REGION.match(hint):
             raise InvalidArgument(
-                f"region must be an ISO 3166-1 alpha-2 code such as US (got {region!r})", field_name="region"
+                f"region must be an ISO 3166-1 alpha-2 code such as US (got {hint!r})", field_name="region"
             )
-        return region
+        if hint and current_principal().is_admin:
+            return hint
+        return self._geo.region(caller_address(context, self._geo))
 
     async def _precomputed(self, profile_id: str, model: ServingModel) -> list[Candidate]:
         """The profile's stored list, kept in a bounded cache until the next model (lists change only then)."""
@@ -142,7 +149,7 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
     async def GetRecommendations(
         self, request: pb.GetRecommendationsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetRecommendationsResponse:
-        region = self._region(request.region)
+        region = self._region(request.region, context)
         size = page_size(request.page_size, default=self._config.default_page_size, maximum=self._config.max_page_size)
         model = self._serving()
         ctx, base = await self._context(request.parent, region, model)
@@ -164,7 +171,7 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
     async def ListRecommendationRows(
         self, request: pb.ListRecommendationRowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListRecommendationRowsResponse:
-        region = self._region(request.region)
+        region = self._region(request.region, context)
         if not 0 <= request.max_rows <= MAX_ROWS:
             raise InvalidArgument(f"max_rows must be 0..{MAX_ROWS} (0: 4)", field_name="max_rows")
         if not 0 <= request.items_per_row <= MAX_ITEMS_PER_ROW:

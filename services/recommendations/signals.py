@@ -12,9 +12,9 @@ profile's listing row, so the batch job finds the profile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -96,14 +96,15 @@ class Signals:
         )
 
 
-def follow(signals: Signals, bus: EventBus) -> list[asyncio.Task[None]]:
-    def task(topic: str, event_type: type, handle: Callable[..., Awaitable[None]]) -> asyncio.Task[None]:
-        return asyncio.create_task(
-            follow_topic(bus, topic, GROUP, "signals", event_type, handle), name=f"recommendations-{topic}"
-        )
+def follow(signals: Signals, bus: EventBus) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """The consumers of the signals, to run as background tasks (one group for every replica: each event is
+    logged once)."""
+
+    def consumer(topic: str, event_type: type, handle: Callable[..., Awaitable[None]]) -> Callable[[], Any]:
+        return lambda: follow_topic(bus, topic, GROUP, "signals", event_type, handle)
 
     return [
-        task(PLAYBACK_UPDATE, playback_pb2.PlaybackUpdateEvent, signals.on_update),
-        task(PLAYBACK_VIEWED, playback_pb2.VideoViewedEvent, signals.on_viewed),
-        task(CATALOG_RATING, catalog_pb2.TitleRatedEvent, signals.on_rating),
+        consumer(PLAYBACK_UPDATE, playback_pb2.PlaybackUpdateEvent, signals.on_update),
+        consumer(PLAYBACK_VIEWED, playback_pb2.VideoViewedEvent, signals.on_viewed),
+        consumer(CATALOG_RATING, catalog_pb2.TitleRatedEvent, signals.on_rating),
     ]

@@ -25,7 +25,8 @@ from services.common.deps import Dependencies
 from services.common.movielens import MovieLens, load
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
-from services.common.store.sqlite import SqliteStore
+from services.common.store.port import Store
+from tests.cql import open_test_store
 
 AUTH = AuthConfig(keys={"k1": SecretStr("catalog-test-key-0123456789abcdef0123")}, signing_kid="k1")
 TOKENS = AccessTokens(AUTH)
@@ -55,21 +56,23 @@ class Catalog:
     stub: Any
     view: CatalogView
     bus: InMemoryBus
-    store: SqliteStore
+    store: Store
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path, movielens: MovieLens) -> AsyncIterator[Catalog]:
-    store = SqliteStore(tmp_path / "catalog.db")
+async def catalog(
+    tmp_path: Path, movielens: MovieLens, store_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Catalog]:
+    store = await open_test_store(store_kind, tmp_path, request, "catalog")
     bus = InMemoryBus()
     await store.migrate(SCHEMA)
     await import_demo_catalog(store, MEDIA_IDS, movielens)
     deps = Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"catalog-pages"))
     config = CatalogConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1))
-    server, port, view = await create_server(config, deps)
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield Catalog(catalog_pb2_grpc.CatalogServiceStub(channel), view, bus, store)
-    await server.stop()
+    service = await create_server(config, deps)
+    await service.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        yield Catalog(catalog_pb2_grpc.CatalogServiceStub(channel), service.view, bus, store)
+    await service.stop()
     await bus.close()
     await store.close()

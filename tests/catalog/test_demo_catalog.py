@@ -16,16 +16,16 @@ from services.catalog.importer import import_demo_catalog
 from services.catalog.schema import IMPORTS, MEDIA, SCHEMA, TITLES, TITLES_BY_MEDIA
 from services.common.bus.memory import InMemoryBus
 from services.common.movielens import MovieLens, split_title
-from services.common.store.port import Row
-from services.common.store.sqlite import SqliteStore
+from services.common.store.port import Row, Store
 from services.common.topics import ENCODING_DONE
+from tests.cql import open_test_store
 
 MEDIA_IDS = ("big-buck-bunny", "bikes", "test-pattern", "counter-pattern")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "catalog.db")
+async def store(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    s = await open_test_store(store_kind, tmp_path, request, "catalog")
     await s.migrate(SCHEMA)
     yield s
     await s.close()
@@ -103,7 +103,7 @@ def test_slugs_are_valid_resource_ids() -> None:
     assert len(slug("x" * 200)) == 50
 
 
-async def _titles_of(store: SqliteStore, media_id: str) -> list[Row]:
+async def _titles_of(store: Store, media_id: str) -> list[Row]:
     links = await store.query(TITLES_BY_MEDIA, {"media_id": media_id}, limit=5000)
     rows = [await store.get(TITLES, {"title_id": link["title_id"]}) for link in links.rows]
     return [r for r in rows if r is not None]
@@ -115,7 +115,7 @@ def _done(media_id: str) -> bytes:
     ).SerializeToString()
 
 
-async def test_import_is_once_and_links_every_title(store: SqliteStore, movielens: MovieLens) -> None:
+async def test_import_is_once_and_links_every_title(store: Store, movielens: MovieLens) -> None:
     assert await import_demo_catalog(store, MEDIA_IDS, movielens) == 1682
     assert await import_demo_catalog(store, MEDIA_IDS, movielens) == 0
     assert (await store.get(IMPORTS, {"source": "movielens-100k"}) or {})["titles"] == 1682
@@ -125,7 +125,7 @@ async def test_import_is_once_and_links_every_title(store: SqliteStore, movielen
     assert not any(t["playable"] for titles in per_media for t in titles)
 
 
-async def test_encoding_done_makes_the_titles_of_that_asset_playable(store: SqliteStore, movielens: MovieLens) -> None:
+async def test_encoding_done_makes_the_titles_of_that_asset_playable(store: Store, movielens: MovieLens) -> None:
     bus = InMemoryBus()
     availability = Availability(store)
     # an asset finished before the catalog was imported: the import picks it up

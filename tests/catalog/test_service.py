@@ -257,7 +257,7 @@ async def test_reviews_newest_first_paged_and_hidden_after_reports(catalog: Cata
     parent = "titles/casablanca-1942"
     names = []
     for i in range(7):
-        review = pb.Review(text=f"Review number {i}", stars=4, author_display_name=f"Critic {i}")
+        review = pb.Review(text=f"Review number {i}")
         created = await catalog.stub.CreateReview(
             pb.CreateReviewRequest(parent=parent, review=review), metadata=profile(i)
         )
@@ -276,7 +276,7 @@ async def test_reviews_newest_first_paged_and_hidden_after_reports(catalog: Cata
     assert texts == [f"Review number {i}" for i in reversed(range(7))]
     target = names[3]
     states = []
-    for reporter in (10, 11, 11, 12):  # one report per profile: 11's second report does not count
+    for reporter in (10, 11, 11, 12):  # one report per account: 11's second report does not count
         reply = await catalog.stub.ReportReview(
             pb.ReportReviewRequest(name=target, reason="spoilers"), metadata=profile(reporter)
         )
@@ -380,13 +380,15 @@ async def test_encoding_done_makes_titles_playable_in_browse(catalog: Catalog) -
     assert found.results and all(r.title.playable for r in found.results)
 
 
-async def test_a_crash_between_rating_and_summary_is_repaired_at_start(tmp_path: Path) -> None:
+async def test_a_crash_between_rating_and_summary_is_repaired_at_start(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
     from services.catalog.ratings import Ratings
     from services.catalog.schema import PENDING_TITLES, RATING_OPS, RATINGS, SCHEMA, bucket_of
     from services.common.bus.memory import InMemoryBus
-    from services.common.store.sqlite import SqliteStore
+    from tests.cql import open_test_store
 
-    store = SqliteStore(tmp_path / "crash.db")
+    store = await open_test_store(store_kind, tmp_path, request, "crash")
     await store.migrate(SCHEMA)
     ratings = Ratings(store, InMemoryBus())
     await ratings.rate("fargo-1996", "p1", "a1", 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pydantic import SecretStr
 
 from services.common.auth import AccessTokens, current_principal
 from services.common.config import AuthConfig, ServerConfig
+from services.common.denylist import InMemoryDenyList
 from services.common.errors import NotFound, error_info
 from services.common.metrics import start_metrics_endpoint
 from services.common.server import Server, ServiceBinding, build_server
@@ -79,7 +81,10 @@ def auth_config() -> AuthConfig:
 async def running(auth_config: AuthConfig) -> AsyncIterator[tuple[Server, grpc.aio.Channel, _Probe]]:
     probe = _Probe()
     server, port = build_server(
-        ServerConfig(port=0, drain_delay=0), [_binding(probe)], tokens=AccessTokens(auth_config)
+        ServerConfig(port=0, drain_delay=0),
+        [_binding(probe)],
+        tokens=AccessTokens(auth_config),
+        denylist=InMemoryDenyList(),
     )
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -158,6 +163,21 @@ async def test_auth_expired_forged_and_unknown_key(
     assert await _call(channel, "WhoAmI")(b"", metadata=_bearer(good)) == b"acc1"
 
 
+async def test_access_log_names_the_caller(
+    running: tuple[Server, grpc.aio.Channel, _Probe], auth_config: AuthConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every access-log line of an authenticated call carries its account and profile (they were null before: the
+    auth interceptor's identity was gone by the time the outer interceptor logged)."""
+    _, channel, _ = running
+    token = AccessTokens(auth_config).issue("acc1", profile_id="prof1").token
+    with caplog.at_level(logging.INFO, logger="marquee.access"):
+        await _call(channel, "WhoAmI")(b"", metadata=_bearer(token))
+        await _call(channel, "Public")(b"")
+    lines = {r.method: r for r in caplog.records if r.name == "marquee.access"}  # type: ignore[attr-defined]
+    assert (lines[f"/{SERVICE}/WhoAmI"].account, lines[f"/{SERVICE}/WhoAmI"].profile) == ("acc1", "prof1")  # type: ignore[attr-defined]
+    assert (lines[f"/{SERVICE}/Public"].account, lines[f"/{SERVICE}/Public"].profile) == (None, None)  # type: ignore[attr-defined]
+
+
 async def _expect_error(
     channel: grpc.aio.Channel, method: str, metadata: tuple[tuple[str, str], ...] = ()
 ) -> grpc.aio.AioRpcError:
@@ -208,7 +228,10 @@ async def test_deadline_exceeded_on_slow_handler(
 async def test_graceful_shutdown_health_first_inflight_finishes(auth_config: AuthConfig) -> None:
     probe = _Probe()
     server, port = build_server(
-        ServerConfig(port=0, drain_delay=0.5), [_binding(probe)], tokens=AccessTokens(auth_config)
+        ServerConfig(port=0, drain_delay=0.5),
+        [_binding(probe)],
+        tokens=AccessTokens(auth_config),
+        denylist=InMemoryDenyList(),
     )
     await server.start()
     md = _bearer(AccessTokens(auth_config).issue("acc1").token)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,13 @@ from services.common.deps import Dependencies
 from services.common.errors import error_info
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
-from services.common.server import Server
-from services.common.store.sqlite import SqliteStore
+from services.common.service import Service
+from services.common.store.port import Store
 from services.common.topics import ENCODING_DONE
 from services.encoder import schema
 from services.encoder.config import EncoderConfig
 from services.encoder.server import create_server
+from tests.cql import open_test_store
 from tests.encoder.conftest import make_source
 
 AUTH = AuthConfig(keys={"k1": SecretStr("encoder-test-key-0123456789abcdef0123")}, signing_kid="k1")
@@ -35,32 +39,34 @@ S = encoding_pb2
 
 
 class Harness:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, store: Store) -> None:
         self.tmp = tmp
         self.origin = tmp / "origin"
-        self.store = SqliteStore(tmp / "enc.db")
+        self.store = store
         self.bus = InMemoryBus()
-        self.server: Server | None = None
+        self.service: Service | None = None
         self.channel: grpc.aio.Channel | None = None
         self.stub: Any = None
 
     def deps(self) -> Dependencies:
-        return Dependencies(self.store, self.bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"k"))
+        return Dependencies(
+            self.store, self.bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"k"), data_dir=self.tmp
+        )
 
     async def start(self, workers: int = 1) -> None:
         config = EncoderConfig(
             server=ServerConfig(port=0, drain_delay=0, grace_period=1), workers=workers, preset="ultrafast"
         )
-        self.server, port = await create_server(config, self.deps(), self.origin)
-        await self.server.start()
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.service = await create_server(config, self.deps())
+        await self.service.start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.service.grpc_port}")
         self.stub = encoding_pb2_grpc.EncodingServiceStub(self.channel)
 
     async def stop(self) -> None:
         if self.channel is not None:
             await self.channel.close(None)
-        if self.server is not None:
-            await self.server.stop(0, drain=0)
+        if self.service is not None:
+            await self.service.stop(0, drain=0)
 
     async def submit(self, source: Path, title: str, priority: int = 0, request_id: str = "") -> S.EncodingJob:
         resp = await self.stub.CreateEncodingJob(
@@ -84,8 +90,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(tmp_path)
+async def harness(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path, await open_test_store(store_kind, tmp_path, request, "enc"))
     await h.start()
     yield h
     await h.stop()
@@ -171,8 +177,10 @@ async def test_bad_source_fails_with_a_reason(harness: Harness, tmp_path: Path) 
     assert not (harness.origin / "bad").exists()
 
 
-async def test_restart_redoes_an_interrupted_job_once(tmp_path: Path, small_source: Path) -> None:
-    h = Harness(tmp_path)
+async def test_restart_redoes_an_interrupted_job_once(
+    tmp_path: Path, small_source: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    h = Harness(tmp_path, await open_test_store(store_kind, tmp_path, request, "enc"))
     await h.store.migrate(schema.SCHEMA)
     from services.encoder.jobs import Jobs
 
@@ -192,6 +200,21 @@ async def test_restart_redoes_an_interrupted_job_once(tmp_path: Path, small_sour
         await h.stop()
         await h.bus.close()
         await h.store.close()
+
+
+async def test_ctrl_c_in_the_terminal_does_not_fail_a_running_encode(harness: Harness, small_source: Path) -> None:
+    """A terminal's Ctrl-C reaches the worker process too (same process group): it used to die of it with a
+    KeyboardInterrupt and fail its job while `marquee up` was shutting down gracefully."""
+    job = await harness.submit(small_source, "sigint")
+    workers: list[multiprocessing.process.BaseProcess] = []
+    while not workers:  # the scheduler starts the worker process right after claiming the job
+        workers = [p for p in multiprocessing.active_children() if p.name.startswith("encode-") and p.pid]
+        await asyncio.sleep(0.01)
+    for process in workers:
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGINT)
+    final = await harness.wait(job.name)
+    assert final.state == S.ENCODING_JOB_STATE_SUCCEEDED, final.error
 
 
 async def test_admin_only_and_bad_input(harness: Harness, small_source: Path) -> None:

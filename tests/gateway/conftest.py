@@ -13,10 +13,10 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 
-from services.common.ratelimit import InMemoryRateLimiter
 from services.gateway.config import GatewayConfig, HttpConfig, LimitsConfig
 from services.gateway.server import Gateway, create_server
 from tests.gateway import grpcweb
+from tests.gateway.deps import gateway_deps
 from tests.gateway.probe import SERVICE, start_probe
 
 PROBE = f"/{SERVICE}"
@@ -52,12 +52,13 @@ def config(static_dir: Path | None = None, **limits: Any) -> GatewayConfig:
 async def start_gateway(
     gateway_config: GatewayConfig, routes: Mapping[str, str], backend: str = ""
 ) -> AsyncIterator[Running]:
-    gateway, _ = await create_server(gateway_config, InMemoryRateLimiter(), routes)
+    service = await create_server(gateway_config.model_copy(update={"routes": dict(routes)}), gateway_deps())
+    await service.start()
     try:
         async with aiohttp.ClientSession() as session:
-            yield Running(gateway, session, backend)
+            yield Running(service.gateway, session, backend)
     finally:
-        await gateway.stop()
+        await service.stop()
 
 
 @pytest.fixture

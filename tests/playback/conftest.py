@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig
+from edge.config import DataPlaneConfig, DirUpstream, EdgeGeoConfig, EdgeNodeConfig
 from edge.node import EdgeNode
 from marquee.v1 import (
     catalog_pb2,
@@ -27,22 +28,29 @@ from services.catalog.config import CatalogConfig, DemoCatalogConfig
 from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
-from services.common.config import ServerConfig, load_config
+from services.common.config import GeoConfig, ServerConfig, load_config
 from services.common.deps import Dependencies
+from services.common.geo import Geo
 from services.common.paging import PageTokens
+from services.common.plans import Plan, Plans
 from services.common.ratelimit import InMemoryRateLimiter
-from services.common.store.sqlite import SqliteStore
+from services.common.store.port import Store
 from services.common.topics import ENCODING_DONE
 from services.platform.runtime import local_config
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from services.playback.server import create_server as create_playback
-from services.playback.servicer import PlanLimits
 from services.steering.config import HttpConfig, SteeringConfig
 from services.steering.server import create_server as create_steering
 from services.steering.steerer import Steering
+from tests.cql import open_test_store
 from tests.edge.conftest import TITLE, origin  # noqa: F401 - the session fixture with a really encoded title
 
-PLANS = {"basic": PlanLimits(1, 360), "premium": PlanLimits(2, 2160)}
+PLANS = Plans(
+    [
+        Plan(id="basic", display_name="Basic", max_concurrent_streams=1, max_resolution_height=360, max_devices=2),
+        Plan(id="premium", display_name="Premium", max_concurrent_streams=2, max_resolution_height=2160, max_devices=9),
+    ]
+)
 
 
 @dataclass
@@ -53,7 +61,7 @@ class Playback:
     tokens: AccessTokens
     admin: tuple[tuple[str, str], ...]
     edge: EdgeNode
-    store: SqliteStore
+    store: Store
     bus: InMemoryBus
     steering_state: Steering
 
@@ -80,35 +88,73 @@ def playback_config() -> PlaybackConfig:
 
 
 @pytest.fixture
-async def playback(tmp_path: Path, origin: Path, playback_config: PlaybackConfig) -> AsyncIterator[Playback]:  # noqa: F811
+def geo_config() -> GeoConfig:
+    return GeoConfig()
+
+
+@pytest.fixture
+async def playback(
+    tmp_path: Path,
+    origin: Path,  # noqa: F811
+    playback_config: PlaybackConfig,
+    geo_config: GeoConfig,
+    store_kind: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Playback]:
+    store = await open_test_store(store_kind, tmp_path, request, "all")
+    try:
+        async with playback_stack(tmp_path, origin, playback_config, store, geo_config) as p:
+            yield p
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def playback_stack(
+    tmp_path: Path,
+    origin: Path,  # noqa: F811
+    playback_config: PlaybackConfig,
+    store: Store,
+    geo_config: GeoConfig | None = None,
+) -> AsyncIterator[Playback]:
+    """Catalog, steering, playback and an edge on ``store``, with the encoded title playable."""
+    geo_config = geo_config or GeoConfig()
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
     admin = (("authorization", f"Bearer {tokens.issue('ops', roles=['admin']).token}"),)
-    store = SqliteStore(tmp_path / "all.db")
     bus = InMemoryBus()
-    deps = Dependencies(store, bus, InMemoryRateLimiter(), platform.auth, tokens, PageTokens(b"pages"))
-    quick = ServerConfig(port=0, drain_delay=0, grace_period=1)
-    catalog, catalog_port, _ = await create_catalog(
-        CatalogConfig(server=quick, demo=DemoCatalogConfig(enabled=False)), deps
-    )
-    steering, steering_port, _, steering_state = await create_steering(
-        SteeringConfig(server=quick, http=HttpConfig(port=0)), deps
-    )
-    playback, port, _ = await create_playback(
-        playback_config,
-        deps,
-        origin=origin,
-        catalog_address=f"127.0.0.1:{catalog_port}",
-        steering_address=f"127.0.0.1:{steering_port}",
-        plans=PLANS,
+    addresses: dict[str, str] = {}
+    deps = Dependencies(
+        store,
+        bus,
+        InMemoryRateLimiter(),
+        platform.auth,
+        tokens,
+        PageTokens(b"pages"),
         url_signing=platform.url_signing,
+        geo=Geo(geo_config),
+        plans=PLANS,
+        addresses=addresses,
     )
-    for server in (catalog, steering, playback):
-        await server.start()
+    quick = ServerConfig(port=0, drain_delay=0, grace_period=1)
+    catalog = await create_catalog(CatalogConfig(server=quick, demo=DemoCatalogConfig(enabled=False)), deps)
+    steering = await create_steering(SteeringConfig(server=quick, http=HttpConfig(port=0)), deps)
+    catalog_port, steering_port = catalog.grpc_port, steering.grpc_port
+    addresses.update(catalog=f"127.0.0.1:{catalog_port}", steering=f"127.0.0.1:{steering_port}")
+    playback = await create_playback(playback_config.model_copy(update={"origin": origin}), deps)
+    port = playback.grpc_port
+    steering_state = steering.steering
+    for service in (catalog, steering, playback):
+        await service.start()
+    # the edge believes X-Forwarded-For from loopback, so a test can stand for clients anywhere
+    geo = EdgeGeoConfig.of(geo_config, trusted_proxies=("127.0.0.1/32",))
     edge = EdgeNode(
         EdgeNodeConfig(
             data_plane=DataPlaneConfig(
-                name="edge-a", upstream=DirUpstream(root=origin), token_keys=dict(platform.url_signing.keys)
+                name="edge-a",
+                upstream=DirUpstream(root=origin),
+                token_keys=dict(platform.url_signing.keys),
+                geo=geo,
             )
         )
     )
@@ -146,7 +192,7 @@ async def playback(tmp_path: Path, origin: Path, playback_config: PlaybackConfig
             await asyncio.sleep(0.02)
         yield p
     edge.stop()
-    for server in (playback, steering, catalog):
-        await server.stop()
+    for service in (playback, steering, catalog):
+        await service.stop()
+    deps.geo.close()
     await bus.close()
-    await store.close()

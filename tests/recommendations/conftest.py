@@ -1,6 +1,6 @@
 """RecommendationService on loopback over a trained model: the MovieLens demo catalog, the demo audience, and a
 profile ("p-fan") that finished four family animations. Training runs once per session into a template database
-that every test copies."""
+that every test copies (a file copy for SQLite; ``marquee copy``'s code into the session's Cassandra)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ from services.catalog.importer import import_demo_catalog
 from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
 from services.catalog.schema import TITLES
 from services.common.bus.memory import InMemoryBus
-from services.common.config import ServerConfig
+from services.common.config import GeoConfig, ServerConfig
 from services.common.deps import Dependencies
+from services.common.geo import Geo
 from services.common.ids import now_micros
 from services.common.movielens import load
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
+from services.common.store.copy import Checkpoint, copy_schemas
+from services.common.store.port import Store
 from services.common.store.sqlite import SqliteStore
 from services.recommendations.config import RecommendationsConfig, TrainingConfig
 from services.recommendations.schema import SCHEMA
@@ -32,6 +35,7 @@ from services.recommendations.server import Models, create_server
 from services.recommendations.signals import Signals
 from services.recommendations.training import train
 from tests.catalog.conftest import AUTH, MEDIA_IDS, TOKENS, bearer
+from tests.cql import open_test_store
 
 FAN = "p-fan"
 WATCHED = ("Toy Story", "Aladdin", "The Lion King", "Beauty and the Beast")
@@ -46,7 +50,7 @@ def parent(profile: str, account: str = "acct-1") -> str:
     return f"accounts/{account}/profiles/{profile}"
 
 
-async def title_ids(store: SqliteStore, names: tuple[str, ...]) -> dict[str, str]:
+async def title_ids(store: Store, names: tuple[str, ...]) -> dict[str, str]:
     from services.recommendations.training import catalog_items
 
     items, _ = await catalog_items(store)
@@ -82,7 +86,7 @@ def trained_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @dataclass
 class Recs:
     stub: Any
-    store: SqliteStore
+    store: Store
     bus: InMemoryBus
     models: Models
 
@@ -96,17 +100,28 @@ class Recs:
 
 
 @pytest.fixture
-async def recs(tmp_path: Path, trained_db: Path) -> AsyncIterator[Recs]:
-    db = tmp_path / "recs.db"
-    shutil.copy(trained_db, db)
-    store = SqliteStore(db)
+async def recs(
+    tmp_path: Path, trained_db: Path, store_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Recs]:
+    if store_kind == "sqlite":
+        db = tmp_path / "recs.db"
+        shutil.copy(trained_db, db)
+        store: Store = SqliteStore(db)
+    else:
+        store = await open_test_store(store_kind, tmp_path, request)
+        template = SqliteStore(trained_db)
+        await copy_schemas(template, store, [CATALOG_SCHEMA, SCHEMA], Checkpoint(tmp_path / "copy.json"))
+        await template.close()
     bus = InMemoryBus()
-    deps = Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"recs-pages"))
+    # the test calls from loopback, which this geo config places in GB (the requests' own region is a hint)
+    geo = Geo(GeoConfig(loopback_region="GB"))
+    deps = Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"recs-pages"), geo=geo)
     config = RecommendationsConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1), training=TRAINING)
-    server, port, models = await create_server(config, deps)
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield Recs(recommendations_pb2_grpc.RecommendationServiceStub(channel), store, bus, models)
-    await server.stop()
+    service = await create_server(config, deps)
+    await service.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        yield Recs(recommendations_pb2_grpc.RecommendationServiceStub(channel), store, bus, service.models)
+    await service.stop()
+    geo.close()
     await bus.close()
     await store.close()

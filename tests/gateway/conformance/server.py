@@ -28,9 +28,9 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from services.common.ratelimit import InMemoryRateLimiter
 from services.gateway.config import GatewayConfig, HttpConfig, LimitsConfig
 from services.gateway.server import create_server
+from tests.gateway.deps import gateway_deps
 
 SERVICE = "connectrpc.conformance.v1.ConformanceService"
 
@@ -204,8 +204,10 @@ async def serve(request: Any, compat: ModuleType, service: ModuleType) -> None:
     if request.message_receive_limit:
         limits = limits.model_copy(update={"max_message_bytes": request.message_receive_limit})
     config = GatewayConfig(http=HttpConfig(host="127.0.0.1", port=0), limits=limits)
-    gateway, port = await create_server(config, InMemoryRateLimiter(), {SERVICE: f"127.0.0.1:{backend_port}"})
-    response = compat.ServerCompatResponse(host="127.0.0.1", port=port).SerializeToString()
+    config = config.model_copy(update={"routes": {SERVICE: f"127.0.0.1:{backend_port}"}})
+    gateway = await create_server(config, gateway_deps())
+    await gateway.start()
+    response = compat.ServerCompatResponse(host="127.0.0.1", port=gateway.ports["http"]).SerializeToString()
     sys.stdout.buffer.write(struct.pack(">I", len(response)) + response)
     sys.stdout.buffer.flush()
     stop = asyncio.Event()

@@ -1,0 +1,262 @@
+"""The event bus on Redis Streams (the distributed adapter; same semantics as the in-process bus).
+
+One stream per topic (``{prefix}{topic}``), one consumer group per subscriber group:
+
+- ``publish`` is XADD with ``MAXLEN ~ max_len`` (approximate trimming: Redis keeps whole nodes, so a stream may
+  hold a little more than ``max_len``; a group created ``from_beginning`` starts at the ``max_len``-th newest
+  message, so what a reader sees is bounded exactly).
+- ``next`` first looks for messages a consumer of the group took and did not acknowledge within this
+  subscription's visibility timeout (XAUTOCLAIM: the delivery count Redis keeps is the message's ``attempt``),
+  then reads new ones (XREADGROUP, blocking in short slices so redeliveries are not held up behind the block).
+- A message delivered more than ``max_attempts`` times goes to the dead-letter stream ``{prefix}{topic}.dead``
+  with the group, its id and the reason, and is acknowledged: it never blocks its group for ever.
+- ``nack`` makes the message claimable at once (XCLAIM ... IDLE, JUSTID: the delivery count is unchanged until
+  the next delivery).
+- ``ack`` is XACK. A consumer that dies holds its pending messages only until their visibility timeout passes.
+Redis being unreachable is :class:`BusUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.common.bus.port import MAX_PAYLOAD_BYTES, BusError, InvalidTopicError, Message, check_name
+
+DEFAULT_MAX_LEN = 100_000
+DEFAULT_MAX_ATTEMPTS = 10
+BLOCK_SLICE = 1.0  # longest XREADGROUP block, seconds: redeliveries are looked for at least this often
+_FOREVER_IDLE_MS = 10**12  # what a nacked message's idle time is set to: claimable by anyone now
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class BusUnavailable(BusError):
+    """Redis cannot be reached."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _RedisSubscription:
+    def __init__(
+        self, bus: RedisBus, topic: str, group: str, consumer: str, visibility: float, max_attempts: int
+    ) -> None:
+        self._bus = bus
+        self._redis: Any = bus.redis
+        self._topic = topic
+        self._stream = bus.stream(topic)
+        self._group = group
+        self._consumer = consumer
+        self._visibility_ms = max(1, int(visibility * 1000))
+        self._max_attempts = max_attempts
+        self._cursor = "0-0"
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while not self._closed:
+            msg = await self.next(timeout=None)
+            if msg is not None:
+                yield msg
+
+    async def next(self, timeout: float | None = None) -> Message | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._closed:
+                redelivered = await self._claim()
+                if redelivered is not None:
+                    return redelivered
+                left = BLOCK_SLICE if deadline is None else min(BLOCK_SLICE, deadline - time.monotonic())
+                block = min(left, self._visibility_ms / 2000)
+                if block <= 0:
+                    return None
+                fresh = await self._read(max(1, int(block * 1000)))
+                if fresh is not None:
+                    return fresh
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+        return None
+
+    async def _read(self, block_ms: int) -> Message | None:
+        reply = await self._redis.xreadgroup(self._group, self._consumer, {self._stream: ">"}, count=1, block=block_ms)
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                return self._message(entry_id, fields, attempt=1)
+        return None
+
+    async def _claim(self) -> Message | None:
+        """One message pending past the visibility timeout (or nacked), claimed for this consumer."""
+        while True:
+            cursor, claimed, _deleted = await self._redis.xautoclaim(
+                self._stream, self._group, self._consumer, self._visibility_ms, start_id=self._cursor, count=1
+            )
+            self._cursor = _text(cursor)
+            if not claimed:
+                return None
+            entry_id, fields = claimed[0]
+            if fields is None:  # trimmed away while pending: nothing left to deliver
+                await self._redis.xack(self._stream, self._group, entry_id)
+                continue
+            pending = await self._redis.xpending_range(self._stream, self._group, entry_id, entry_id, 1)
+            attempt = int(pending[0]["times_delivered"]) if pending else 1
+            if attempt > self._max_attempts:
+                await self._dead_letter(entry_id, fields, attempt)
+                continue
+            return self._message(entry_id, fields, attempt)
+
+    async def _dead_letter(self, entry_id: Any, fields: dict[bytes, bytes], attempt: int) -> None:
+        reason = f"not acknowledged after {attempt - 1} deliveries (max_attempts {self._max_attempts})"
+        record = {
+            b"group": self._group.encode(),
+            b"id": _text(entry_id).encode(),
+            b"attempts": str(attempt - 1).encode(),
+            b"reason": reason.encode(),
+            **fields,
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self._bus.dead_letter_stream(self._topic), record, maxlen=self._bus.max_len, approximate=True)
+            pipe.xack(self._stream, self._group, entry_id)
+            await pipe.execute()
+
+    def _message(self, entry_id: Any, fields: dict[bytes, bytes], attempt: int) -> Message:
+        key = fields.get(b"k")
+        return Message(_text(entry_id), self._topic, None if key is None else key.decode(), fields[b"p"], attempt)
+
+    async def ack(self, message: Message) -> None:
+        try:
+            await self._redis.xack(self._stream, self._group, message.id)
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+
+    async def nack(self, message: Message) -> None:
+        try:
+            await self._redis.xclaim(
+                self._stream,
+                self._group,
+                self._consumer,
+                0,
+                [message.id],
+                idle=_FOREVER_IDLE_MS,
+                justid=True,
+            )
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+        self._cursor = "0-0"
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class RedisBus:
+    """An :class:`~services.common.bus.port.EventBus` on a Redis server: a client shared with other adapters (the
+    caller closes it), or its own from a ``redis://`` URL."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "marquee:bus:",
+        max_len: int = DEFAULT_MAX_LEN,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        owns_client: bool = False,
+    ) -> None:
+        self._owns_client = owns_client
+        # Any: redis-py's annotations do not describe stream replies (nested lists of ids and field maps)
+        self.redis: Any = client
+        self.prefix = prefix
+        self.max_len = max_len
+        self.max_attempts = max_attempts
+        self._subscriptions: list[_RedisSubscription] = []
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisBus:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, owns_client=True, **kwargs)
+
+    def stream(self, topic: str) -> str:
+        return f"{self.prefix}{topic}"
+
+    def dead_letter_stream(self, topic: str) -> str:
+        return f"{self.prefix}{topic}.dead"
+
+    async def publish(self, topic: str, payload: bytes, *, key: str | None = None) -> str:
+        check_name("topic", topic)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidTopicError(f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}")
+        fields: dict[bytes, bytes] = {b"p": bytes(payload)}
+        if key is not None:
+            fields[b"k"] = key.encode()
+        try:
+            entry_id = await self.redis.xadd(self.stream(topic), fields, maxlen=self.max_len, approximate=True)
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+        return _text(entry_id)
+
+    async def subscribe(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        *,
+        from_beginning: bool = False,
+        visibility_timeout: float = 30.0,
+    ) -> _RedisSubscription:
+        check_name("topic", topic)
+        check_name("group", group)
+        check_name("consumer", consumer)
+        stream = self.stream(topic)
+        try:
+            start = await self._start_id(stream) if from_beginning else "$"
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: the group exists and keeps its position
+                await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+        sub = _RedisSubscription(self, topic, group, consumer, visibility_timeout, self.max_attempts)
+        self._subscriptions.append(sub)
+        return sub
+
+    async def _start_id(self, stream: str) -> str:
+        """Where a group reading from the beginning starts: before the ``max_len``-th newest message."""
+        newest = await self.redis.xrevrange(stream, "+", "-", count=self.max_len + 1)
+        return _text(newest[-1][0]) if len(newest) > self.max_len else "0"
+
+    async def dead_letters(self, topic: str, count: int = 100) -> list[dict[str, str]]:
+        """The newest dead-lettered messages of ``topic`` (operators' view; payloads left out)."""
+        entries = await self.redis.xrevrange(self.dead_letter_stream(topic), "+", "-", count=count)
+        return [
+            {_text(k): _text(v) for k, v in fields.items() if k not in (b"p", b"k")} | {"dead_id": _text(entry_id)}
+            for entry_id, fields in entries
+        ]
+
+    async def close(self) -> None:
+        for sub in self._subscriptions:
+            await sub.close()
+        self._subscriptions.clear()
+        if self._owns_client:
+            await self.redis.aclose()
+
+
+async def wait_for_redis(client: aioredis.Redis, timeout: float) -> None:
+    """PING until it answers or ``timeout`` passes (BusUnavailable naming the address then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.ping()
+            return
+        except _UNAVAILABLE as exc:
+            if time.monotonic() >= deadline:
+                raise BusUnavailable(f"redis is unreachable: {exc}") from exc
+            await asyncio.sleep(0.1)
