@@ -6,6 +6,7 @@
 pub mod edge;
 pub mod error;
 pub mod manifest;
+pub mod protect;
 pub mod search;
 pub mod similarity;
 pub mod token;

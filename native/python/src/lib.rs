@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod edge;
 mod errors;
 mod manifest;
+mod protect;
 mod search;
 mod similarity;
 mod token;
@@ -17,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     token::register(m)?;
     manifest::register(m)?;
+    protect::register(m)?;
     edge::register(m)?;
     search::register(m)?;
     similarity::register(m)?;
