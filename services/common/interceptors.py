@@ -16,6 +16,7 @@ request check wraps the request deserializer as well).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -60,15 +61,26 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
     return out
 
 
-async def stream_out(responses: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Sends what a streaming handler produces: the items of an async generator through ``context.write``, or
-    nothing more for a coroutine handler that writes its responses itself (grpc.health.v1's Watch does: wrapping
-    it as a generator broke Watch, and with it gRPC clients' health checking, on every server)."""
-    if hasattr(responses, "__aiter__"):
-        async for item in responses:
-            await context.write(item)
-    else:
-        await responses
+def wrap_stream(inner: Any, enter: Callable[[Any, Any], AbstractAsyncContextManager[Any]]) -> Any:
+    """A streaming-response handler that runs ``inner`` inside ``enter(request, context)`` (which yields the request
+    ``inner`` gets), of the same kind as ``inner``: an async generator for a generator handler (grpc sends what it
+    yields, and headers sent before an empty stream still go out), a coroutine for a handler that writes its
+    responses itself (grpc.health.v1's Watch does: wrapping it as a generator broke Watch, and with it gRPC
+    clients' health checking, on every server)."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async with enter(request, context) as checked:
+                async for item in inner(checked, context):
+                    yield item
+
+        return generator
+
+    async def coroutine(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        async with enter(request, context) as checked:
+            await inner(checked, context)
+
+    return coroutine
 
 
 def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str, str], around: Around) -> Any:
@@ -90,21 +102,15 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str
                 return await inner_su(request_iter, context)
 
         return h._replace(stream_unary=stream_unary)
-    if h.unary_stream is not None:
-        inner_us = h.unary_stream
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            async with around(method, md, context):
-                await stream_out(inner_us(request, context), context)
-
-        return h._replace(unary_stream=unary_stream)
-    inner_ss = h.stream_stream
-
-    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    @asynccontextmanager
+    async def enter(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         async with around(method, md, context):
-            await stream_out(inner_ss(request_iter, context), context)
+            yield request
 
-    return h._replace(stream_stream=stream_stream)
+    if h.unary_stream is not None:
+        return h._replace(unary_stream=wrap_stream(h.unary_stream, enter))
+    return h._replace(stream_stream=wrap_stream(h.stream_stream, enter))
 
 
 class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -282,13 +288,14 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
 
             return handler._replace(request_deserializer=safe, unary_unary=unary_unary)  # type: ignore[no-any-return]
         if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            @asynccontextmanager
+            async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 if isinstance(request, _Undecodable):
                     raise _refuse(request)
-                await stream_out(inner_us(request, context), context)
+                yield request
 
+            unary_stream = wrap_stream(handler.unary_stream, checked)
             return handler._replace(request_deserializer=safe, unary_stream=unary_stream)  # type: ignore[no-any-return]
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
@@ -297,11 +304,12 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
                 return await inner_su(_checked_stream(requests), context)
 
             return handler._replace(request_deserializer=safe, stream_unary=stream_unary)  # type: ignore[no-any-return]
-        inner_ss = handler.stream_stream
 
-        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            await stream_out(inner_ss(_checked_stream(requests), context), context)
+        @asynccontextmanager
+        async def checked_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            yield _checked_stream(requests)
 
+        stream_stream = wrap_stream(handler.stream_stream, checked_stream)
         return handler._replace(request_deserializer=safe, stream_stream=stream_stream)  # type: ignore[no-any-return]
 
 

@@ -28,7 +28,10 @@ from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.port import Store
 from tests.cql import open_test_store
 
-AUTH = AuthConfig(keys={"k1": SecretStr("catalog-test-key-0123456789abcdef0123")}, signing_kid="k1")
+# The tokens below are minted once, at import: a day's lifetime outlives the slowest run (the CQL variants run last)
+AUTH = AuthConfig(
+    keys={"k1": SecretStr("catalog-test-key-0123456789abcdef0123")}, signing_kid="k1", access_token_ttl=86400
+)
 TOKENS = AccessTokens(AUTH)
 MEDIA_IDS = ("big-buck-bunny", "bikes", "test-pattern", "counter-pattern")
 

@@ -31,7 +31,10 @@ from services.encoder.server import create_server
 from tests.cql import open_test_store
 from tests.encoder.conftest import make_source
 
-AUTH = AuthConfig(keys={"k1": SecretStr("encoder-test-key-0123456789abcdef0123")}, signing_kid="k1")
+# The tokens below are minted once, at import: a day's lifetime outlives the slowest run (the CQL variants run last)
+AUTH = AuthConfig(
+    keys={"k1": SecretStr("encoder-test-key-0123456789abcdef0123")}, signing_kid="k1", access_token_ttl=86400
+)
 TOKENS = AccessTokens(AUTH)
 ADMIN = (("authorization", f"Bearer {TOKENS.issue('ops', roles=['admin']).token}"),)
 USER = (("authorization", f"Bearer {TOKENS.issue('viewer').token}"),)
