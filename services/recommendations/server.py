@@ -27,6 +27,7 @@ from services.recommendations.training import train
 log = logging.getLogger("marquee.recommendations")
 RELOAD_INTERVAL = 15.0
 CATALOG_RETRY = 10.0  # seconds before training again when the catalog could not be reached
+NOT_FOUND_RETRIES, NOT_FOUND_DELAY = 3, 0.5  # an announced title another catalog replica has not applied yet
 
 
 class Models:
@@ -56,10 +57,17 @@ class Models:
         return True
 
     async def add_title(self, title_id: str) -> None:
-        """A title the catalog announced joins the model from its features (GetTitle; gone again: nothing)."""
-        if self.model is None:
+        """A title the catalog announced joins the model from its features (fetched with GetTitle). A catalog
+        replica other than the one that wrote it may not have applied the announcement yet, so NOT_FOUND is asked
+        again a few times before the title counts as deleted meanwhile (its deletion is announced too)."""
+        if self.model is None or title_id in self.model.index:
             return
         title = await self._titles.get(title_id)
+        for _ in range(NOT_FOUND_RETRIES):
+            if title is not None:
+                break
+            await asyncio.sleep(NOT_FOUND_DELAY)
+            title = await self._titles.get(title_id)
         if title is not None and self.model is not None and self.model.add_title(item_of(title)):
             log.info("recommendations: titles/%s joined the model from its features", title_id)
 
