@@ -33,7 +33,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         store = platform_store(platform)
-        titles = CatalogTitles.connect(address, AccessTokens(local_config(platform).auth))
+        # a catalog that is not running is reported at once
+        titles = CatalogTitles.connect(address, AccessTokens(local_config(platform).auth), wait=False)
         try:
             outcome = await train(store, titles, config)
         except grpc.aio.AioRpcError as err:

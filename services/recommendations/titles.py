@@ -22,7 +22,7 @@ from services.common.names import NamePattern
 TITLE = NamePattern("titles/{title}")
 SUBJECT = "svc-recommendations"  # the subject of the service token its calls to the catalog carry
 PAGE_SIZE = 1000  # the catalog clamps it to its own max_page_size
-LIST_TIMEOUT = 30.0  # per page; calls wait for a catalog that is starting (wait_for_ready)
+LIST_TIMEOUT = 30.0  # per page; the service's calls wait for a catalog that is starting (wait_for_ready)
 GET_TIMEOUT = 5.0
 
 Metadata = Callable[[], tuple[tuple[str, str], ...]]
@@ -50,17 +50,20 @@ def demo_item(title: catalog_pb2.Title) -> int | None:
 
 
 class CatalogTitles:
-    """Reads titles from CatalogService at one address (one replica or several) with the given call metadata."""
+    """Reads titles from CatalogService at one address (one replica or several) with the given call metadata;
+    ``wait``: calls wait (within their deadline) for a catalog that is not reachable yet, instead of failing at
+    once with UNAVAILABLE."""
 
-    def __init__(self, channel: grpc.aio.Channel, metadata: Metadata) -> None:
+    def __init__(self, channel: grpc.aio.Channel, metadata: Metadata, *, wait: bool = True) -> None:
         self._channel = channel
         self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         self._metadata = metadata
+        self._wait = wait
 
     @classmethod
-    def connect(cls, address: str, tokens: AccessTokens) -> CatalogTitles:
+    def connect(cls, address: str, tokens: AccessTokens, *, wait: bool = True) -> CatalogTitles:
         """A client of the catalog at ``address`` calling with a service token minted from ``tokens``."""
-        return cls(connect(address), ServiceToken(tokens, SUBJECT))
+        return cls(connect(address), ServiceToken(tokens, SUBJECT), wait=wait)
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -75,7 +78,7 @@ class CatalogTitles:
                 order_by=catalog_pb2.TITLE_ORDER_RECENTLY_ADDED, page_size=PAGE_SIZE, page_token=token
             )
             response: catalog_pb2.ListTitlesResponse = await self._stub.ListTitles(
-                request, metadata=self._metadata(), timeout=LIST_TIMEOUT, wait_for_ready=True
+                request, metadata=self._metadata(), timeout=LIST_TIMEOUT, wait_for_ready=self._wait
             )
             for title in response.titles:
                 found[title.name] = title
@@ -88,7 +91,7 @@ class CatalogTitles:
         request = catalog_pb2.GetTitleRequest(name=TITLE.format(title=title_id))
         try:
             response: catalog_pb2.GetTitleResponse = await self._stub.GetTitle(
-                request, metadata=self._metadata(), timeout=GET_TIMEOUT, wait_for_ready=True
+                request, metadata=self._metadata(), timeout=GET_TIMEOUT, wait_for_ready=self._wait
             )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
