@@ -242,6 +242,7 @@ class Title(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     MEDIA_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     type: Global___TitleType.ValueType
     display_name: _builtins.str
@@ -259,6 +260,10 @@ class Title(_message.Message):
     """OUTPUT_ONLY. Changes with every update; send it back on update for optimistic concurrency."""
     media: _builtins.str
     """OUTPUT_ONLY. Id of the encoded asset the title plays (its directory in the origin store and on the edges)."""
+    source: _builtins.str
+    """OUTPUT_ONLY. Where the title came from: `admin` for titles made with CreateTitle, `movielens-100k:{item}` for
+    the demo catalog's (`{item}` is the MovieLens item id, which recommendations maps the demo audience through).
+    """
     @_builtins.property
     def genres(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -314,10 +319,11 @@ class Title(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         media: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "create_time", b"create_time", "rating_summary", b"rating_summary", "runtime", b"runtime", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "cast", b"cast", "create_time", b"create_time", "description", b"description", "directors", b"directors", "display_name", b"display_name", "etag", b"etag", "genres", b"genres", "licensed_regions", b"licensed_regions", "maturity_rating", b"maturity_rating", "media", b"media", "name", b"name", "original_title", b"original_title", "playable", b"playable", "popularity", b"popularity", "rating_summary", b"rating_summary", "release_year", b"release_year", "runtime", b"runtime", "seasons", b"seasons", "series", b"series", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artwork", b"artwork", "cast", b"cast", "create_time", b"create_time", "description", b"description", "directors", b"directors", "display_name", b"display_name", "etag", b"etag", "genres", b"genres", "licensed_regions", b"licensed_regions", "maturity_rating", b"maturity_rating", "media", b"media", "name", b"name", "original_title", b"original_title", "playable", b"playable", "popularity", b"popularity", "rating_summary", b"rating_summary", "release_year", b"release_year", "runtime", b"runtime", "seasons", b"seasons", "series", b"series", "source", b"source", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

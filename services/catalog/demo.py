@@ -15,10 +15,8 @@ import re
 import unicodedata
 from collections import Counter
 
-from services.common.movielens import Movie, MovieLens
+from services.common.movielens import SOURCE, Movie, MovieLens
 from services.common.store.port import Row
-
-SOURCE = "movielens-100k"
 
 _FIRST = (
     "Ada", "Bruno", "Carmen", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kofi", "Lena",

@@ -7,7 +7,7 @@ import logging
 import time
 
 from services.catalog.availability import Availability
-from services.catalog.demo import SOURCE, demo_titles
+from services.catalog.demo import demo_titles
 from services.catalog.schema import IMPORTS, TITLES, TITLES_BY_BUCKET, TITLES_BY_MEDIA, bucket_of
 from services.common import movielens
 from services.common.store.port import MAX_BATCH_ROWS, Row, Store
@@ -19,7 +19,7 @@ async def import_demo_catalog(store: Store, media: tuple[str, ...], data: moviel
     """Write the demo titles unless already imported; returns how many titles were written (0: already there).
 
     The ``imports`` row is written last, so an import cut short is simply redone (every write is an upsert)."""
-    if await store.get(IMPORTS, {"source": SOURCE}) is not None:
+    if await store.get(IMPORTS, {"source": movielens.SOURCE}) is not None:
         return 0
     if data is None:
         data = await asyncio.to_thread(movielens.load)
@@ -33,6 +33,6 @@ async def import_demo_catalog(store: Store, media: tuple[str, ...], data: moviel
         await store.insert_many(TITLES_BY_BUCKET, listing[start : start + MAX_BATCH_ROWS])
     availability = Availability(store)
     playable = sum([await availability.refresh(m) for m in media])
-    await store.insert(IMPORTS, {"source": SOURCE, "titles": len(titles), "import_time": now})
-    log.info("imported %d %s titles (%d already playable)", len(titles), SOURCE, playable)
+    await store.insert(IMPORTS, {"source": movielens.SOURCE, "titles": len(titles), "import_time": now})
+    log.info("imported %d %s titles (%d already playable)", len(titles), movielens.SOURCE, playable)
     return len(titles)

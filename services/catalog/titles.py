@@ -138,6 +138,7 @@ def to_pb(row: Row, summary: catalog_pb2.RatingSummary | None = None) -> catalog
         update_time=_ts(row["update_time"]),
         etag=str(row["update_time"]),
         media=row.get("media_id") or "",
+        source=row.get("source") or "",
     )
     for season in row.get("seasons") or []:
         s = title.seasons.add(number=season["number"])

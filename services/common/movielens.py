@@ -17,6 +17,9 @@ from pathlib import Path
 
 from services.common.wheeldata import DEFAULT_CACHE, wheel_files
 
+# The demo catalog's titles record their origin as ``f"{SOURCE}:{item_id}"`` (the catalog's Title.source), which
+# is how the recommender maps the MovieLens audience onto them.
+SOURCE = "movielens-100k"
 WHEEL = "recbole==1.2.1"
 WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
 _DIR = "recbole/dataset_example/ml-100k"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import grpc
+
 from marquee.v1 import catalog_pb2, recommendations_pb2_grpc
 from ml.artifact import Artifact
-from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
-from services.catalog.schema import TITLES
 from services.common.bus.consume import follow_topic
 from services.common.deps import Dependencies
 from services.common.ids import new_id
@@ -21,17 +21,21 @@ from services.recommendations.model import ServingModel
 from services.recommendations.schema import ARTIFACTS, CURRENT, MODELS, SCHEMA
 from services.recommendations.servicer import SERVICE_NAME, TITLE, RecommendationServicer
 from services.recommendations.signals import Signals, follow
-from services.recommendations.training import item_of, train
+from services.recommendations.titles import CatalogTitles, item_of
+from services.recommendations.training import train
 
 log = logging.getLogger("marquee.recommendations")
 RELOAD_INTERVAL = 15.0
+CATALOG_RETRY = 10.0  # seconds before training again when the catalog could not be reached
+NOT_FOUND_RETRIES, NOT_FOUND_DELAY = 3, 0.5  # an announced title another catalog replica has not applied yet
 
 
 class Models:
     """The current serving model, reloaded from the store when another run (or replica) trained a new one."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, titles: CatalogTitles) -> None:
         self._store = store
+        self._titles = titles
         self.model: ServingModel | None = None
         self.trained_time = 0
         self.ready = asyncio.Event()
@@ -53,12 +57,22 @@ class Models:
         return True
 
     async def add_title(self, title_id: str) -> None:
-        row = await self._store.get(TITLES, {"title_id": title_id})
-        if row is not None and self.model is not None and self.model.add_title(item_of(row)):
+        """A title the catalog announced joins the model from its features (fetched with GetTitle). A catalog
+        replica other than the one that wrote it may not have applied the announcement yet, so NOT_FOUND is asked
+        again a few times before the title counts as deleted meanwhile (its deletion is announced too)."""
+        if self.model is None or title_id in self.model.index:
+            return
+        title = await self._titles.get(title_id)
+        for _ in range(NOT_FOUND_RETRIES):
+            if title is not None:
+                break
+            await asyncio.sleep(NOT_FOUND_DELAY)
+            title = await self._titles.get(title_id)
+        if title is not None and self.model is not None and self.model.add_title(item_of(title)):
             log.info("recommendations: titles/%s joined the model from its features", title_id)
 
 
-async def _training_loop(config: RecommendationsConfig, store: Store, models: Models) -> None:
+async def _training_loop(config: RecommendationsConfig, store: Store, titles: CatalogTitles, models: Models) -> None:
     training = config.training
     if not training.at_start:
         if training.interval <= 0:
@@ -66,8 +80,15 @@ async def _training_loop(config: RecommendationsConfig, store: Store, models: Mo
         await asyncio.sleep(training.interval)
     while True:
         try:
-            if await train(store, training) is not None:
+            if await train(store, titles, training) is not None:
                 await models.reload()
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                log.warning("recommendations: the catalog is unreachable (%s); training in %.0f s", err.details(),
+                            CATALOG_RETRY)  # fmt: skip
+                await asyncio.sleep(CATALOG_RETRY)
+                continue
+            log.exception("recommendations: training failed; serving the previous model")
         except Exception:
             log.exception("recommendations: training failed; serving the previous model")
         if training.interval <= 0:
@@ -91,12 +112,16 @@ class RecommendationsService(Service):
 
 
 async def create_server(config: RecommendationsConfig, deps: Dependencies) -> RecommendationsService:
-    """Build the service (not started) with the stored model loaded; the signal consumers, the model reloader and
-    the training loop run once it starts."""
-    await deps.store.migrate(CATALOG_SCHEMA)  # the titles it reads (new titles join from their features)
+    """Build the service (not started) with the stored model loaded and a channel to the catalog (at
+    ``deps.addresses``) open; the signal consumers, the model reloader and the training loop run once it starts."""
     await deps.store.migrate(SCHEMA)
-    models = Models(deps.store)
-    await models.reload()
+    titles = CatalogTitles.connect(deps.address("catalog"), deps.tokens)
+    try:
+        models = Models(deps.store, titles)
+        await models.reload()
+    except BaseException:
+        await titles.close()
+        raise
 
     async def title_changed(event: catalog_pb2.TitleChangedEvent) -> None:
         if not event.deleted:
@@ -115,7 +140,11 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> Re
             servicer, server
         ),
     )
-    server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    try:
+        server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    except BaseException:
+        await titles.close()
+        raise
     signals = Signals(deps.store)
     service = RecommendationsService(
         "recommendations",
@@ -124,9 +153,10 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> Re
         background=[
             *((f"signals-{i}", run) for i, run in enumerate(follow(signals, deps.bus))),
             ("titles", follow_titles),
-            ("training", lambda: _training_loop(config, deps.store, models)),
+            ("training", lambda: _training_loop(config, deps.store, titles, models)),
             ("reload", lambda: _reload_loop(models)),
         ],
+        cleanups=[titles.close],
     )
     service.models = models
     return service

@@ -1,9 +1,9 @@
-"""The batch job around :mod:`ml.train`: read the catalog's titles and the logged signals from the store, fit
-(in a worker thread), write every profile's precomputed list and the serving artifact. ``marquee train`` runs it
-once; the service runs it at start and every ``training.interval`` seconds.
+"""The batch job around :mod:`ml.train`: read the catalog's titles (from CatalogService) and the logged signals
+(from the service's store), fit (in a worker thread), write every profile's precomputed list and the serving
+artifact. ``marquee train`` runs it once; the service runs it at start and every ``training.interval`` seconds.
 
-The catalog's titles are read from its keyspace directly (a batch reader of the store, like a warehouse job);
-the demo audience maps MovieLens items to the demo titles through the ``source`` the demo import recorded.
+The catalog's titles are listed through CatalogService (:mod:`services.recommendations.titles`); the demo
+audience maps MovieLens items to the demo titles through the ``source`` the demo import recorded.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ml.data import Dataset, Event, Item, maturity_level, movielens_dataset
+from ml.data import Dataset, Event, Item, movielens_dataset
 from ml.models import Cancelled
 from ml.train import Result, fit
-from services.catalog.demo import SOURCE as DEMO_SOURCE
-from services.catalog.schema import BUCKETS as TITLE_BUCKETS
-from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
-from services.catalog.schema import TITLES, TITLES_BY_BUCKET
 from services.common import movielens
 from services.common.ids import now_micros
 from services.common.store.port import MAX_QUERY_LIMIT, PagingState, Row, Store
 from services.common.store.schema import Table
 from services.recommendations.config import TrainingConfig
 from services.recommendations.schema import ARTIFACTS, BUCKETS, CURRENT, INTERACTIONS, LISTS, MODELS, PROFILES, SCHEMA
+from services.recommendations.titles import CatalogTitles, demo_item, item_of
 
 log = logging.getLogger("marquee.recommendations")
 
@@ -44,30 +41,12 @@ async def _all(store: Store, table: Table, partition: dict[str, object]) -> list
         after = page.next
 
 
-def item_of(row: Row) -> Item:
-    return Item(
-        row["title_id"],
-        row["display_name"],
-        tuple(row.get("genres") or ()),
-        row.get("release_year") or None,
-        maturity_level(row.get("maturity_rating") or ""),
-        tuple(row.get("licensed_regions") or ()),
-        tuple(p["display_name"] for p in row.get("cast") or () if p.get("display_name")),
-    )
-
-
-async def catalog_items(store: Store) -> tuple[tuple[Item, ...], dict[int, str]]:
+async def catalog_items(titles: CatalogTitles) -> tuple[tuple[Item, ...], dict[int, str]]:
     """Every catalog title as an item (sorted by id), and the demo titles' MovieLens item ids."""
-    ids: list[str] = []
-    for bucket in range(TITLE_BUCKETS):
-        ids += [r["title_id"] for r in await _all(store, TITLES_BY_BUCKET, {"bucket": bucket})]
-    rows = [r for r in await asyncio.gather(*(store.get(TITLES, {"title_id": i}) for i in sorted(ids))) if r]
-    demo: dict[int, str] = {}
-    for r in rows:
-        source = r.get("source") or ""
-        if source.startswith(f"{DEMO_SOURCE}:"):
-            demo[int(source.split(":", 1)[1])] = r["title_id"]
-    return tuple(item_of(r) for r in rows), demo
+    listed = await titles.all()
+    items = tuple(item_of(t) for t in listed)
+    demo = {movie: item.id for item, t in zip(items, listed, strict=True) if (movie := demo_item(t)) is not None}
+    return items, demo
 
 
 async def profile_events(store: Store) -> list[Event]:
@@ -90,9 +69,9 @@ def profile_features(events: list[Event]) -> dict[str, tuple[str, ...]]:
     return {user: (f"region:{region}",) for user, (_, region) in latest.items()}
 
 
-async def load_dataset(store: Store, demo_audience: bool) -> tuple[Dataset, list[str]]:
+async def load_dataset(store: Store, titles: CatalogTitles, demo_audience: bool) -> tuple[Dataset, list[str]]:
     """The training data and the profiles to precompute for."""
-    items, demo_ids = await catalog_items(store)
+    items, demo_ids = await catalog_items(titles)
     events = await profile_events(store)
     profiles = sorted({e.user for e in events})
     data = Dataset(items, tuple(events), profile_features(events))
@@ -139,13 +118,13 @@ async def write(store: Store, result: Result) -> None:
         await store.delete(ARTIFACTS, {"version": previous["version"]})
 
 
-async def train(store: Store, config: TrainingConfig) -> Outcome | None:
-    """One training run; None when there is nothing to train on (no titles, or no interactions at all).
-    Cancelling the calling task stops the worker thread at its next step."""
-    await store.migrate(CATALOG_SCHEMA)  # read-only here: it tells the store the catalog's tables
+async def train(store: Store, titles: CatalogTitles, config: TrainingConfig) -> Outcome | None:
+    """One training run on the catalog's titles (from ``titles``) and the signals in ``store``; None when there is
+    nothing to train on (no titles, or no interactions at all). Cancelling the calling task stops the worker
+    thread at its next step."""
     await store.migrate(SCHEMA)
     started = time.perf_counter()
-    data, profiles = await load_dataset(store, config.demo_audience)
+    data, profiles = await load_dataset(store, titles, config.demo_audience)
     if not data.items or not data.events:
         log.info("recommendations: nothing to train on yet (%d titles, %d events)", len(data.items), len(data.events))
         return None

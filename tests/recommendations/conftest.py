@@ -1,6 +1,8 @@
 """RecommendationService on loopback over a trained model: the MovieLens demo catalog, the demo audience, and a
-profile ("p-fan") that finished four family animations. Training runs once per session into a template database
-that every test copies (a file copy for SQLite; ``marquee copy``'s code into the session's Cassandra)."""
+profile ("p-fan") that finished four family animations. Recommendations reads the titles from a CatalogService
+running on loopback beside it (on the same store, as in ``marquee up``). Training runs once per session into a
+template database that every test copies (a file copy for SQLite; ``marquee copy``'s code into the session's
+Cassandra)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from typing import Any
 import grpc
 import pytest
 
-from marquee.v1 import common_pb2, recommendations_pb2_grpc
+from marquee.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, recommendations_pb2_grpc
+from services.catalog.config import CatalogConfig
 from services.catalog.importer import import_demo_catalog
 from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
-from services.catalog.schema import TITLES
+from services.catalog.server import CatalogService
+from services.catalog.server import create_server as create_catalog
 from services.common.bus.memory import InMemoryBus
+from services.common.bus.port import EventBus
 from services.common.config import GeoConfig, ServerConfig
 from services.common.deps import Dependencies
 from services.common.geo import Geo
@@ -33,8 +38,9 @@ from services.recommendations.config import RecommendationsConfig, TrainingConfi
 from services.recommendations.schema import SCHEMA
 from services.recommendations.server import Models, create_server
 from services.recommendations.signals import Signals
-from services.recommendations.training import train
-from tests.catalog.conftest import AUTH, MEDIA_IDS, TOKENS, bearer
+from services.recommendations.titles import CatalogTitles
+from services.recommendations.training import catalog_items, train
+from tests.catalog.conftest import ADMIN, AUTH, MEDIA_IDS, TOKENS, bearer
 from tests.cql import open_test_store
 
 FAN = "p-fan"
@@ -50,10 +56,20 @@ def parent(profile: str, account: str = "acct-1") -> str:
     return f"accounts/{account}/profiles/{profile}"
 
 
-async def title_ids(store: Store, names: tuple[str, ...]) -> dict[str, str]:
-    from services.recommendations.training import catalog_items
+def deps_of(store: Store, bus: EventBus, **kw: Any) -> Dependencies:
+    return Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"recs-pages"), **kw)
 
-    items, _ = await catalog_items(store)
+
+async def start_catalog(store: Store, bus: EventBus) -> CatalogService:
+    """CatalogService on a free loopback port over ``store`` (the demo catalog must be imported already)."""
+    config = CatalogConfig(server=ServerConfig(host="127.0.0.1", port=0, drain_delay=0, grace_period=1))
+    catalog = await create_catalog(config, deps_of(store, bus))
+    await catalog.start()
+    return catalog
+
+
+async def title_ids(titles: CatalogTitles, names: tuple[str, ...]) -> dict[str, str]:
+    items, _ = await catalog_items(titles)
     found: dict[str, str] = {}
     for it in items:
         if it.name in names and it.name not in found:
@@ -64,16 +80,24 @@ async def title_ids(store: Store, names: tuple[str, ...]) -> dict[str, str]:
 
 async def _build(path: Path) -> None:
     store = SqliteStore(path)
+    bus = InMemoryBus()
     await store.migrate(CATALOG_SCHEMA)
     await store.migrate(SCHEMA)
     await import_demo_catalog(store, MEDIA_IDS, load())
-    ids = await title_ids(store, WATCHED)
-    signals = Signals(store)
-    start = now_micros() - 3_600_000_000
-    for n, name in enumerate(WATCHED):
-        await signals.record(FAN, ids[name], positive=True, kind="finished", time=start + n, region="GB")
-    assert await train(store, TRAINING) is not None
-    await store.close()
+    catalog = await start_catalog(store, bus)
+    titles = CatalogTitles.connect(f"127.0.0.1:{catalog.grpc_port}", TOKENS)
+    try:
+        ids = await title_ids(titles, WATCHED)
+        signals = Signals(store)
+        start = now_micros() - 3_600_000_000
+        for n, name in enumerate(WATCHED):
+            await signals.record(FAN, ids[name], positive=True, kind="finished", time=start + n, region="GB")
+        assert await train(store, titles, TRAINING) is not None
+    finally:
+        await titles.close()
+        await catalog.stop()
+        await bus.close()
+        await store.close()
 
 
 @pytest.fixture(scope="session")
@@ -86,17 +110,28 @@ def trained_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @dataclass
 class Recs:
     stub: Any
+    catalog: Any  # CatalogServiceStub; calls carry an admin token
+    titles: CatalogTitles
     store: Store
     bus: InMemoryBus
     models: Models
 
     async def title(self, name: str) -> str:
-        return (await title_ids(self.store, (name,)))[name]
+        return (await title_ids(self.titles, (name,)))[name]
+
+    async def get(self, title_id: str) -> catalog_pb2.Title:
+        response = await self.catalog.GetTitle(catalog_pb2.GetTitleRequest(name=f"titles/{title_id}"), metadata=ADMIN)
+        title: catalog_pb2.Title = response.title
+        return title
+
+    async def batch(self, title_ids: list[str]) -> list[catalog_pb2.Title]:
+        request = catalog_pb2.BatchGetTitlesRequest(names=[f"titles/{t}" for t in title_ids])
+        response = await self.catalog.BatchGetTitles(request, metadata=ADMIN)
+        assert len(response.titles) == len(title_ids)
+        return list(response.titles)
 
     async def maturity(self, title_id: str) -> int:
-        row = await self.store.get(TITLES, {"title_id": title_id})
-        assert row is not None
-        return common_pb2.MaturityRating.Value(row["maturity_rating"])
+        return (await self.get(title_id)).maturity_rating
 
 
 @pytest.fixture
@@ -113,15 +148,30 @@ async def recs(
         await copy_schemas(template, store, [CATALOG_SCHEMA, SCHEMA], Checkpoint(tmp_path / "copy.json"))
         await template.close()
     bus = InMemoryBus()
+    catalog = await start_catalog(store, bus)
+    address = f"127.0.0.1:{catalog.grpc_port}"
     # the test calls from loopback, which this geo config places in GB (the requests' own region is a hint)
     geo = Geo(GeoConfig(loopback_region="GB"))
-    deps = Dependencies(store, bus, InMemoryRateLimiter(), AUTH, TOKENS, PageTokens(b"recs-pages"), geo=geo)
+    deps = deps_of(store, bus, geo=geo, addresses={"catalog": address})
     config = RecommendationsConfig(server=ServerConfig(port=0, drain_delay=0, grace_period=1), training=TRAINING)
     service = await create_server(config, deps)
     await service.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        yield Recs(recommendations_pb2_grpc.RecommendationServiceStub(channel), store, bus, service.models)
+    titles = CatalogTitles.connect(address, TOKENS)
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel,
+        grpc.aio.insecure_channel(address) as catalog_channel,
+    ):
+        yield Recs(
+            recommendations_pb2_grpc.RecommendationServiceStub(channel),
+            catalog_pb2_grpc.CatalogServiceStub(catalog_channel),
+            titles,
+            store,
+            bus,
+            service.models,
+        )
+    await titles.close()
     await service.stop()
+    await catalog.stop()
     geo.close()
     await bus.close()
     await store.close()

@@ -11,9 +11,9 @@ import pytest
 
 from marquee.v1 import catalog_pb2, common_pb2, playback_pb2
 from marquee.v1 import recommendations_pb2 as pb
-from services.catalog.schema import TITLES
-from services.common.topics import CATALOG_TITLE, PLAYBACK_UPDATE
+from services.common.topics import PLAYBACK_UPDATE
 from services.recommendations.schema import INTERACTIONS
+from tests.catalog.conftest import ADMIN
 from tests.recommendations.conftest import FAN, WATCHED, Recs, parent, token
 
 TOP = pb.RECOMMENDATION_ROW_TOP_PICKS
@@ -26,10 +26,8 @@ def ids(response: pb.GetRecommendationsResponse) -> list[str]:
 async def genres(recs: Recs, titles: list[str]) -> Counter[str]:
     """How many of ``titles`` have each genre."""
     out: Counter[str] = Counter()
-    for t in titles:
-        row = await recs.store.get(TITLES, {"title_id": t})
-        assert row is not None
-        out.update(row["genres"])
+    for title in await recs.batch(titles):
+        out.update(title.genres)
     return out
 
 
@@ -62,10 +60,8 @@ async def test_trending_fills_about_a_tenth_and_genres_are_spread(recs: Recs) ->
     assert len(trending) == 5, "every tenth slot"
     assert all(r.reason.text == "Trending in GB" for r in trending)
     primary: Counter[str] = Counter()
-    for t in ids(response)[:20]:
-        row = await recs.store.get(TITLES, {"title_id": t})
-        assert row is not None
-        primary[row["genres"][0] if row["genres"] else ""] += 1
+    for title in await recs.batch(ids(response)[:20]):
+        primary[title.genres[0] if title.genres else ""] += 1
     assert len(primary) >= 3, primary
 
 
@@ -149,11 +145,21 @@ async def test_similar_titles_and_a_title_created_after_training(recs: Recs) -> 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await recs.stub.GetRecommendations(request, metadata=token("p-new"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    row = dict(await recs.store.get(TITLES, {"title_id": toy}) or {})
-    row.update(title_id="brand-new-cartoon", display_name="Brand New Cartoon", source="")
-    await recs.store.insert(TITLES, row)
-    event = catalog_pb2.TitleChangedEvent(title="titles/brand-new-cartoon")
-    await recs.bus.publish(CATALOG_TITLE, event.SerializeToString(), key="brand-new-cartoon")
+    like = await recs.get(toy)
+    new = catalog_pb2.Title(
+        display_name="Brand New Cartoon",
+        type=like.type,
+        maturity_rating=like.maturity_rating,
+        release_year=like.release_year,
+        genres=like.genres,
+        cast=like.cast,
+        directors=like.directors,
+        licensed_regions=like.licensed_regions,
+    )
+    # the catalog announces it on catalog.title; recommendations fetches it with GetTitle
+    await recs.catalog.CreateTitle(
+        catalog_pb2.CreateTitleRequest(title=new, title_id="brand-new-cartoon"), metadata=ADMIN
+    )
     for _ in range(100):
         model = recs.models.model
         if model is not None and "brand-new-cartoon" in model.index:
