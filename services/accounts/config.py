@@ -36,9 +36,6 @@ class AccountsConfig(BaseModel):
     )
     sign_in_per_address: Rate = Rate(limit=30, period=60, burst=30)
     sign_up_per_address: Rate = Rate(limit=10, period=3600, burst=10)
-    trust_forwarded_for: bool = Field(
-        False, description="take the client address from x-forwarded-for (only behind a trusted gateway)"
-    )
     demo: DemoAccountConfig = DemoAccountConfig()
 
     @model_validator(mode="after")

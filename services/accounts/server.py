@@ -32,6 +32,7 @@ async def create_server(config: AccountsConfig, deps: Dependencies) -> Service:
         refresh=refresh,
         access=deps.tokens,
         page_tokens=deps.page_tokens,
+        geo=deps.geo,
     )
     binding = ServiceBinding(
         name=SERVICE_NAME,

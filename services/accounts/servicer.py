@@ -17,9 +17,10 @@ from services.accounts.refresh import RefreshGrant, RefreshTokens
 from services.common.auth import AccessTokens, require_account
 from services.common.context import Principal
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.common.geo import Geo
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
-from services.common.peer import client_address
+from services.common.peer import caller_address
 from services.common.plans import Plan, Plans
 
 ACCOUNT = NamePattern("accounts/{account}")
@@ -84,8 +85,10 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         refresh: RefreshTokens,
         access: AccessTokens,
         page_tokens: PageTokens,
+        geo: Geo,
     ) -> None:
         self._config = config
+        self._geo = geo
         self._plans = plans
         self._identity = identity
         self._profiles = profiles
@@ -223,7 +226,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         plan_id = self._plan_id(request.plan, "plan")
         account = await self._identity.sign_up(
             NewAccount(request.email, request.password, request.display_name, plan_id),
-            client_address=client_address(context, self._config.trust_forwarded_for),
+            client_address=caller_address(context, self._geo),
         )
         profile = await self._profiles.create(
             account.account_id,
@@ -249,7 +252,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         account = await self._identity.sign_in(
             request.email,
             request.password,
-            client_address=client_address(context, self._config.trust_forwarded_for),
+            client_address=caller_address(context, self._geo),
         )
         device_id = await self._device_of(account.account_id, request.device, "device")
         if device_id:

@@ -76,32 +76,17 @@ def network_layers(config: GeoConfig) -> list[list[tuple[str, str]]]:
     return layers
 
 
-class _Database(Protocol):
-    def get(self, ip_address: str) -> Any: ...
+class ForwardedFor:
+    """The client's address behind trusted proxies: ``x-forwarded-for`` read from the right, skipping the
+    ``trusted`` networks' hops; only a trusted peer's header is read at all (see the module's documentation)."""
 
-    def close(self) -> None: ...
-
-
-class Geo:
-    """Client addresses and regions, from a :class:`GeoConfig` (see the module's documentation)."""
-
-    def __init__(self, config: GeoConfig) -> None:
-        self.config = config
-        self._trusted = _networks(config.trusted_proxies)
-        self._loopback = _networks(LOOPBACK)
-        self._table = PrefixTable((n, region) for region, nets in config.networks.items() for n in _networks(nets))
-        self._db: _Database | None = maxminddb.open_database(str(config.database)) if config.database else None
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self._trusted = _networks(trusted)
 
     def trusted(self, address: IpAddress) -> bool:
         return any(address in net for net in self._trusted)
 
-    def client_address(self, peer: str, forwarded_for: str | None) -> str:
-        """The client's address from the transport ``peer`` and an ``x-forwarded-for`` chain (see above)."""
+    def client(self, peer: str, forwarded_for: str | None) -> str:
         client = parse_address(peer)
         if client is None:
             return peer[:64]
@@ -115,6 +100,35 @@ class Geo:
             if not self.trusted(client):
                 break
         return str(client)
+
+
+class _Database(Protocol):
+    def get(self, ip_address: str) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Geo:
+    """Client addresses and regions, from a :class:`GeoConfig` (see the module's documentation)."""
+
+    def __init__(self, config: GeoConfig) -> None:
+        self.config = config
+        self._forwarded = ForwardedFor(config.trusted_proxies)
+        self._loopback = _networks(LOOPBACK)
+        self._table = PrefixTable((n, region) for region, nets in config.networks.items() for n in _networks(nets))
+        self._db: _Database | None = maxminddb.open_database(str(config.database)) if config.database else None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def trusted(self, address: IpAddress) -> bool:
+        return self._forwarded.trusted(address)
+
+    def client_address(self, peer: str, forwarded_for: str | None) -> str:
+        """The client's address from the transport ``peer`` and an ``x-forwarded-for`` chain (see above)."""
+        return self._forwarded.client(peer, forwarded_for)
 
     def region(self, address: str) -> str:
         """The ISO 3166-1 alpha-2 region of ``address`` ("" when unknown)."""

@@ -20,15 +20,6 @@ def transport_peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return peer[:64]
 
 
-def client_address(context: grpc.aio.ServicerContext[Any, Any], trust_forwarded_for: bool) -> str:
-    """The caller's IP: x-forwarded-for's first hop behind a trusted gateway, else the transport peer."""
-    if trust_forwarded_for:
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
-                return value.split(",")[0].strip()[:64]
-    return transport_peer(context)
-
-
 def caller_address(context: grpc.aio.ServicerContext[Any, Any], geo: Geo) -> str:
     """The caller's IP, believing x-forwarded-for only from the configured trusted proxies (see geo.py)."""
     chain = [v for k, v in context.invocation_metadata() or () if k == "x-forwarded-for" and isinstance(v, str)]

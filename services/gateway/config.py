@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.common.config import Section
 from services.common.http import HEADER_READ_TIMEOUT
@@ -75,6 +76,15 @@ class GatewayConfig(Section):
     grace_period: float = Field(
         5.0, ge=0, description="seconds calls in flight get to finish on shutdown; open streams are then cut"
     )
-    trust_forwarded_for: bool = Field(
-        False, description="take the client address from x-forwarded-for (only behind a trusted proxy)"
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="networks of the load balancers in front of the gateway whose x-forwarded-for is believed"
+        " (read from the right, skipping them); empty: the transport peer is the client",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            ipaddress.ip_network(text, strict=False)  # ValueError names the bad network
+        return value

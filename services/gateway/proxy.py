@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from services.common.context import new_request_id
 from services.common.errors import ResourceExhausted
+from services.common.geo import ForwardedFor
 from services.common.ratelimit import Rate, RateLimiter
 from services.gateway import metrics
 from services.gateway.config import LimitsConfig
@@ -134,13 +135,13 @@ class GrpcWebProxy:
         limiter: RateLimiter,
         cors: Cors,
         *,
-        trust_forwarded_for: bool = False,
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         self.routes = routes
         self.limits = limits
         self.limiter = limiter
         self.cors = cors
-        self.trust_forwarded_for = trust_forwarded_for
+        self._forwarded = ForwardedFor(trusted_proxies)
         self._rate = Rate(limit=limits.requests_per_second, period=1.0, burst=limits.burst)
         self._in_flight = 0
         self.shutting_down = False  # set when the gateway cancels the calls still open at shutdown
@@ -148,10 +149,9 @@ class GrpcWebProxy:
     def client_address(self, request: web.Request) -> tuple[str, str | None]:
         """(the client's address, the incoming x-forwarded-for chain when trusted)."""
         peer = request.remote or "unknown"
-        forwarded = request.headers.get("x-forwarded-for", "").strip() if self.trust_forwarded_for else ""
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64] or peer, forwarded
-        return peer, None
+        forwarded = request.headers.get("x-forwarded-for", "").strip()
+        client = self._forwarded.client(peer, forwarded or None)
+        return client, (forwarded if forwarded and client != peer else None)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

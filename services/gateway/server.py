@@ -106,9 +106,7 @@ async def create_server(config: GatewayConfig, deps: Dependencies) -> GatewaySer
             ("grpc.max_receive_message_length", limits.max_response_message_bytes),
         ],
     )
-    proxy = GrpcWebProxy(
-        table, limits, deps.rate_limiter, Cors(config.cors), trust_forwarded_for=config.trust_forwarded_for
-    )
+    proxy = GrpcWebProxy(table, limits, deps.rate_limiter, Cors(config.cors), trusted_proxies=config.trusted_proxies)
     try:
         site = bind_site(
             lambda _: build_app(config, proxy),

@@ -110,3 +110,23 @@ async def test_the_budget_holds_across_replicas_sharing_redis(
             await service.stop(0, drain=0)
         for client in clients:
             await client.aclose()
+
+
+@pytest.mark.parametrize("config", [accounts_config(sign_in_per_address=Rate(limit=3, period=60))])
+async def test_a_forged_forwarded_for_does_not_buy_more_sign_in_attempts(client: Client) -> None:
+    """The per-address limit counts the address the trusted gateway appended (the right of x-forwarded-for), not
+    a first hop the client wrote itself: rotating that hop changes nothing."""
+
+    async def sign_in(forged: str, proxy_saw: str) -> grpc.StatusCode:
+        chain = (("x-forwarded-for", f"{forged}, {proxy_saw}"),)
+        try:
+            await client.stub.SignIn(
+                accounts_pb2.SignInRequest(email="nobody@example.com", password="x"), metadata=chain
+            )
+        except grpc.aio.AioRpcError as err:
+            return err.code()
+        return grpc.StatusCode.OK
+
+    outcomes = [await sign_in(f"198.51.100.{i}", "203.0.113.5") for i in range(5)]
+    assert outcomes[3:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2, outcomes
+    assert await sign_in("198.51.100.1", "203.0.113.6") != grpc.StatusCode.RESOURCE_EXHAUSTED, "another client"

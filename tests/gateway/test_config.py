@@ -19,6 +19,6 @@ def test_documented_gateway_section_matches_the_defaults() -> None:
     assert config.limits == defaults.limits
     assert config.cors == defaults.cors
     assert config.immutable_paths == defaults.immutable_paths
-    assert config.trust_forwarded_for == defaults.trust_forwarded_for
+    assert config.trusted_proxies == defaults.trusted_proxies
     assert config.grace_period == defaults.grace_period
     assert config.http.port == 8080  # what marquee up uses when the port is left at 0

@@ -156,7 +156,7 @@ async def test_size_limits(probe: str) -> None:
 
 
 async def test_rate_limit_per_client_address(probe: str) -> None:
-    limited = config(requests_per_second=5, burst=5).model_copy(update={"trust_forwarded_for": True})
+    limited = config(requests_per_second=5, burst=5).model_copy(update={"trusted_proxies": ("127.0.0.0/8",)})
     async with start_gateway(limited, {SERVICE: probe}) as gw:
         replies = [await gw.echo() for _ in range(12)]
         codes = [r.code for r in replies]
@@ -356,3 +356,13 @@ async def test_slow_request_heads_are_cut_at_the_header_read_timeout(probe: str)
             trickling.cancel()
             for _, writer in slow:
                 writer.close()
+
+
+async def test_a_forged_forwarded_for_shares_its_senders_bucket(probe: str) -> None:
+    """Behind a trusted load balancer the client is the hop it appended (read from the right): a first hop the
+    client wrote is never believed, so rotating it does not escape the rate limit."""
+    limited = config(requests_per_second=1, burst=2).model_copy(update={"trusted_proxies": ("127.0.0.0/8",)})
+    async with start_gateway(limited, {SERVICE: probe}) as gw:
+        codes = [(await gw.echo(headers={"x-forwarded-for": f"198.51.100.{i}, 203.0.113.5"})).code for i in range(4)]
+        assert codes[:2] == [Status.OK] * 2 and Status.RESOURCE_EXHAUSTED in codes[2:]
+        ok(await gw.echo(headers={"x-forwarded-for": "198.51.100.1, 203.0.113.6"}))

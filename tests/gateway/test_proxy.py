@@ -177,7 +177,7 @@ async def test_request_metadata_passes_through_and_the_rest_stays(gw: Running) -
 
 
 async def test_trusted_forwarded_for_is_extended(probe: str) -> None:
-    trusting = config().model_copy(update={"trust_forwarded_for": True})
+    trusting = config().model_copy(update={"trusted_proxies": ("127.0.0.0/8",)})
     async with start_gateway(trusting, {SERVICE: probe}) as gw:
         seen = await _inspect(gw, headers={"x-forwarded-for": "203.0.113.9"})
         assert ["x-forwarded-for", "203.0.113.9, 127.0.0.1"] in seen["metadata"]
