@@ -21,6 +21,7 @@ from services.common.config import ServerConfig
 from services.common.denylist_redis import RedisDenyList
 from services.common.deps import Dependencies
 from services.common.errors import error_info
+from services.common.ratelimit import RedisRateLimiter
 from services.platform.localredis import free_port
 from tests.accounts.conftest import PASSWORD, Client, accounts_config, bearer
 
@@ -167,6 +168,25 @@ async def test_an_unreachable_shared_deny_list_refuses_calls_as_unavailable(deps
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             info = error_info(err.value)
             assert info is not None and info.reason == "DENYLIST_UNAVAILABLE"
+    finally:
+        await service.stop(0, drain=0)
+        await redis.aclose()
+
+
+async def test_an_unreachable_shared_rate_limiter_refuses_calls_as_unavailable(deps: Dependencies) -> None:
+    """``[limits] kind = "redis"`` with Redis down: a sign-in cannot be counted, so it is refused UNAVAILABLE
+    (RATE_LIMITER_UNAVAILABLE, retry later), never let through unlimited and never INTERNAL."""
+    redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    service = await create_accounts(accounts_config(), dataclasses.replace(deps, rate_limiter=RedisRateLimiter(redis)))
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = accounts_pb2_grpc.AccountServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.SignIn(accounts_pb2.SignInRequest(email="nolimit@example.com", password=PASSWORD))
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            info = error_info(err.value)
+            assert info is not None and info.reason == "RATE_LIMITER_UNAVAILABLE"
     finally:
         await service.stop(0, drain=0)
         await redis.aclose()
