@@ -4,6 +4,7 @@ list of revoked access tokens)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from services.common.redisclient import redis_client
 from services.common.store.factory import open_store
 from services.common.store.port import Store
 from services.common.tasks import cancel_all
+
+log = logging.getLogger("marquee.platform")
 
 
 @dataclass
@@ -141,6 +144,11 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
     limiter: RateLimiter = InMemoryRateLimiter()
     if config.limits.kind == "redis" and redis is not None:
         limiter = RedisRateLimiter(redis, prefix=f"{config.redis.key_prefix}rl:")
+    if config.state.kind == "redis" and config.limits.kind == "memory":
+        log.warning(
+            "[state] is shared on Redis but [limits] kind is memory: each replica counts its own rate limits and"
+            ' password attempts (set [limits] kind = "redis" for one budget across replicas)'
+        )
     denylist: DenyList = InMemoryDenyList()
     if config.state.kind == "redis" and redis is not None:
         denylist = RedisDenyList(redis, prefix=f"{config.redis.key_prefix}deny:")
