@@ -239,6 +239,13 @@ class LimitsConfig(Section):
     kind: Literal["memory", "redis"] = "memory"
 
 
+class StateConfig(Section):
+    """Where state every replica must agree on lives: in process (one process, or replicas that each follow the
+    bus), or Redis (``[redis]``), shared by every replica. Today: the deny list of revoked access tokens."""
+
+    kind: Literal["memory", "redis"] = "memory"
+
+
 class MetricsConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -263,6 +270,7 @@ class PlatformConfig(BaseSettings):
     store: StoreConfig = StoreConfig()
     bus: BusConfig = BusConfig()
     limits: LimitsConfig = LimitsConfig()
+    state: StateConfig = StateConfig()
     redis: RedisConfig = RedisConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -1,4 +1,5 @@
-"""The access-token deny list, as a port: the in-memory adapter here, a Redis adapter later (same three calls).
+"""The access-token deny list, as a port: the in-memory adapter here, the Redis one (every replica shares it) in
+services.common.denylist_redis; ``[state] kind`` picks one.
 
 Access tokens are stateless JWTs, valid until they expire (``auth.access_token_ttl``, 15 minutes by default).
 When sessions end before that, the accounts service denies their tokens here, and the auth interceptor of every
@@ -11,8 +12,9 @@ service consults the list on every RPC (services.common.interceptors.AuthInterce
 
 An entry is kept until every token it denies has expired (``until``, unix seconds), then forgotten, so the list
 holds at most one access-token lifetime of revocations. In the all-in-one every service shares one list (the
-runtime's Dependencies); revocations are also published on ``accounts.revoked`` (AccessRevokedEvent), and
-:func:`follow_revocations` feeds a process's own list from that topic where the list is not shared.
+runtime's Dependencies); with ``[state] kind = "redis"`` every replica of every service shares one list in Redis.
+Revocations are also published on ``accounts.revoked`` (AccessRevokedEvent), and :func:`follow_revocations` feeds a
+process's own list from that topic where the list is not shared (in-memory lists on a Redis bus).
 """
 
 from __future__ import annotations

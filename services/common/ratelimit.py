@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.common.errors import Unavailable
+
 
 class Rate(BaseModel):
     """``limit`` events per ``period`` seconds, with bursts of up to ``burst`` (default: ``limit``)."""
@@ -72,8 +74,12 @@ class InMemoryRateLimiter:
             return Decision(True, 0.0)
 
 
-class RateLimiterUnavailable(Exception):
-    """The shared limiter cannot be reached (callers answer UNAVAILABLE rather than let everything through)."""
+class RateLimiterUnavailable(Unavailable):
+    """The shared limiter cannot be reached: the call is refused with UNAVAILABLE (reason RATE_LIMITER_UNAVAILABLE,
+    retry after a second) rather than let everything through unlimited."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="RATE_LIMITER_UNAVAILABLE", retry_after=1.0)
 
 
 # KEYS[1]: the key; ARGV[1]: emission interval, ARGV[2]: burst tolerance (seconds). Returns {allowed, retry_after}

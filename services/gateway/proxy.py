@@ -28,7 +28,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from services.common.context import new_request_id
 from services.common.errors import ResourceExhausted
 from services.common.geo import ForwardedFor
-from services.common.ratelimit import Rate, RateLimiter
+from services.common.ratelimit import Rate, RateLimiter, RateLimiterUnavailable
 from services.gateway import metrics
 from services.gateway.config import LimitsConfig
 from services.gateway.cors import Cors
@@ -218,7 +218,10 @@ class GrpcWebProxy:
                 grpc.StatusCode.PERMISSION_DENIED, "this origin may not call the gateway (CORS)", "origin"
             )
         address, forwarded = self.client_address(request)
-        admitted = await self.limiter.hit(f"gateway:{address}", self._rate)
+        try:
+            admitted = await self.limiter.hit(f"gateway:{address}", self._rate)
+        except RateLimiterUnavailable as exc:
+            raise ProtocolError(grpc.StatusCode.UNAVAILABLE, exc.message, "rate_limiter") from exc
         if not admitted.allowed:
             raise _RateLimited(admitted.retry_after)
         if self._in_flight > self.limits.max_in_flight:

@@ -4,6 +4,7 @@ list of revoked access tokens)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from services.common.bus.memory import InMemoryBus
 from services.common.bus.port import EventBus
 from services.common.bus.redis import RedisBus
 from services.common.config import PlatformConfig, ServerConfig
-from services.common.denylist import InMemoryDenyList, follow_revocations
+from services.common.denylist import DenyList, InMemoryDenyList, follow_revocations
+from services.common.denylist_redis import RedisDenyList
 from services.common.deps import Dependencies
 from services.common.geo import Geo
 from services.common.ids import new_id
@@ -28,6 +30,8 @@ from services.common.redisclient import redis_client
 from services.common.store.factory import open_store
 from services.common.store.port import Store
 from services.common.tasks import cancel_all
+
+log = logging.getLogger("marquee.platform")
 
 
 @dataclass
@@ -52,10 +56,11 @@ class Runtime:
         return service
 
     def follow_revocations(self) -> None:
-        """With a Redis bus (replicas share it), apply every replica's access-token revocations to this process's
-        deny list too, from the start of the retained topic. With the in-process bus the accounts service of this
-        process is the only source, and it writes the list itself."""
-        if self.config.bus.kind != "redis":
+        """With a Redis bus (replicas share it) and a deny list of this process's own (``[state] kind = "memory"``),
+        apply every replica's access-token revocations to the list too, from the start of the retained topic. With
+        the in-process bus the accounts service of this process is the only source, and it writes the list itself;
+        with ``[state] kind = "redis"`` the list is shared and every accounts replica writes it directly."""
+        if self.config.bus.kind != "redis" or self.config.state.kind == "redis":
             return
         follower = follow_revocations(self.deps.bus, self.deps.denylist, f"denylist-{new_id()}", from_beginning=True)
         self.tasks.append(asyncio.create_task(follower, name="follow-revocations"))
@@ -121,12 +126,13 @@ def platform_store(config: PlatformConfig) -> Store:
 
 def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Runtime:
     """Open the configured adapters: the store (SQLite under ``config.data_dir``, created if missing, or a CQL
-    cluster, connected on first use), the bus and the rate limiter (in memory, or on Redis)."""
+    cluster, connected on first use), the bus, the rate limiter and the deny list (in memory, or on Redis)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config = local_config(config)
     auth = config.auth
     signing = _signing_key(config)
-    redis = redis_client(config.redis) if "redis" in (config.bus.kind, config.limits.kind) else None
+    kinds = (config.bus.kind, config.limits.kind, config.state.kind)
+    redis = redis_client(config.redis) if "redis" in kinds else None
     bus: EventBus = InMemoryBus(max_len=config.bus.max_len)
     if config.bus.kind == "redis" and redis is not None:
         bus = RedisBus(
@@ -138,6 +144,14 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
     limiter: RateLimiter = InMemoryRateLimiter()
     if config.limits.kind == "redis" and redis is not None:
         limiter = RedisRateLimiter(redis, prefix=f"{config.redis.key_prefix}rl:")
+    if config.state.kind == "redis" and config.limits.kind == "memory":
+        log.warning(
+            "[state] is shared on Redis but [limits] kind is memory: each replica counts its own rate limits and"
+            ' password attempts (set [limits] kind = "redis" for one budget across replicas)'
+        )
+    denylist: DenyList = InMemoryDenyList()
+    if config.state.kind == "redis" and redis is not None:
+        denylist = RedisDenyList(redis, prefix=f"{config.redis.key_prefix}deny:")
     addresses = dict(config.addresses)  # the services marquee up starts are added as they start
     deps = Dependencies(
         store=open_store(config, signing),
@@ -146,7 +160,7 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         auth=auth,
         tokens=AccessTokens(auth),
         page_tokens=PageTokens(signing),
-        denylist=InMemoryDenyList(),
+        denylist=denylist,
         url_signing=config.url_signing,
         geo=Geo(config.geo),
         plans=Plans(config.plans),

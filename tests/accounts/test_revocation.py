@@ -6,18 +6,24 @@ AccountService and CatalogService run here as in the all-in-one: two servers sha
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
-from marquee.v1 import accounts_pb2, catalog_pb2, catalog_pb2_grpc
+from marquee.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from services.accounts.server import create_server as create_accounts
 from services.catalog.config import CatalogConfig, DemoCatalogConfig
 from services.catalog.server import create_server as create_catalog
 from services.common.config import ServerConfig
+from services.common.denylist_redis import RedisDenyList
 from services.common.deps import Dependencies
 from services.common.errors import error_info
-from tests.accounts.conftest import PASSWORD, Client, bearer
+from services.common.ratelimit import RedisRateLimiter
+from services.platform.localredis import free_port
+from tests.accounts.conftest import PASSWORD, Client, accounts_config, bearer
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -144,3 +150,43 @@ async def test_a_deleted_accounts_access_tokens_are_refused(
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         info = error_info(err.value)
         assert info is not None and info.reason == "TOKEN_REVOKED"
+
+
+async def test_an_unreachable_shared_deny_list_refuses_calls_as_unavailable(deps: Dependencies) -> None:
+    """``[state] kind = "redis"`` with Redis down: an authenticated call cannot be checked, so it is refused
+    UNAVAILABLE (DENYLIST_UNAVAILABLE, retry later), never let through and never INTERNAL."""
+    redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    service = await create_accounts(accounts_config(), dataclasses.replace(deps, denylist=RedisDenyList(redis)))
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = accounts_pb2_grpc.AccountServiceStub(channel)
+            up = await stub.SignUp(accounts_pb2.SignUpRequest(email="nolist@example.com", password=PASSWORD))
+            request = accounts_pb2.GetAccountRequest(name=up.account.name)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetAccount(request, metadata=bearer(up.tokens.access_token))
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            info = error_info(err.value)
+            assert info is not None and info.reason == "DENYLIST_UNAVAILABLE"
+    finally:
+        await service.stop(0, drain=0)
+        await redis.aclose()
+
+
+async def test_an_unreachable_shared_rate_limiter_refuses_calls_as_unavailable(deps: Dependencies) -> None:
+    """``[limits] kind = "redis"`` with Redis down: a sign-in cannot be counted, so it is refused UNAVAILABLE
+    (RATE_LIMITER_UNAVAILABLE, retry later), never let through unlimited and never INTERNAL."""
+    redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    service = await create_accounts(accounts_config(), dataclasses.replace(deps, rate_limiter=RedisRateLimiter(redis)))
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = accounts_pb2_grpc.AccountServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.SignIn(accounts_pb2.SignInRequest(email="nolimit@example.com", password=PASSWORD))
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            info = error_info(err.value)
+            assert info is not None and info.reason == "RATE_LIMITER_UNAVAILABLE"
+    finally:
+        await service.stop(0, drain=0)
+        await redis.aclose()

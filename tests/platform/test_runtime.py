@@ -12,6 +12,8 @@ from services.accounts.revocation import AccessRevoker
 from services.common.bus.memory import InMemoryBus
 from services.common.bus.redis import RedisBus
 from services.common.config import ConfigError, load_config
+from services.common.denylist import InMemoryDenyList
+from services.common.denylist_redis import RedisDenyList
 from services.common.ratelimit import InMemoryRateLimiter, Rate, RedisRateLimiter
 from services.platform.localredis import RedisServer
 from services.platform.runtime import open_runtime
@@ -22,6 +24,7 @@ async def test_embedded_adapters_by_default(tmp_path: Path) -> None:
     try:
         assert isinstance(runtime.deps.bus, InMemoryBus)
         assert isinstance(runtime.deps.rate_limiter, InMemoryRateLimiter)
+        assert isinstance(runtime.deps.denylist, InMemoryDenyList)
         assert runtime.redis is None
     finally:
         await runtime.close()
@@ -97,3 +100,29 @@ async def test_replicas_on_a_redis_bus_follow_each_others_revocations(
         await first.close()
         if second is not None:
             await second.close()
+
+
+async def test_replicas_with_redis_state_share_one_deny_list(
+    tmp_path: Path, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """``[state] kind = "redis"``: a revocation written by one replica is in the list another replica reads at
+    once (no follower, nothing to wait for), and the list's keys sit under the ``[redis]`` prefix."""
+    config = load_config(
+        bus={"kind": "redis"}, state={"kind": "redis"}, redis={"url": redis_server.url, "key_prefix": redis_prefix}
+    )
+    first = open_runtime(config.model_copy(update={"data_dir": tmp_path / "a"}))
+    second = open_runtime(config.model_copy(update={"data_dir": tmp_path / "b"}))
+    try:
+        assert isinstance(first.deps.denylist, RedisDenyList) and isinstance(second.deps.denylist, RedisDenyList)
+        second.follow_revocations()
+        assert second.tasks == [], "a shared list needs no follower"
+        revoker = AccessRevoker(first.deps.denylist, first.deps.bus, first.config.auth)
+        tokens = first.deps.tokens
+        signed_out = tokens.verify(tokens.issue("acc1", session_id="fam1").token)
+        await revoker.session("acc1", "fam1", accounts_pb2.REVOCATION_REASON_SIGNED_OUT)
+        assert await second.deps.denylist.denied(signed_out.account_id, signed_out.session_id, signed_out.issued_at)
+        assert second.redis is not None
+        assert await second.redis.exists(f"{redis_prefix}deny:s:fam1")
+    finally:
+        await first.close()
+        await second.close()

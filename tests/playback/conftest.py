@@ -64,6 +64,7 @@ class Playback:
     store: Store
     bus: InMemoryBus
     steering_state: Steering
+    deps: Dependencies  # what the stack's services were built with (a second replica reuses its store, addresses)
 
     def caller(
         self, account: str, profile: str, plan: str = "premium", maturity: int = common_pb2.MATURITY_RATING_ADULT
@@ -173,6 +174,7 @@ async def playback_stack(
             store,
             bus,
             steering_state,
+            deps,
         )
         register = steering_pb2.RegisterEdgeRequest(
             edge_id="edge-a",
