@@ -1,8 +1,8 @@
 """`marquee up --distributed`: every service as its own `marquee serve` processes (two replicas of accounts,
 catalog, playback and recommendations), the gateway round-robining across them, a supervisor that restarts what
-dies. Run here on the test session's redis-server (``--redis``) and one SQLite store in the data directory that
-every replica shares (``--store sqlite``): a second Cassandra JVM beside the suite's is too heavy for two cores;
-the CQL path of the command is the one `--cql HOST:PORT` takes, the same code with another store."""
+dies. Run on the test session's redis-server (``--redis``) and either one SQLite store in the data directory that
+every replica shares (``--store sqlite``) or the session's Cassandra node (``--cql HOST:PORT``, keyspaces of the
+test's own): no second Redis or JVM starts."""
 
 from __future__ import annotations
 
@@ -19,28 +19,34 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import pytest
 from google.protobuf.message import Message
 
 from marquee.v1 import accounts_pb2, catalog_pb2, catalog_pb2_grpc, playback_pb2
 from services.common.config import load_config
+from services.common.store.cassandra_node import CassandraNode
 from services.platform.admin import admin_metadata
 from services.platform.localredis import RedisServer
+from tests.cql import unique_prefix
 from tests.gateway import grpcweb
 from tests.platform.test_up import FAST_ENV, wait_progressing
 
 M = TypeVar("M", bound=Message)
 
 
-def _start(tmp_path: Path, redis: RedisServer) -> tuple[subprocess.Popen[str], Path]:
+def _start(
+    tmp_path: Path, redis: RedisServer, store: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[str], Path]:
     ready = tmp_path / "ready.json"
     env = {
         **os.environ,
         **FAST_ENV,
         "MARQUEE_SERVICES__ENCODER__DEMO__SYNTHETIC_SECONDS": "4",
         "MARQUEE_REDIS__KEY_PREFIX": f"d{uuid.uuid4().hex[:12]}:",
+        **env,
     }
     argv = [sys.executable, "-m", "services.platform.cli", "--data-dir", str(tmp_path / "data"), "up"]
-    argv += ["--distributed", "--store", "sqlite", "--redis", redis.url, "--ephemeral-ports"]
+    argv += ["--distributed", *store, "--redis", redis.url, "--ephemeral-ports"]
     proc = subprocess.Popen(
         [*argv, "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -107,11 +113,18 @@ def _playable_title(catalogs: list[str], md: tuple[tuple[str, str], ...]) -> Cal
     return find
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "cql"])
 def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, store_kind: str, request: pytest.FixtureRequest
 ) -> None:
     data = tmp_path / "data"
-    proc, ready = _start(tmp_path, redis_server)
+    if store_kind == "cql":
+        node: CassandraNode = request.getfixturevalue("cassandra")
+        store = ["--cql", node.contact_point]
+        env = {"MARQUEE_STORE__CQL__KEYSPACE_PREFIX": unique_prefix()}
+    else:
+        store, env = ["--store", "sqlite"], {}
+    proc, ready = _start(tmp_path, redis_server, store, env)
     pids: set[int] = set()
     try:
 
