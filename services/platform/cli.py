@@ -27,6 +27,8 @@ from services.common.config import ConfigError, CqlConfig, PlatformConfig, load_
 from services.common.logs import configure_logging
 from services.platform.plugins import discover
 
+DEFAULT_REPLICAS = 2  # `marquee up --distributed`: replicas of each gRPC service
+
 
 def platform_config(args: argparse.Namespace) -> PlatformConfig:
     """The platform config from --config / $MARQUEE_CONFIG, the environment, and --data-dir."""
@@ -53,6 +55,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from services.platform.localredis import RedisServerError
 
     distributed = bool(args.distributed)
+    if not distributed and (args.redis or args.replicas is not None):
+        print("marquee up: --redis and --replicas go with --distributed", file=sys.stderr)
+        return 2
+    if distributed and args.replicas is not None and args.replicas < 1:
+        print("marquee up: --replicas must be at least 1", file=sys.stderr)
+        return 2
     if distributed and args.store is None and args.cql is None:
         args.cql = "local"  # the distributed topology runs on CQL: a node of our own unless one is named
     config = _with_store(platform_config(args), args.store, args.cql)
@@ -77,7 +85,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                     config,
                     config_file=args.config,
                     redis_url=args.redis,
-                    replicas=args.replicas,
+                    replicas=args.replicas or DEFAULT_REPLICAS,
                     ephemeral_ports=args.ephemeral_ports,
                     ready_file=args.ready_file,
                     only=only,
@@ -178,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Helm chart's topology on this machine: Redis, CQL, every service as its own replica processes",
     )
     up.add_argument(
-        "--replicas", type=int, default=2, metavar="N", help="with --distributed: processes per gRPC service"
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"with --distributed: processes per gRPC service (default {DEFAULT_REPLICAS})",
     )
     up.add_argument(
         "--redis",
