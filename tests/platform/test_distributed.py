@@ -89,7 +89,7 @@ def _replicas(ready: Path) -> dict[str, dict[str, str]]:
 def _alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     return "\nState:\tZ" not in status
 
@@ -231,3 +231,19 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
     assert "Traceback" not in err
     assert "restarted accounts-1" in out + err and "restarted playback-1" in out + err
     assert pids and not [pid for pid in pids if _alive(pid)], "no process outlives the supervisor"
+    assert _running_in(data) == [], "nothing started on the data directory is left running"
+
+
+def _running_in(data: Path) -> list[str]:
+    """Every live process whose command line names ``data`` (the replicas, the encoder's tools, a Redis server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not _alive(int(entry.name)):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if str(data) in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
