@@ -1,6 +1,9 @@
 """The `marquee` command.
 
     marquee up [--config FILE] [--data-dir DIR] [--ephemeral-ports] [--only NAME ...] [--verbose] [--log-format F]
+    marquee up --distributed [--replicas N] [--redis URL] [--cql HOST:PORT | --store sqlite]
+                                          every service as its own processes, N replicas each (services/platform/
+                                          distributed.py)
     marquee serve NAME [--ready-file FILE]   one service, as a container runs it
     marquee <service commands>   e.g. `marquee accounts create ...`, registered by services/<name>/cli.py
 
@@ -23,6 +26,8 @@ import services
 from services.common.config import ConfigError, CqlConfig, PlatformConfig, load_config
 from services.common.logs import configure_logging
 from services.platform.plugins import discover
+
+DEFAULT_REPLICAS = 2  # `marquee up --distributed`: replicas of each gRPC service
 
 
 def platform_config(args: argparse.Namespace) -> PlatformConfig:
@@ -47,7 +52,17 @@ def _with_store(config: PlatformConfig, kind: str | None, cql: str | None) -> Pl
 def _cmd_up(args: argparse.Namespace) -> int:
     from services.common.store.port import StoreError
     from services.platform import supervisor
+    from services.platform.localredis import RedisServerError
 
+    distributed = bool(args.distributed)
+    if not distributed and (args.redis or args.replicas is not None):
+        print("marquee up: --redis and --replicas go with --distributed", file=sys.stderr)
+        return 2
+    if distributed and args.replicas is not None and args.replicas < 1:
+        print("marquee up: --replicas must be at least 1", file=sys.stderr)
+        return 2
+    if distributed and args.store is None and args.cql is None:
+        args.cql = "local"  # the distributed topology runs on CQL: a node of our own unless one is named
     config = _with_store(platform_config(args), args.store, args.cql)
     log_file = config.data_dir / "logs" / "marquee.log"
     if args.verbose or args.log_format:
@@ -60,17 +75,34 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
         print("starting a local Cassandra node (about 30 s; its data stays in the data directory)", flush=True)
         node, config = local_node(config)
+    only = set(args.only) if args.only else None
     try:
-        asyncio.run(
-            supervisor.run(
-                config,
-                ephemeral_ports=args.ephemeral_ports,
-                ready_file=args.ready_file,
-                only=set(args.only) if args.only else None,
-                log_file=log_file,
+        if distributed:
+            from services.platform import distributed as topology
+
+            asyncio.run(
+                topology.run(
+                    config,
+                    config_file=args.config,
+                    redis_url=args.redis,
+                    replicas=args.replicas or DEFAULT_REPLICAS,
+                    ephemeral_ports=args.ephemeral_ports,
+                    ready_file=args.ready_file,
+                    only=only,
+                    log_file=log_file,
+                )
             )
-        )
-    except (supervisor.StartupError, StoreError) as exc:
+        else:
+            asyncio.run(
+                supervisor.run(
+                    config,
+                    ephemeral_ports=args.ephemeral_ports,
+                    ready_file=args.ready_file,
+                    only=only,
+                    log_file=log_file,
+                )
+            )
+    except (supervisor.StartupError, StoreError, RedisServerError) as exc:
         print(f"marquee up: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a port taken by another process (another `marquee up`?)
@@ -147,6 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="HOST:PORT[,...]",
         help="run on this CQL cluster (implies --store cql); 'local' starts a Cassandra node in the data directory",
+    )
+    up.add_argument(
+        "--distributed",
+        action="store_true",
+        help="the Helm chart's topology on this machine: Redis, CQL, every service as its own replica processes",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"with --distributed: processes per gRPC service (default {DEFAULT_REPLICAS})",
+    )
+    up.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="with --distributed: this Redis server (default: one of our own under the data directory, with AOF)",
     )
     up.set_defaults(func=_cmd_up)
     serve = sub.add_parser(

@@ -112,17 +112,24 @@ class Platform:
         }
 
 
-def print_endpoints(platform: Platform, out: TextIO = sys.stdout, log_file: Path | None = None) -> None:
+def print_table(
+    described: dict[str, list[dict[str, str]]], data_dir: Path, log_file: Path | None, out: TextIO = sys.stdout
+) -> None:
+    """The endpoint table: each service's endpoints, the data directory and where the logs are."""
     out.write("\nMarquee is up. Endpoints:\n")
-    described = platform.describe()
     rows = [(name, e["label"], e["address"]) for name, endpoints in described.items() for e in endpoints]
     names = max((len(r[0]) for r in rows), default=0)
     labels = max((len(r[1]) for r in rows), default=0)
     for name, label, address in rows:
         out.write(f"  {name:<{names}}  {label:<{labels}}  {address}\n")
-    out.write(f"\nData directory: {platform.runtime.config.data_dir.resolve()}\n")
+    out.write(f"\nData directory: {data_dir.resolve()}\n")
     if log_file is not None:
         out.write(f"Logs: {log_file.resolve()} (JSON lines, rotated; --verbose shows them here)\n")
+    out.flush()
+
+
+def print_endpoints(platform: Platform, out: TextIO = sys.stdout, log_file: Path | None = None) -> None:
+    print_table(platform.describe(), platform.runtime.config.data_dir, log_file, out)
     out.write("Press Ctrl-C to stop.\n\n")
     out.flush()
 
