@@ -88,10 +88,21 @@ def replica_counts(plugins: list[ServicePlugin], replicas: int) -> dict[str, int
     return {p.name: 1 if p.name in SINGLE else (REPLICAS.get(p.name) or replicas) for p in plugins}
 
 
+def _libc_prctl() -> Any:
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+# Looked up here, in the parent: the child between fork and exec only calls it (a dlopen there could deadlock on
+# a lock another thread of the parent held at the fork).
+_PRCTL = _libc_prctl()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """A child gets SIGTERM if the supervisor dies without stopping it (Linux), so none outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _user_document(path: Path | None) -> dict[str, Any]:
