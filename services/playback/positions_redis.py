@@ -28,6 +28,7 @@ fail with UNAVAILABLE (reason POSITIONS_UNAVAILABLE), never falling back to a st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -37,11 +38,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from marquee.v1 import playback_pb2
-from services.common.bus.redis import RedisBus
+from services.common.bus.redis import BusUnavailable, RedisBus
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.ids import now_micros
 from services.common.names import NamePattern
-from services.common.store.port import Page, PagingState, Row, Store
+from services.common.store.port import Page, PagingState, Row, Store, StoreUnavailable
 from services.common.topics import PLAYBACK_UPDATE
 from services.playback.positions import Positions, Report, Update, update_event
 from services.playback.schema import SESSIONS
@@ -265,7 +266,16 @@ class RedisPositions:
         """The ``positions-writer`` consumer: persists every event of the stream to the store until cancelled,
         acknowledging each once written (an event not acknowledged is redelivered: writing it again is harmless).
         The group starts at the beginning of the retained stream when it is first made, so events appended
-        before any writer ran are persisted too."""
+        before any writer ran are persisted too. While Redis or the store cannot be reached it retries, every
+        ``RETRY_AFTER`` seconds (what it holds unacknowledged goes to another writer after the visibility timeout)."""
+        while True:
+            try:
+                await self._follow(consumer)
+            except (BusUnavailable, *_UNREACHABLE, StoreUnavailable) as exc:
+                log.warning("positions-writer: %s; retrying in %.1f s", exc, RETRY_AFTER)
+                await asyncio.sleep(RETRY_AFTER)
+
+    async def _follow(self, consumer: str) -> None:
         subscription = await self._bus.subscribe(PLAYBACK_UPDATE, WRITER_GROUP, consumer, from_beginning=True)
         try:
             async for message in subscription:
@@ -279,8 +289,8 @@ class RedisPositions:
 
     async def lag(self) -> int:
         """Events of the stream the writer group has not acknowledged yet or not read yet (tests, operators)."""
-        groups = await self._redis.xinfo_groups(self._stream)
-        for group in groups:
+        for group in await self._redis.xinfo_groups(self._stream):
             if _text(group["name"]) == WRITER_GROUP:
-                return int(group["pending"]) + int(group.get("lag") or 0)
-        return await self._redis.xlen(self._stream)  # type: ignore[no-any-return]
+                unread = await self._redis.xrange(self._stream, "(" + _text(group["last-delivered-id"]), "+")
+                return int(group["pending"]) + len(unread)
+        return int(await self._redis.xlen(self._stream))

@@ -1,0 +1,149 @@
+"""The durability contract of positions on Redis (``[services.playback] positions = "redis"``): an update is
+acknowledged once Redis has it, and Redis runs with AOF. With ``appendfsync always`` every acknowledged update
+survives redis-server being killed with SIGKILL: after a restart on the same directory each one is read back
+through the service, and is in the store once the positions-writer drained the stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from marquee.v1 import playback_pb2
+from services.common.bus.redis import RedisBus
+from services.common.config import RedisConfig, ServerConfig
+from services.common.redisclient import redis_client
+from services.common.store.sqlite import SqliteStore
+from services.common.topics import PLAYBACK_UPDATE
+from services.platform.localredis import RedisServer
+from services.playback.config import ManifestHttpConfig, PlaybackConfig
+from services.playback.positions import Positions
+from services.playback.positions_redis import RedisPositions
+from services.playback.schema import POSITIONS, WATCH_HISTORY
+from tests.edge.conftest import TITLE
+from tests.playback.conftest import playback_stack
+
+VIEWERS = 8  # accounts, one profile and one session each
+UPDATES = 25  # acknowledged updates per session before the kill
+PREFIX = "marquee:"  # the default [redis] key_prefix, what the stack's service uses
+
+
+def _at(ms: int) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(ms)
+    return d
+
+
+def _ts(micros: int) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromMicroseconds(micros)
+    return t
+
+
+async def lag(positions: RedisPositions) -> int:
+    """The writer's lag; a pooled connection to the killed server fails once, and the next one reconnects."""
+    try:
+        return await positions.lag()
+    except RedisConnectionError:
+        return await positions.lag()
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """A redis-server of the test's own with AOF on (appendfsync always) in a directory of its own; a test that
+    restarts it appends the new server, and every one still running is stopped at the end."""
+    servers = [RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always")]
+    servers[0].start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_every_acknowledged_update_survives_redis_sigkill(
+    tmp_path: Path, origin: Path, aof_redis: list[RedisServer]
+) -> None:
+    first = aof_redis[0]
+    store = SqliteStore(tmp_path / "store.db")
+    client = redis_client(RedisConfig(url=first.url))  # the services' client, as [redis] makes it
+    bus = RedisBus(client, prefix=f"{PREFIX}bus:")
+    config = PlaybackConfig(
+        server=ServerConfig(port=0, drain_delay=0, grace_period=1),
+        http=ManifestHttpConfig(port=0),
+        positions="redis",
+    )
+    acked: dict[str, tuple[int, int]] = {}  # profile name -> (position ms, event time) of its last acknowledged update
+    try:
+        async with playback_stack(tmp_path, origin, config, store, bus=bus) as p:
+            sessions = []
+            for n in range(VIEWERS):
+                md = p.caller(f"acct-d{n}", "p1")
+                profile = f"accounts/acct-d{n}/profiles/p1"
+                started = await p.stub.StartPlayback(
+                    playback_pb2.StartPlaybackRequest(title=f"titles/{TITLE}", profile=profile), metadata=md
+                )
+                sessions.append((profile, started.session.name, md))
+            base = 1_700_000_000_000_000
+
+            async def report(profile: str, session: str, md: tuple[tuple[str, str], ...]) -> None:
+                for i in range(1, UPDATES + 1):
+                    event_time = base + i * 1000
+                    reply = await p.stub.UpdatePosition(
+                        playback_pb2.UpdatePositionRequest(
+                            session=session, position=_at(i * 100), event_time=_ts(event_time)
+                        ),
+                        metadata=md,
+                    )
+                    assert reply.applied
+                    acked[profile] = (i * 100, event_time)
+
+            await asyncio.gather(*(report(*s) for s in sessions))
+            first.kill()  # SIGKILL: only what the AOF's fsync policy wrote survives
+            restarted = RedisServer(first.directory, port=first.port, appendonly=True, appendfsync="always")
+            aof_redis.append(restarted)
+            restarted.start()  # on the same directory: it replays the AOF
+
+            read_back, retried = 0, 0
+            for profile, _, md in sessions:
+                request = playback_pb2.GetPositionRequest(profile=profile, title=f"titles/{TITLE}")
+                while True:  # a pooled connection to the killed server fails once (UNAVAILABLE): a client retries
+                    try:
+                        got = await p.stub.GetPosition(request, metadata=md)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        retried += 1
+                assert (got.position.position.ToMilliseconds(), got.position.event_time.ToMicroseconds()) == acked[
+                    profile
+                ], f"an acknowledged update of {profile} was lost"
+                read_back += 1
+
+            # the service's writer (it retries while Redis is away) drains the stream into the store
+            watcher = RedisPositions(store, Positions(store, 0.95), bus, prefix=PREFIX, idle_ttl=60)
+            while await lag(watcher) > 0:  # noqa: ASYNC110 - polls what Redis reports
+                await asyncio.sleep(0.05)
+            in_store = 0
+            for n in range(VIEWERS):
+                key = {"account_id": f"acct-d{n}", "profile_id": "p1", "title_id": TITLE}
+                profile = f"accounts/acct-d{n}/profiles/p1"
+                row = await store.get(POSITIONS, key)
+                assert row is not None
+                assert (row["position_ms"], row["event_time"]) == acked[profile]
+                history = await store.query(WATCH_HISTORY, {"account_id": f"acct-d{n}", "profile_id": "p1"}, limit=5)
+                assert [(r["position_ms"], r["event_time"]) for r in history.rows] == [acked[profile]]
+                in_store += 1
+            stream = await client.xlen(bus.stream(PLAYBACK_UPDATE))
+            print(
+                f"acknowledged {VIEWERS * UPDATES} updates ({VIEWERS} positions), read back after SIGKILL {read_back}"
+                f" ({retried} calls retried), in the store {in_store}, stream entries kept {stream}"
+            )
+            assert stream == VIEWERS * UPDATES, "every acknowledged update's event survived with it"
+    finally:
+        await bus.close()
+        await client.aclose()
+        await store.close()
