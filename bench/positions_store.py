@@ -9,7 +9,14 @@ session lookup, the position and the history entry written with the event time a
 back, an event; SQLite commits with synchronous=FULL, Cassandra at LOCAL_QUORUM with the commit log in batch mode.
 Sessions are made directly in the store (StartPlayback is not what this measures); each profile's history holds
 ``--history`` entries. Target (issue 16): UpdatePosition on CQL at least 1.0x the reference per core.
-Run: ./dev bench positions_store
+
+The Redis write-behind rows (``positions = "redis"``, issue 17) run 1, 2 and 4 playback replicas (processes, the
+clients spread over them) on a local redis-server with AOF (``--appendfsync``, everysec by default) in front of
+each store: an UpdatePosition is the token check, the session lookup and one Lua script (the position and its
+``playback.update`` event); every replica also runs a positions-writer persisting the events to the store, in the
+same process, so its CPU is counted. The replicas and redis-server all share core 0 (this machine has two cores):
+the rows show the cost per core, not scaling, which needs cores of their own.
+Run: ./dev bench positions_store (``--stores sqlite`` without the Cassandra node)
 """
 
 from __future__ import annotations
