@@ -6,7 +6,8 @@ through the service, and is in the store once the positions-writer drained the s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,14 +18,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from marquee.v1 import playback_pb2
 from services.common.bus.redis import RedisBus
 from services.common.config import RedisConfig, ServerConfig
+from services.common.errors import Unavailable
 from services.common.redisclient import redis_client
 from services.common.store.sqlite import SqliteStore
 from services.common.topics import PLAYBACK_UPDATE
-from services.platform.localredis import RedisServer
+from services.platform.localredis import RedisServer, free_port
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
-from services.playback.positions import Positions
+from services.playback.positions import Positions, Report, update_event
 from services.playback.positions_redis import RedisPositions
-from services.playback.schema import POSITIONS, WATCH_HISTORY
+from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import playback_stack
 
@@ -147,3 +149,74 @@ async def test_every_acknowledged_update_survives_redis_sigkill(
         await bus.close()
         await client.aclose()
         await store.close()
+
+
+@pytest.fixture
+async def hot(tmp_path: Path, redis_server: RedisServer, redis_prefix: str) -> AsyncIterator[RedisPositions]:
+    """Positions on the session's redis-server (keys of the test's own) in front of a SQLite store."""
+    store = SqliteStore(tmp_path / "hot.db")
+    await store.migrate(SCHEMA)
+    await store.insert(SESSIONS, {"session_id": "s1", "account_id": "a", "profile_id": "p", "start_time": 5})
+    bus = RedisBus.from_url(redis_server.url, prefix=f"{redis_prefix}bus:")
+    yield RedisPositions(store, Positions(store, 0.95), bus, prefix=redis_prefix, idle_ttl=600)
+    await bus.close()
+    await store.close()
+
+
+def _report(event_time: int, position_ms: int) -> Report:
+    return Report("a", "p", "t", "s1", 5, position_ms, 100_000, event_time)
+
+
+async def test_a_position_gone_from_redis_is_seeded_from_the_store(hot: RedisPositions) -> None:
+    """An idled-out key: the next report is compared with the store's position, as the store would compare it."""
+    assert (await hot.update(_report(2_000, 20))).applied
+    await drain_writer(hot)
+    await hot._redis.delete(hot.key("a", "p", "t"))  # as if it had idled out
+    late = await hot.update(_report(1_000, 10))
+    assert not late.applied and late.row["position_ms"] == 20
+    got = await hot.get("a", "p", "t")
+    assert got is not None and got["event_time"] == 2_000
+    assert (await hot.update(_report(3_000, 30))).applied
+
+
+async def test_the_writer_is_idempotent_and_order_free(hot: RedisPositions) -> None:
+    """Events persisted twice and newest first leave the store on the newest one."""
+    events = [
+        playback_pb2.PlaybackUpdateEvent.FromString(update_event(_report(t, t // 100), False))
+        for t in (1_000, 2_000, 3_000)
+    ]
+    for message_id, event in zip(
+        ["3-0", "2-0", "1-0", "3-0", "1-0"], [events[2], events[1], events[0], events[2], events[0]], strict=True
+    ):
+        assert await hot.persist(event, message_id)
+    row = await hot._store.get(POSITIONS, {"account_id": "a", "profile_id": "p", "title_id": "t"})
+    assert row is not None and (row["event_time"], row["position_ms"]) == (3_000, 30)
+    entry = await hot._store.get(
+        WATCH_HISTORY, {"account_id": "a", "profile_id": "p", "watched_at": 5, "title_id": "t"}
+    )
+    assert entry is not None and entry["event_time"] == 3_000
+
+
+async def test_redis_unreachable_is_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "down.db")
+    await store.migrate(SCHEMA)
+    bus = RedisBus.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    positions = RedisPositions(store, Positions(store, 0.95), bus, prefix="x:", idle_ttl=60)
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await positions.update(_report(1_000, 10))
+        assert raised.value.reason == "POSITIONS_UNAVAILABLE"
+    finally:
+        await bus.close()
+        await store.close()
+
+
+async def drain_writer(positions: RedisPositions) -> None:
+    writer = asyncio.create_task(positions.write_behind("t-writer"))
+    try:
+        while await positions.lag() > 0:  # noqa: ASYNC110 - polls what Redis reports
+            await asyncio.sleep(0.01)
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
