@@ -13,12 +13,18 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
+from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from marquee.v1 import playback_pb2
+from services.common.auth import AccessTokens
+from services.common.bus.memory import InMemoryBus
 from services.common.bus.redis import RedisBus
-from services.common.config import RedisConfig, ServerConfig
+from services.common.config import AuthConfig, ConfigError, RedisConfig, ServerConfig
+from services.common.deps import Dependencies
 from services.common.errors import Unavailable
+from services.common.paging import PageTokens
+from services.common.ratelimit import InMemoryRateLimiter
 from services.common.redisclient import redis_client
 from services.common.store.sqlite import SqliteStore
 from services.common.topics import PLAYBACK_UPDATE
@@ -27,6 +33,7 @@ from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from services.playback.positions import Positions, Report, update_event
 from services.playback.positions_redis import RedisPositions
 from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
+from services.playback.server import open_positions
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import playback_stack
 
@@ -220,3 +227,14 @@ async def drain_writer(positions: RedisPositions) -> None:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+def test_positions_on_redis_need_the_redis_bus(tmp_path: Path) -> None:
+    """The write-behind stream is the Redis bus's playback.update: an in-process bus is a configuration error."""
+    config = PlaybackConfig(positions="redis")
+    store = SqliteStore(tmp_path / "cfg.db")
+    auth = AuthConfig(keys={"k": SecretStr("x" * 32)}, signing_kid="k")
+    deps = Dependencies(store, InMemoryBus(), InMemoryRateLimiter(), auth, AccessTokens(auth), PageTokens(b"p"))
+    with pytest.raises(ConfigError, match='bus\\] kind = "redis"'):
+        open_positions(config, deps)
+    assert isinstance(open_positions(config.model_copy(update={"positions": "store"}), deps), Positions)
