@@ -27,7 +27,13 @@ def open_store(spec: str) -> Any:
 
 
 def _serve(
-    create: str, config: Any, store: str, key: str, ports: multiprocessing.Queue[int], kwargs: dict[str, Any]
+    create: str,
+    config: Any,
+    store: str,
+    key: str,
+    ports: multiprocessing.Queue[int],
+    kwargs: dict[str, Any],
+    bus_url: str = "",
 ) -> None:
     from pydantic import SecretStr
 
@@ -45,9 +51,11 @@ def _serve(
     async def main() -> None:
         configure_logging("WARNING", "json")
         auth = AuthConfig(keys={"k1": SecretStr(key)}, signing_kid="k1")
+        from services.common.bus.redis import RedisBus
+
         deps = Dependencies(
             open_store(store),
-            InMemoryBus(),
+            RedisBus.from_url(bus_url, prefix="marquee:bus:") if bus_url else InMemoryBus(),
             InMemoryRateLimiter(),
             auth,
             AccessTokens(auth),
@@ -63,15 +71,17 @@ def _serve(
 
 
 @contextlib.contextmanager
-def service_process(create: str, config: Any, db: Path | str, key: str, **kwargs: Any) -> Iterator[tuple[str, int]]:
+def service_process(
+    create: str, config: Any, db: Path | str, key: str, *, bus_url: str = "", **kwargs: Any
+) -> Iterator[tuple[str, int]]:
     """Runs ``create`` ("module:function", a ``create_server`` returning a Service) with ``config`` (``kwargs``:
-    more fields of its Dependencies) over
+    more fields of its Dependencies; ``bus_url``: a Redis bus at that ``redis://`` URL instead of one in memory) over
     the SQLite database ``db`` (a path, or a store spec for :func:`open_store`); yields its gRPC address and process
     id, and stops the process on exit."""
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue[int] = ctx.Queue()
     spec = f"sqlite:{db}" if isinstance(db, Path) else db
-    proc = ctx.Process(target=_serve, args=(create, config, spec, key, ports, kwargs), daemon=True)
+    proc = ctx.Process(target=_serve, args=(create, config, spec, key, ports, kwargs, bus_url), daemon=True)
     proc.start()
     try:
         yield f"127.0.0.1:{ports.get(timeout=120)}", proc.pid or 0

@@ -9,13 +9,21 @@ session lookup, the position and the history entry written with the event time a
 back, an event; SQLite commits with synchronous=FULL, Cassandra at LOCAL_QUORUM with the commit log in batch mode.
 Sessions are made directly in the store (StartPlayback is not what this measures); each profile's history holds
 ``--history`` entries. Target (issue 16): UpdatePosition on CQL at least 1.0x the reference per core.
-Run: ./dev bench positions_store
+
+The Redis write-behind rows (``positions = "redis"``, issue 17) run 1, 2 and 4 playback replicas (processes, the
+clients spread over them) on a local redis-server with AOF (``--appendfsync``, everysec by default) in front of
+each store: an UpdatePosition is the token check, the session lookup and one Lua script (the position and its
+``playback.update`` event); every replica also runs a positions-writer persisting the events to the store, in the
+same process, so its CPU is counted. The replicas and redis-server all share core 0 (this machine has two cores):
+the rows show the cost per core, not scaling, which needs cores of their own.
+Run: ./dev bench positions_store (``--stores sqlite`` without the Cassandra node)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -78,12 +86,20 @@ class Result:
 
 
 async def closed_loop(
-    label: str, call: Callable[[int, int], Awaitable[Any]], clients: int, seconds: float, pids: list[int]
+    label: str,
+    call: Callable[[int, int], Awaitable[Any]],
+    clients: int,
+    seconds: float,
+    pids: list[int],
+    *,
+    servers: int = 1,
 ) -> Result:
+    """``clients`` callers for ``seconds``; CPU of every process in ``pids``, of which the first ``servers`` are the
+    servers under test."""
     latencies: list[float] = []
     for k in range(clients):  # warm up: connections, prepared statements, caches
         await call(k, 0)
-    cpu0, server0 = cpu_seconds(pids), cpu_seconds(pids[:1])
+    cpu0, server0 = cpu_seconds(pids), cpu_seconds(pids[:servers])
     start = time.perf_counter()
     deadline = start + seconds
 
@@ -97,7 +113,7 @@ async def closed_loop(
 
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - start
-    cpu, server = cpu_seconds(pids) - cpu0, cpu_seconds(pids[:1]) - server0
+    cpu, server = cpu_seconds(pids) - cpu0, cpu_seconds(pids[:servers]) - server0
     qs = statistics.quantiles(latencies, n=100)
     return Result(label, len(latencies), elapsed, qs[49], qs[98], cpu, server)
 
@@ -203,8 +219,19 @@ def ts(micros: int) -> timestamp_pb2.Timestamp:
 
 
 async def measure_store(
-    label: str, spec: str, extra_pids: list[int], clients: int, seconds: float, history: int, tmp: Path
+    label: str,
+    spec: str,
+    extra_pids: list[int],
+    clients: int,
+    seconds: float,
+    history: int,
+    tmp: Path,
+    *,
+    redis_url: str = "",
+    replicas: int = 1,
 ) -> list[Result]:
+    """UpdatePosition, GetPosition and ListWatchHistory on ``replicas`` playback processes (spread over the clients);
+    with ``redis_url``, positions on Redis with write-behind to the store (each replica runs a positions-writer)."""
     from pydantic import SecretStr
 
     from services.common.auth import AccessTokens
@@ -220,6 +247,7 @@ async def measure_store(
         server=ServerConfig(port=0, drain_delay=0, grace_period=1),
         http=ManifestHttpConfig(port=0),
         origin=tmp / "origin",
+        positions="redis" if redis_url else "store",
     )
     kwargs = {
         "addresses": {"catalog": "127.0.0.1:9", "steering": "127.0.0.1:9"},
@@ -229,40 +257,51 @@ async def measure_store(
         "url_signing": UrlSigningConfig(keys={"u": SecretStr("bench-url-signing-key")}, signing_kid="u"),
     }
     results = []
-    with service_process("services.playback.server:create_server", config, spec, KEY, **kwargs) as (address, pid):
-        pin(pid, 0)
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = playback_pb2_grpc.PlaybackServiceStub(channel)
-            base = 1_700_000_000_000_000
-
-            async def update(k: int, n: int) -> Any:
-                i = k % PROFILES
-                position = duration_pb2.Duration()
-                position.FromMilliseconds(n % 7_000_000)
-                return await stub.UpdatePosition(
-                    playback_pb2.UpdatePositionRequest(
-                        session=f"playbackSessions/session-{i}", position=position, event_time=ts(base + n * 1000 + k)
-                    ),
-                    metadata=mds[i],
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(
+                service_process(
+                    "services.playback.server:create_server", config, spec, KEY, bus_url=redis_url, **kwargs
                 )
+            )
+            for _ in range(replicas)
+        ]
+        for _, pid in servers:
+            pin(pid, 0)  # every replica on the server core: calls per CPU-second is what compares
+        channels = [grpc.aio.insecure_channel(address) for address, _ in servers]
+        stubs = [playback_pb2_grpc.PlaybackServiceStub(c) for c in channels]
+        base = 1_700_000_000_000_000
 
-            async def get(k: int, n: int) -> Any:
-                i = k % PROFILES
-                return await stub.GetPosition(
-                    playback_pb2.GetPositionRequest(profile=f"accounts/acct-{i}/profiles/p", title=f"titles/{TITLE}"),
-                    metadata=mds[i],
-                )
+        async def update(k: int, n: int) -> Any:
+            i = k % PROFILES
+            position = duration_pb2.Duration()
+            position.FromMilliseconds(n % 7_000_000)
+            return await stubs[k % replicas].UpdatePosition(
+                playback_pb2.UpdatePositionRequest(
+                    session=f"playbackSessions/session-{i}", position=position, event_time=ts(base + n * 1000 + k)
+                ),
+                metadata=mds[i],
+            )
 
-            async def history_page(k: int, n: int) -> Any:
-                i = k % PROFILES
-                return await stub.ListWatchHistory(
-                    playback_pb2.ListWatchHistoryRequest(parent=f"accounts/acct-{i}/profiles/p", page_size=20),
-                    metadata=mds[i],
-                )
+        async def get(k: int, n: int) -> Any:
+            i = k % PROFILES
+            return await stubs[k % replicas].GetPosition(
+                playback_pb2.GetPositionRequest(profile=f"accounts/acct-{i}/profiles/p", title=f"titles/{TITLE}"),
+                metadata=mds[i],
+            )
 
-            pids = [pid, *extra_pids]
-            for name, call in (("UpdatePosition", update), ("GetPosition", get), ("ListWatchHistory", history_page)):
-                results.append(await closed_loop(f"{name} on {label}", call, clients, seconds, pids))
+        async def history_page(k: int, n: int) -> Any:
+            i = k % PROFILES
+            return await stubs[k % replicas].ListWatchHistory(
+                playback_pb2.ListWatchHistoryRequest(parent=f"accounts/acct-{i}/profiles/p", page_size=20),
+                metadata=mds[i],
+            )
+
+        pids = [pid for _, pid in servers] + extra_pids
+        for name, call in (("UpdatePosition", update), ("GetPosition", get), ("ListWatchHistory", history_page)):
+            results.append(await closed_loop(f"{name} on {label}", call, clients, seconds, pids, servers=replicas))
+        for channel in channels:
+            await channel.close(None)
     return results
 
 
@@ -272,38 +311,73 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--history", type=int, default=200, help="history entries per profile")
     parser.add_argument("--heap-mb", type=int, default=1024, help="the Cassandra node's heap")
+    parser.add_argument(
+        "--stores", default="sqlite,cql", help="comma-separated: sqlite, cql (needs a Cassandra node, started here)"
+    )
+    parser.add_argument(
+        "--redis-replicas",
+        default="1,2,4",
+        help="playback replicas (processes) on Redis write-behind + each store, comma-separated ('' for none)",
+    )
+    parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec", help="the Redis AOF's")
     args = parser.parse_args()
     from services.common.store.cassandra_node import CassandraNode
+    from services.platform.localredis import RedisServer
 
+    stores = [s for s in args.stores.split(",") if s]
+    replica_counts = [int(n) for n in args.redis_replicas.split(",") if n]
     os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory(prefix="marquee-bench-positions-") as tmp_dir:
         tmp = Path(tmp_dir)
         node = CassandraNode(tmp / "cassandra", heap_mb=args.heap_mb)  # commit log in batch mode: durable acks
-        print("starting a Cassandra node ...", flush=True)
-        node.start()
+        if "cql" in stores:
+            print("starting a Cassandra node ...", flush=True)
+            node.start()
+        redis = RedisServer(tmp / "redis", appendonly=True, appendfsync=args.appendfsync)
+        if replica_counts:
+            redis.start()
+            assert redis.pid is not None
+            pin(redis.pid, 0)  # on the server core, counted with the servers
         try:
-            assert node.process is not None
             ref = asyncio.run(reference(args.clients, args.seconds))
             results = [ref]
-            results += asyncio.run(
-                measure_store("SQLite", f"sqlite:{tmp / 'bench.db'}", [], args.clients, args.seconds, args.history, tmp)
-            )
-            cql = f"cql:{node.contact_point}/bench_"
-            results += asyncio.run(
-                measure_store("CQL", cql, [node.process.pid], args.clients, args.seconds, args.history, tmp)
-            )
+            for kind in stores:
+                if kind == "cql":
+                    assert node.process is not None
+                    spec, label, extra = f"cql:{node.contact_point}/bench_", "CQL", [node.process.pid]
+                else:
+                    spec, label, extra = f"sqlite:{tmp / 'bench.db'}", "SQLite", []
+                results += asyncio.run(measure_store(label, spec, extra, args.clients, args.seconds, args.history, tmp))
+                for n in replica_counts:
+                    assert redis.pid is not None
+                    results += asyncio.run(
+                        measure_store(
+                            f"Redis+{label} x{n}",
+                            spec,
+                            [*extra, redis.pid],
+                            args.clients,
+                            args.seconds,
+                            args.history,
+                            tmp,
+                            redis_url=redis.url,
+                            replicas=n,
+                        )
+                    )
         finally:
-            node.stop()
+            redis.stop()
+            if "cql" in stores:
+                node.stop()
     print(f"\n{args.clients} closed-loop clients on core 1, each server process pinned to core 0, {args.seconds:.0f} s")
     header = ("calls/s", "p50 ms", "p99 ms", "calls/CPU-s", "vs ref", "server only", "vs ref")
-    print(f"{'':<30}" + "".join(f"{h:>12}" for h in header))
+    print(f"{'':<40}" + "".join(f"{h:>12}" for h in header))
     for r in results:
         print(
-            f"{r.label:<30}{r.rate:>12,.0f}{r.p50 * 1e3:>12.2f}{r.p99 * 1e3:>12.2f}{r.per_cpu:>12,.0f}"
+            f"{r.label:<40}{r.rate:>12,.0f}{r.p50 * 1e3:>12.2f}{r.p99 * 1e3:>12.2f}{r.per_cpu:>12,.0f}"
             f"{r.per_cpu / ref.per_cpu:>11.2f}x{r.per_server_cpu:>12,.0f}{r.per_server_cpu / ref.per_cpu:>11.2f}x"
         )
-    print("calls/CPU-s: per CPU-second of the server process plus, on CQL, the Cassandra node; 'server only' leaves")
-    print("the database out (on a cluster it has cores of its own). The reference is one trivial grpc.aio process.")
+    print("calls/CPU-s: per CPU-second of the server processes plus, on CQL, the Cassandra node and, on Redis, the")
+    print("redis-server; 'server only' leaves the databases out (on a cluster they have cores of their own). The")
+    print("reference is one trivial grpc.aio process. Replicas share core 0 with redis-server (2 cores here).")
     return 0
 
 

@@ -41,6 +41,7 @@ class Dependencies:
     plans: Plans = field(default_factory=Plans)
     data_dir: Path = Path("data")
     addresses: Mapping[str, str] = field(default_factory=dict)
+    redis_prefix: str = "marquee:"  # [redis] key_prefix: where state a service keeps in Redis goes
 
     def address(self, service: str) -> str:
         """The gRPC address of ``service`` (host:port), which this process was told of."""

@@ -166,5 +166,6 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         plans=Plans(config.plans),
         data_dir=config.data_dir,
         addresses=addresses,
+        redis_prefix=config.redis.key_prefix,
     )
     return Runtime(config=config, deps=deps, ephemeral_ports=ephemeral_ports, addresses=addresses, redis=redis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -27,3 +28,11 @@ class PlaybackConfig(Section):
     )
     finished_fraction: float = Field(0.95, gt=0, le=1.0, description="watched share at which a title is finished")
     max_page_size: int = Field(100, ge=1, le=1000)
+    positions: Literal["store", "redis"] = Field(
+        "store",
+        description="where UpdatePosition writes: the store (each call commits there), or Redis with write-behind"
+        ' to the store through playback.update (needs [bus] kind = "redis")',
+    )
+    positions_idle_ttl: float = Field(
+        7 * 86400.0, gt=0, description="seconds a resume position stays in Redis after its last read or write"
+    )

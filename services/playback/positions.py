@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from marquee.v1 import playback_pb2
 from services.common.ids import now_micros
 from services.common.store.port import MAX_QUERY_LIMIT, Page, PagingState, Row, Store
 from services.playback.schema import POSITIONS, WATCH_HISTORY
@@ -35,6 +39,7 @@ def clamp_event_time(event_micros: int, now_micros: int) -> int:
 class Update:
     applied: bool
     row: Row
+    published: bool = False  # the update's event is on ``playback.update`` already (the Redis write-behind path)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,25 @@ class Report:
     position_ms: int
     runtime_ms: int
     event_time: int
+    region: str = ""  # where the session plays (the event's region)
+
+
+def update_event(report: Report, finished: bool) -> bytes:
+    """The ``playback.update`` event (marquee.v1.PlaybackUpdateEvent) announcing the report once applied."""
+    position, runtime, event_time = Duration(), Duration(), Timestamp()
+    position.FromMilliseconds(report.position_ms)
+    runtime.FromMilliseconds(report.runtime_ms)
+    event_time.FromMicroseconds(report.event_time)
+    return playback_pb2.PlaybackUpdateEvent(
+        session=f"playbackSessions/{report.session_id}",
+        profile=f"accounts/{report.account_id}/profiles/{report.profile_id}",
+        title=f"titles/{report.title_id}",
+        position=position,
+        runtime=runtime,
+        event_time=event_time,
+        finished=finished,
+        region=report.region,
+    ).SerializeToString()
 
 
 class Positions:
@@ -64,7 +88,8 @@ class Positions:
             POSITIONS, {"account_id": account_id, "profile_id": profile_id, "title_id": title_id}
         )
 
-    async def update(self, report: Report) -> Update:
+    def rows(self, report: Report, watch_time: int) -> tuple[Row, Row]:
+        """The position row and the watch history entry a report writes."""
         key = {"account_id": report.account_id, "profile_id": report.profile_id, "title_id": report.title_id}
         finished = self.finished(report.position_ms, report.runtime_ms)
         row = {
@@ -73,7 +98,7 @@ class Positions:
             "runtime_ms": report.runtime_ms,
             "event_time": report.event_time,
             "finished": finished,
-            "watch_time": now_micros(),
+            "watch_time": watch_time,
         }
         entry = {
             "account_id": report.account_id,
@@ -86,10 +111,23 @@ class Positions:
             "event_time": report.event_time,
             "finished": finished,
         }
+        return row, entry
+
+    async def write(self, report: Report, watch_time: int) -> Row:
+        """Write the report (and its history entry) with its event time as write time: last write wins, so
+        writing a report twice, or after a newer one, changes nothing. Returns the position row written."""
+        row, entry = self.rows(report, watch_time)
         await asyncio.gather(
             self._store.insert(POSITIONS, row, timestamp=report.event_time),
             self._store.insert(WATCH_HISTORY, entry, timestamp=report.event_time),
         )
+        return row
+
+    async def update(self, report: Report) -> Update:
+        """Write the report and read the position back: applied when it is the stored one. Its ``playback.update``
+        event (:func:`update_event`) is the caller's to publish on this path (``published`` is False)."""
+        row = await self.write(report, now_micros())
+        key = {"account_id": report.account_id, "profile_id": report.profile_id, "title_id": report.title_id}
         stored = await self._store.get(POSITIONS, key)
         if stored is None:  # deleted by a later call (a delete takes effect at the time it is made)
             return Update(False, {**row, "position_ms": 0, "finished": False})
@@ -116,13 +154,15 @@ class Positions:
             WATCH_HISTORY, {"account_id": account_id, "profile_id": profile_id}, limit=limit, after=after
         )
 
-    async def delete(self, account_id: str, profile_id: str, title_id: str) -> bool:
-        """Forget a title: every history entry of it and its resume position. False when there was none."""
+    async def delete(self, account_id: str, profile_id: str, title_id: str, *, at: int = 0) -> bool:
+        """Forget a title: every history entry of it and its resume position, at ``at`` (microseconds) or later.
+        False when there was none."""
         partition = {"account_id": account_id, "profile_id": profile_id}
         key = {**partition, "title_id": title_id}
         stored = await self._store.get(POSITIONS, key)
-        if stored is not None:  # at its event time or later: an event time may run ahead of our clock
-            await self._store.delete(POSITIONS, key, timestamp=max(now_micros(), stored["event_time"]))
+        if stored is not None or at:  # at its event time or later: an event time may run ahead of our clock
+            when = max(now_micros(), at, stored["event_time"] if stored else 0)
+            await self._store.delete(POSITIONS, key, timestamp=when)
         found = stored is not None
         after = None
         while True:
@@ -130,7 +170,7 @@ class Positions:
             for r in page.rows:
                 if r["title_id"] == title_id:
                     entry = {**partition, "watched_at": r["watched_at"], "title_id": title_id}
-                    await self._store.delete(WATCH_HISTORY, entry, timestamp=max(now_micros(), r["event_time"]))
+                    await self._store.delete(WATCH_HISTORY, entry, timestamp=max(now_micros(), at, r["event_time"]))
                     found = True
             if page.next is None:
                 return found

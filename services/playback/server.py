@@ -1,5 +1,6 @@
 """``create_server``: PlaybackService (gRPC), the per-session manifests (HTTP), and the follower of
-``accounts.revoked`` that ends the playback sessions of revoked access tokens."""
+``accounts.revoked`` that ends the playback sessions of revoked access tokens, and (positions on Redis) the
+``positions-writer`` that persists positions to the store."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ from services.common import urltokens
 from services.common.auth import ServiceToken
 from services.common.bus.consume import follow_topic
 from services.common.bus.port import EventBus
+from services.common.bus.redis import RedisBus
 from services.common.client import connect
+from services.common.config import ConfigError
 from services.common.deps import Dependencies
+from services.common.ids import new_id
 from services.common.names import NamePattern
 from services.common.server import ServiceBinding, build_server
-from services.common.service import Service
+from services.common.service import Background, Service
 from services.common.topics import ACCOUNTS_REVOKED
 from services.playback.config import PlaybackConfig
 from services.playback.manifests import bind_manifests
 from services.playback.media import MediaLibrary
+from services.playback.positions import Positions
+from services.playback.positions_redis import RedisPositions
 from services.playback.schema import SCHEMA
 from services.playback.servicer import SERVICE_NAME, PlanLimits, PlaybackServicer
 
@@ -39,6 +45,17 @@ async def follow_account_revocations(servicer: PlaybackServicer, bus: EventBus) 
     )
 
 
+def open_positions(config: PlaybackConfig, deps: Dependencies) -> Positions | RedisPositions:
+    """Positions on the store, or on Redis with write-behind (``positions = "redis"``: the stream is the Redis bus's
+    ``playback.update``, so it needs ``[bus] kind = "redis"``)."""
+    positions = Positions(deps.store, config.finished_fraction)
+    if config.positions == "store":
+        return positions
+    if not isinstance(deps.bus, RedisBus):
+        raise ConfigError('services.playback.positions = "redis" needs the Redis bus ([bus] kind = "redis")')
+    return RedisPositions(deps.store, positions, deps.bus, prefix=deps.redis_prefix, idle_ttl=config.positions_idle_ttl)
+
+
 async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     """Build the service (not started): the gRPC server and the manifest endpoint bound, channels to the catalog
     and steering (at ``deps.addresses``) open; the follower of account revocations runs once it starts."""
@@ -49,6 +66,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     catalog_channel: grpc.aio.Channel = connect(deps.address("catalog"))
     steering_channel: grpc.aio.Channel = connect(deps.address("steering"))
     plans = {p.id: PlanLimits(p.max_concurrent_streams, p.max_resolution_height) for p in deps.plans}
+    positions = open_positions(config, deps)
     servicer = PlaybackServicer(
         config,
         deps.store,
@@ -62,6 +80,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         lambda: manifests.public_url,
         deps.page_tokens,
         deps.geo,
+        positions,
     )
     binding = ServiceBinding(
         name=SERVICE_NAME,
@@ -72,6 +91,10 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         await catalog_channel.close(None)
         await steering_channel.close(None)
 
+    background: list[tuple[str, Background]] = [("revocations", lambda: follow_account_revocations(servicer, deps.bus))]
+    if isinstance(positions, RedisPositions):
+        writer = positions
+        background.append(("positions-writer", lambda: writer.write_behind(f"playback-{new_id()}")))
     try:
         server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
     except Exception:
@@ -83,6 +106,6 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         grpc=server,
         grpc_port=port,
         sites=[("http", manifests)],
-        background=[("revocations", lambda: follow_account_revocations(servicer, deps.bus))],
+        background=background,
         cleanups=[close_channels],
     )

@@ -52,7 +52,8 @@ from services.common.topics import PLAYBACK_SESSION_ENDED, PLAYBACK_UPDATE, PLAY
 from services.playback import qoe
 from services.playback.config import PlaybackConfig
 from services.playback.media import MediaLibrary
-from services.playback.positions import Positions, Report, clamp_event_time
+from services.playback.positions import Positions, Report, clamp_event_time, update_event
+from services.playback.positions_redis import RedisPositions
 from services.playback.schema import SESSIONS, STREAM_SLOTS
 from services.playback.streams import Streams
 
@@ -107,6 +108,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         manifest_base: Callable[[], str],
         page_tokens: PageTokens,
         geo: Geo,
+        positions: Positions | RedisPositions | None = None,
     ) -> None:
         self._config = config
         self._timeout_micros = int(config.session_timeout * 1_000_000)
@@ -121,7 +123,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         self._plans = plans
         self._manifest_base = manifest_base
         self._pages = page_tokens
-        self._positions = Positions(store, config.finished_fraction)
+        self._positions = positions or Positions(store, config.finished_fraction)
         self._streams = Streams(store)
         # sessions being played here: their (immutable) rows, and the expiry last written for them
         self._rows: dict[str, Row] = {}
@@ -260,30 +262,23 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         )
 
     async def _record(self, session: Row, position_ms: int, event_time: int) -> tuple[bool, Row]:
-        update = await self._positions.update(
-            Report(
-                account_id=session["account_id"],
-                profile_id=session["profile_id"],
-                title_id=session["title_id"],
-                session_id=session["session_id"],
-                started=session["start_time"],
-                position_ms=position_ms,
-                runtime_ms=session["runtime_ms"],
-                event_time=event_time,
-            )
+        """Write the report; when applied, its ``playback.update`` event is published (by the Redis script itself
+        on the write-behind path, so the event is appended with the position it announces)."""
+        report = Report(
+            account_id=session["account_id"],
+            profile_id=session["profile_id"],
+            title_id=session["title_id"],
+            session_id=session["session_id"],
+            started=session["start_time"],
+            position_ms=position_ms,
+            runtime_ms=session["runtime_ms"],
+            event_time=event_time,
+            region=session["region"],
         )
-        if update.applied:
-            event = playback_pb2.PlaybackUpdateEvent(
-                session=SESSION.format(session=session["session_id"]),
-                profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
-                title=TITLE.format(title=session["title_id"]),
-                position=_ms(update.row["position_ms"]),
-                runtime=_ms(update.row["runtime_ms"]),
-                event_time=_ts(event_time),
-                finished=update.row["finished"],
-                region=session["region"],
-            )
-            await self._bus.publish(PLAYBACK_UPDATE, event.SerializeToString(), key=session["profile_id"])
+        update = await self._positions.update(report)
+        if update.applied and not update.published:
+            event = update_event(report, update.row["finished"])
+            await self._bus.publish(PLAYBACK_UPDATE, event, key=session["profile_id"])
         return update.applied, update.row
 
     # --- RPCs -----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from services.catalog.config import CatalogConfig, DemoCatalogConfig
 from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
+from services.common.bus.port import EventBus
 from services.common.config import GeoConfig, ServerConfig, load_config
 from services.common.deps import Dependencies
 from services.common.geo import Geo
@@ -62,7 +63,7 @@ class Playback:
     admin: tuple[tuple[str, str], ...]
     edge: EdgeNode
     store: Store
-    bus: InMemoryBus
+    bus: EventBus
     steering_state: Steering
     deps: Dependencies  # what the stack's services were built with (a second replica reuses its store, addresses)
 
@@ -117,13 +118,16 @@ async def playback_stack(
     playback_config: PlaybackConfig,
     store: Store,
     geo_config: GeoConfig | None = None,
+    bus: EventBus | None = None,
 ) -> AsyncIterator[Playback]:
-    """Catalog, steering, playback and an edge on ``store``, with the encoded title playable."""
+    """Catalog, steering, playback and an edge on ``store``, with the encoded title playable; on ``bus`` when
+    given (the caller closes it), else an in-process one of its own."""
     geo_config = geo_config or GeoConfig()
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
     admin = (("authorization", f"Bearer {tokens.issue('ops', roles=['admin']).token}"),)
-    bus = InMemoryBus()
+    own_bus = bus is None
+    bus = bus or InMemoryBus()
     addresses: dict[str, str] = {}
     deps = Dependencies(
         store,
@@ -197,4 +201,5 @@ async def playback_stack(
     for service in (playback, steering, catalog):
         await service.stop()
     deps.geo.close()
-    await bus.close()
+    if own_bus:
+        await bus.close()

@@ -1,12 +1,16 @@
-"""Positions and watch history on both stores: last write wins by the client's event time, with two processes
-writing the same position concurrently (property test), and rewatches kept as their own history entries."""
+"""Positions and watch history on both stores, written straight to the store or on Redis with write-behind (the
+``positions-writer`` drained before the store is read): last write wins by the client's event time, with two
+processes writing the same position concurrently (property test), and rewatches kept as their own history
+entries."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -14,10 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.common.bus.redis import RedisBus
 from services.common.config import CqlConfig
 from services.common.store.port import Store
+from services.platform.localredis import RedisServer
 from services.playback.positions import Positions, Report
-from services.playback.schema import POSITIONS, SCHEMA, WATCH_HISTORY
+from services.playback.positions_redis import RedisPositions
+from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
 from tests.cql import unique_prefix
 
 ACCOUNT, PROFILE, STARTED = "acct-p", "prof-p", 1_000
@@ -34,21 +41,73 @@ def _open(kind: str, location: str, prefix: str) -> Store:
     return CqlStore(CqlConfig(contact_points=[location], keyspace_prefix=prefix, speculative_executions=0))
 
 
+@pytest.fixture(params=["store", "redis"])
+def positions_kind(request: pytest.FixtureRequest) -> str:
+    """Positions written to the store, or to Redis with write-behind (services.playback.positions)."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def redis_at(positions_kind: str, request: pytest.FixtureRequest, redis_prefix: str) -> tuple[str, str]:
+    """The Redis server's URL and a key prefix of the test's own ("" without Redis)."""
+    if positions_kind == "store":
+        return "", ""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url, redis_prefix
+
+
+@asynccontextmanager
+async def open_positions(store: Store, url: str, prefix: str) -> AsyncIterator[Positions | RedisPositions]:
+    """Positions on ``store``, or on Redis at ``url`` (keys under ``prefix``) with the store behind it."""
+    positions = Positions(store, 0.95)
+    if not url:
+        yield positions
+        return
+    bus = RedisBus.from_url(url, prefix=f"{prefix}bus:")
+    try:
+        yield RedisPositions(store, positions, bus, prefix=prefix, idle_ttl=600)
+    finally:
+        await bus.close()
+
+
+async def drain(positions: Positions | RedisPositions) -> None:
+    """Run the positions-writer until it has persisted every event of the stream (nothing on the store path)."""
+    if not isinstance(positions, RedisPositions):
+        return
+    writer = asyncio.create_task(positions.write_behind("test-writer"))
+    try:
+        while await positions.lag() > 0:
+            assert not writer.done(), writer
+            await asyncio.sleep(0.01)
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+
+async def add_session(store: Store, session_id: str, started: int) -> None:
+    """The session row the writer reads a history entry's start from (StartPlayback writes it in the service)."""
+    await store.insert(
+        SESSIONS, {"session_id": session_id, "account_id": ACCOUNT, "profile_id": PROFILE, "start_time": started}
+    )
+
+
 def _report(title: str, event_time: int, position_ms: int) -> Report:
     return Report(ACCOUNT, PROFILE, title, "session-1", STARTED, position_ms, RUNTIME_MS, event_time)
 
 
-def _writer(conn: Connection, kind: str, location: str, prefix: str) -> None:
+def _writer(conn: Connection, kind: str, location: str, prefix: str, redis: tuple[str, str]) -> None:
     """A process that writes the reports it is sent, one at a time, and answers whether each was applied."""
 
     async def serve() -> None:
         store = _open(kind, location, prefix)
         await store.migrate(SCHEMA)  # both writers at once: the migration runs once
-        positions = Positions(store, 0.95)
-        loop = asyncio.get_running_loop()
-        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
-            title, reports = job
-            conn.send([(await positions.update(_report(title, t, p))).applied for t, p in reports])
+        async with open_positions(store, *redis) as positions:
+            loop = asyncio.get_running_loop()
+            while (job := await loop.run_in_executor(None, conn.recv)) is not None:
+                title, reports = job
+                conn.send([(await positions.update(_report(title, t, p))).applied for t, p in reports])
         await store.close()
 
     asyncio.run(serve())
@@ -56,7 +115,7 @@ def _writer(conn: Connection, kind: str, location: str, prefix: str) -> None:
 
 @pytest.fixture
 def writers(
-    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    store_kind: str, redis_at: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[list[Connection], str, str, str]]:
     if store_kind == "sqlite":
         location, prefix = str(tmp_path / "positions.db"), ""
@@ -66,7 +125,7 @@ def writers(
     pipes, procs = [], []
     for _ in range(2):
         ours, theirs = context.Pipe()
-        proc = context.Process(target=_writer, args=(theirs, store_kind, location, prefix), daemon=True)
+        proc = context.Process(target=_writer, args=(theirs, store_kind, location, prefix, redis_at), daemon=True)
         proc.start()
         pipes.append(ours)
         procs.append(proc)
@@ -86,10 +145,14 @@ reports_strategy = st.lists(
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(reports=reports_strategy, split=st.randoms())
 def test_an_older_event_never_overwrites_a_newer_one_across_processes(
-    writers: tuple[list[Connection], str, str, str], reports: list[tuple[int, int]], split: object
+    writers: tuple[list[Connection], str, str, str],
+    redis_at: tuple[str, str],
+    reports: list[tuple[int, int]],
+    split: object,
 ) -> None:
     pipes, kind, location, prefix = writers
     title = uuid.uuid4().hex[:12]
+    session_row(kind, location, prefix)
     base = 1_700_000_000_000_000
     timed = [(base + t, p) for t, p in reports]
     halves: list[list[tuple[int, int]]] = [[], []]
@@ -105,6 +168,10 @@ def test_an_older_event_never_overwrites_a_newer_one_across_processes(
         store = _open(kind, location, prefix)
         await store.migrate(SCHEMA)
         try:
+            async with open_positions(store, *redis_at) as positions:
+                hot = await positions.get(ACCOUNT, PROFILE, title)
+                assert hot is not None and (hot["event_time"], hot["position_ms"]) == newest, "the position read"
+                await drain(positions)
             position = await store.get(POSITIONS, {"account_id": ACCOUNT, "profile_id": PROFILE, "title_id": title})
             entry = await store.get(
                 WATCH_HISTORY,
@@ -120,12 +187,28 @@ def test_an_older_event_never_overwrites_a_newer_one_across_processes(
     assert (entry["event_time"], entry["position_ms"]) == newest
 
 
-async def test_rewatches_are_kept_and_history_pages_are_slices(any_store: Store) -> None:
+def session_row(kind: str, location: str, prefix: str) -> None:
+    async def add() -> None:
+        store = _open(kind, location, prefix)
+        await store.migrate(SCHEMA)
+        await add_session(store, "session-1", STARTED)
+        await store.close()
+
+    asyncio.run(add())
+
+
+async def test_rewatches_are_kept_and_history_pages_are_slices(any_store: Store, redis_at: tuple[str, str]) -> None:
+    async with open_positions(any_store, *redis_at) as positions:
+        await rewatches(any_store, positions)
+
+
+async def rewatches(any_store: Store, positions: Positions | RedisPositions) -> None:
     await any_store.migrate(SCHEMA)
-    positions = Positions(any_store, 0.95)
     for n, title in enumerate(["a", "b", "a", "c", "a"]):  # "a" watched three times, in three sessions
+        await add_session(any_store, f"s{n}", STARTED + n)
         report = Report(ACCOUNT, PROFILE, title, f"s{n}", STARTED + n, 1_000 * n, RUNTIME_MS, 10_000 + n)
         assert (await positions.update(report)).applied
+    await drain(positions)
     seen, after, pages = [], None, 0
     while True:
         page = await positions.history(ACCOUNT, PROFILE, 2, after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,10 +11,12 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from services.common.bus.port import EventBus
+from services.common.bus.redis import BusUnavailable
 from services.common.errors import InvalidArgument
 
 M = TypeVar("M", bound=Message)
 log = logging.getLogger("marquee.bus")
+RETRY_AFTER = 1.0  # seconds between subscriptions while the bus cannot be reached
 
 
 async def follow_topic(
@@ -28,7 +31,27 @@ async def follow_topic(
 ) -> None:
     """Hands every event of ``topic`` to ``handle`` until cancelled, acknowledging each once handled. An event
     that does not decode, or that ``handle`` finds invalid (InvalidArgument), is logged and dropped rather than
-    redelivered for ever; any other failure leaves it unacknowledged, for redelivery."""
+    redelivered for ever; any other failure leaves it unacknowledged, for redelivery. While the bus cannot be reached
+    (Redis restarting) it subscribes again every ``RETRY_AFTER`` seconds: what was published meanwhile waits in the
+    group, and what it held unacknowledged is redelivered."""
+    while True:
+        try:
+            await _follow(bus, topic, group, consumer, event_type, handle, from_beginning=from_beginning)
+        except BusUnavailable as exc:
+            log.warning("following %s: %s; subscribing again in %.1f s", topic, exc, RETRY_AFTER)
+            await asyncio.sleep(RETRY_AFTER)
+
+
+async def _follow(
+    bus: EventBus,
+    topic: str,
+    group: str,
+    consumer: str,
+    event_type: type[M],
+    handle: Callable[[M], Awaitable[None]],
+    *,
+    from_beginning: bool,
+) -> None:
     subscription = await bus.subscribe(topic, group, consumer, from_beginning=from_beginning)
     try:
         async for message in subscription:
