@@ -127,6 +127,7 @@ def write_config(config: PlatformConfig, config_file: Path | None, addresses: di
         "state": {"kind": "redis"},
         "redis": {"url": redis_url},
         "addresses": addresses,
+        "services": {"playback": {"positions": "redis"}},  # the resume hot path on Redis, written behind to the store
     }
     path = config.data_dir / "distributed" / "marquee.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
