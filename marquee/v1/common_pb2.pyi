@@ -160,6 +160,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A QoE report claims more than its session can have observed since its previous report (or its start)."""
     ERROR_REASON_UNKNOWN_PATHWAY: _ErrorReason.ValueType  # 41
     """A QoE report names a pathway its session was not given."""
+    ERROR_REASON_DENYLIST_UNAVAILABLE: _ErrorReason.ValueType  # 42
+    """The shared access-token deny list (Redis, [state] kind = "redis") could not be read, so the token cannot be
+    checked: UNAVAILABLE with RetryInfo, never let through.
+    """
+    ERROR_REASON_RATE_LIMITER_UNAVAILABLE: _ErrorReason.ValueType  # 43
+    """The shared rate limiter (Redis, [limits] kind = "redis") could not be reached: UNAVAILABLE with RetryInfo,
+    never let through unlimited.
+    """
+    ERROR_REASON_POSITIONS_UNAVAILABLE: _ErrorReason.ValueType  # 44
+    """Resume positions on Redis ([services.playback] positions = "redis") could not be read or written:
+    UNAVAILABLE with RetryInfo.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -231,4 +243,16 @@ ERROR_REASON_QOE_OUT_OF_BOUNDS: ErrorReason.ValueType  # 40
 """A QoE report claims more than its session can have observed since its previous report (or its start)."""
 ERROR_REASON_UNKNOWN_PATHWAY: ErrorReason.ValueType  # 41
 """A QoE report names a pathway its session was not given."""
+ERROR_REASON_DENYLIST_UNAVAILABLE: ErrorReason.ValueType  # 42
+"""The shared access-token deny list (Redis, [state] kind = "redis") could not be read, so the token cannot be
+checked: UNAVAILABLE with RetryInfo, never let through.
+"""
+ERROR_REASON_RATE_LIMITER_UNAVAILABLE: ErrorReason.ValueType  # 43
+"""The shared rate limiter (Redis, [limits] kind = "redis") could not be reached: UNAVAILABLE with RetryInfo,
+never let through unlimited.
+"""
+ERROR_REASON_POSITIONS_UNAVAILABLE: ErrorReason.ValueType  # 44
+"""Resume positions on Redis ([services.playback] positions = "redis") could not be read or written:
+UNAVAILABLE with RetryInfo.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

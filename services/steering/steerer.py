@@ -180,6 +180,7 @@ class Steering:
             zone=zone.name if zone else "",
             account=account,
         )
+        s.last_seen = self.clock()  # idle from now: a first call that finds no pathway must not end it at the next
         self.sessions[session_id] = s
         return s
 

@@ -84,6 +84,28 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float) -> float:
     return time.monotonic() - started
 
 
+async def test_a_session_that_started_before_any_edge_keeps_waiting_for_one(
+    running: Running, spawn: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """A player that asks before any edge registered is told UNAVAILABLE, and stays a live session: it was once
+    ended at its next call (idle since the clock's zero), so it never got an edge."""
+    for _ in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pathways(running, "early")
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    spawn(running, "edge-a")
+
+    async def served() -> bool:
+        try:
+            return "edge-a" in await pathways(running, "early")
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+
+    await until(served, REGISTER_BOUND)
+
+
 async def test_a_killed_edge_leaves_every_answer_and_comes_back(
     running: Running, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
