@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from services.common.auth import AccessTokens
 from services.common.bus.port import EventBus
 from services.common.config import AuthConfig, ConfigError, GeoConfig, UrlSigningConfig
@@ -41,6 +43,9 @@ class Dependencies:
     plans: Plans = field(default_factory=Plans)
     data_dir: Path = Path("data")
     addresses: Mapping[str, str] = field(default_factory=dict)
+    # with [state] kind = "redis": the client for state every replica shares, and its key prefix ([redis])
+    state_redis: aioredis.Redis | None = None
+    state_prefix: str = "marquee:"
 
     def address(self, service: str) -> str:
         """The gRPC address of ``service`` (host:port), which this process was told of."""

@@ -158,5 +158,7 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         plans=Plans(config.plans),
         data_dir=config.data_dir,
         addresses=addresses,
+        state_redis=redis if config.state.kind == "redis" else None,
+        state_prefix=config.redis.key_prefix,
     )
     return Runtime(config=config, deps=deps, ephemeral_ports=ephemeral_ports, addresses=addresses, redis=redis)
