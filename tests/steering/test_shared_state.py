@@ -29,12 +29,13 @@ from services.common.auth import AccessTokens
 from services.common.bus.redis import RedisBus
 from services.common.config import ServerConfig, load_config
 from services.common.deps import Dependencies
+from services.common.errors import error_info
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.sqlite import SqliteStore
 from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.platform.admin import admin_metadata
-from services.platform.localredis import RedisServer
+from services.platform.localredis import RedisServer, free_port
 from services.platform.runtime import local_config
 from services.steering.config import HttpConfig, SteeringConfig
 from services.steering.server import create_server
@@ -55,6 +56,7 @@ class Pair:
     metadata: tuple[tuple[str, str], ...]
     bus: RedisBus
     url_signing: Any
+    start: Callable[..., Awaitable[Replica]]  # another replica, on the same Redis (or on ``redis_url``)
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:
@@ -64,36 +66,52 @@ async def until(check: Callable[[], Awaitable[bool]]) -> None:
         await asyncio.sleep(0.02)
 
 
-def config() -> SteeringConfig:
+def config(**overrides: Any) -> SteeringConfig:
+    fields: dict[str, Any] = {
+        "heartbeat_interval": 0.5,
+        "heartbeat_timeout": 5.0,
+        "state_refresh_interval": 0.2,
+        "problem_threshold": 5,
+        "problem_session_cap": 2,
+        "problem_min_sessions": 3,
+        "problem_min_accounts": 3,
+    }
     return SteeringConfig(
-        server=ServerConfig(port=0, drain_delay=0, grace_period=1),
-        http=HttpConfig(port=0),
-        heartbeat_interval=0.5,
-        heartbeat_timeout=5.0,
-        state_refresh_interval=0.2,
-        problem_threshold=5,
-        problem_session_cap=2,
-        problem_min_sessions=3,
-        problem_min_accounts=3,
+        server=ServerConfig(port=0, drain_delay=0, grace_period=1), http=HttpConfig(port=0), **(fields | overrides)
     )
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, redis_server: RedisServer, redis_prefix: str) -> AsyncIterator[Pair]:
+def overrides() -> dict[str, Any]:
+    """Steering settings a test changes for both replicas."""
+    return {}
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, redis_server: RedisServer, redis_prefix: str, overrides: dict[str, Any]
+) -> AsyncIterator[Pair]:
     """Two steering services, each with its own Redis client, store and rate limiter, on one data dir's keys."""
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     async with contextlib.AsyncExitStack() as stack:
-        replicas = []
         bus = RedisBus(aioredis.Redis.from_url(redis_server.url), prefix=f"{redis_prefix}bus:", owns_client=True)
         stack.push_async_callback(bus.close)
-        for name in ("a", "b"):
-            client = aioredis.Redis.from_url(redis_server.url)
+        started = 0
+
+        async def start(redis_url: str = redis_server.url) -> Replica:
+            nonlocal started
+            started += 1
+            client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=1)
             stack.push_async_callback(client.aclose)
-            store = SqliteStore(tmp_path / f"{name}.db")
+            store = SqliteStore(tmp_path / f"{started}.db")
             stack.push_async_callback(store.close)
+            replica_bus = RedisBus(
+                aioredis.Redis.from_url(redis_server.url), prefix=f"{redis_prefix}bus:", owns_client=True
+            )
+            stack.push_async_callback(replica_bus.close)
             deps = Dependencies(
                 store,
-                RedisBus(client, prefix=f"{redis_prefix}bus:"),
+                replica_bus,
                 InMemoryRateLimiter(),
                 platform.auth,
                 AccessTokens(platform.auth),
@@ -102,13 +120,15 @@ async def pair(tmp_path: Path, redis_server: RedisServer, redis_prefix: str) -> 
                 state_redis=client,
                 state_prefix=redis_prefix,
             )
-            service = await create_server(config(), deps)
+            service = await create_server(config(**overrides), deps)
             await service.start()
             stack.push_async_callback(service.stop)
             address = f"127.0.0.1:{service.grpc_port}"
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
-            replicas.append(Replica(steering_pb2_grpc.SteeringServiceStub(channel), address))
-        yield Pair(replicas[0], replicas[1], admin_metadata(platform), bus, platform.url_signing)
+            return Replica(steering_pb2_grpc.SteeringServiceStub(channel), address)
+
+        a, b = await start(), await start()
+        yield Pair(a, b, admin_metadata(platform), bus, platform.url_signing, start)
 
 
 def edge_request(edge_id: str, port: int) -> pb.RegisterEdgeRequest:
@@ -267,3 +287,60 @@ async def test_an_ended_session_is_refused_by_an_edge_following_the_other_replic
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower_task
             node.stop()
+
+
+async def feed_has(r: Replica, p: Pair, session: str) -> None:
+    """Follows ``r``'s revocation feed from its start until it gives ``session``."""
+    request = pb.WatchRevocationsRequest()
+    async with asyncio.timeout(BOUND):
+        async for message in r.stub.WatchRevocations(request, metadata=p.metadata):
+            if f"playbackSessions/{session}" in {s.session for s in message.sessions}:
+                return
+
+
+async def test_a_replica_started_after_a_session_ended_still_revokes_it(pair: Pair) -> None:
+    p = pair
+    event = playback_pb2.SessionEndedEvent(
+        session="playbackSessions/early", url_expire_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 300)
+    )
+    await p.bus.publish(PLAYBACK_SESSION_ENDED, event.SerializeToString(), key="early")
+    await feed_has(p.a, p, "early")
+    late = await p.start()  # a replica (re)started after the end: it reads the topic from its oldest event
+    await feed_has(late, p, "early")
+
+
+@pytest.mark.parametrize("overrides", [{"heartbeat_timeout": 1.0}])
+async def test_an_edge_silent_past_its_record_expiry_is_forgotten_by_every_replica(pair: Pair) -> None:
+    p = pair
+    await p.a.stub.RegisterEdge(edge_request("quiet", 9003), metadata=p.metadata)
+
+    async def b_knows_it() -> bool:
+        return "quiet" in await states(p.b, p)
+
+    async def b_forgot_it() -> bool:
+        return not await b_knows_it()
+
+    await until(b_knows_it)
+    await until(b_forgot_it)  # the record expired (2 * heartbeat_timeout) and the refresh dropped it
+    for replica in (p.a, p.b):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await replica.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/quiet", healthy=True), metadata=p.metadata)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await p.b.stub.RegisterEdge(edge_request("quiet", 9003), metadata=p.metadata)  # and it registers again
+    await p.a.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/quiet", healthy=True), metadata=p.metadata)
+
+
+async def test_unreachable_shared_state_is_unavailable_not_internal(pair: Pair) -> None:
+    p = pair
+    cut_off = await p.start(redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    calls = [
+        cut_off.stub.RegisterEdge(edge_request("e9", 9009), metadata=p.metadata),
+        cut_off.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/e9", healthy=True), metadata=p.metadata),
+        cut_off.stub.DeregisterEdge(pb.DeregisterEdgeRequest(name="edges/e9"), metadata=p.metadata),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        info = error_info(err.value)
+        assert info is not None and info.reason == "STEERING_STATE_UNAVAILABLE"
