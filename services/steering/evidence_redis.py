@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from services.common.ids import new_id
 from services.steering.evidence import PathwayEvidence, Report
-from services.steering.staterr import UNREACHABLE, redis_ms, unavailable
+from services.steering.staterr import UNREACHABLE, raise_if_cancelling, redis_ms, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -119,5 +119,6 @@ class RedisEvidence:
             try:
                 await self.refresh()
             except UNREACHABLE as exc:
+                raise_if_cancelling(exc)
                 log.warning("steering: problem reports on redis unreachable, keeping the last snapshot: %s", exc)
             await asyncio.sleep(self.refresh_interval)

@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from services.steering.registry import EdgeRecord, Heartbeat, Registry, Role
-from services.steering.staterr import UNREACHABLE, redis_ms, unavailable
+from services.steering.staterr import UNREACHABLE, raise_if_cancelling, redis_ms, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ class RedisEdges:
         self.refresh_interval = refresh_interval
         self._register = client.register_script(_REGISTER)
         self._heartbeat = client.register_script(_HEARTBEAT)
+        # registrations (record) and deregistrations (None) this replica made while a refresh was reading: laid
+        # over that refresh's snapshot, which may have been read before them
+        self._pending: dict[str, EdgeRecord | None] = {}
 
     def _key(self, edge_id: str) -> str:
         return f"{self._prefix}edge:{edge_id}"
@@ -147,6 +150,7 @@ class RedisEdges:
             )
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
+        self._pending[record.edge_id] = record
         return self.registry.register(record)  # this replica sees it at once; the others at their next refresh
 
     async def heartbeat(self, edge_id: str, beat: Heartbeat) -> EdgeRecord | None:
@@ -172,11 +176,13 @@ class RedisEdges:
                 deleted, _ = await pipe.execute()
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
+        self._pending[edge_id] = None
         local = self.registry.deregister(edge_id)
         return bool(deleted) or local
 
     async def refresh(self) -> None:
         """Replaces the local snapshot with every edge on Redis."""
+        self._pending = {}
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.zrange(self._index, 0, -1)
@@ -189,12 +195,17 @@ class RedisEdges:
             pipe.zremrangebyscore(self._index, "-inf", now_ms - self._ttl_ms)  # ids whose record expired
             replies = await pipe.execute()
         now = self.registry.clock()
-        records = [
-            _decode(edge_id, raw, max(0, now_ms - int(raw[b"hb"])) / 1000, now)
+        records = {
+            edge_id: _decode(edge_id, raw, max(0, now_ms - int(raw[b"hb"])) / 1000, now)
             for edge_id, raw in zip(ids, replies[:-1], strict=True)
             if raw
-        ]
-        self.registry.replace(records)
+        }
+        for edge_id, written in self._pending.items():
+            if written is None:
+                records.pop(edge_id, None)
+            else:
+                records.setdefault(edge_id, written)
+        self.registry.replace(list(records.values()))
 
     async def run(self) -> None:
         """Refreshes the snapshot every ``refresh_interval`` until cancelled; keeps the last one while Redis is
@@ -203,5 +214,6 @@ class RedisEdges:
             try:
                 await self.refresh()
             except UNREACHABLE as exc:
+                raise_if_cancelling(exc)
                 log.warning("steering: edge registry on redis unreachable, keeping the last snapshot: %s", exc)
             await asyncio.sleep(self.refresh_interval)
