@@ -172,6 +172,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Resume positions on Redis ([services.playback] positions = "redis") could not be read or written:
     UNAVAILABLE with RetryInfo.
     """
+    ERROR_REASON_STEERING_STATE_UNAVAILABLE: _ErrorReason.ValueType  # 45
+    """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
+    heartbeat): UNAVAILABLE with RetryInfo.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -254,5 +258,9 @@ never let through unlimited.
 ERROR_REASON_POSITIONS_UNAVAILABLE: ErrorReason.ValueType  # 44
 """Resume positions on Redis ([services.playback] positions = "redis") could not be read or written:
 UNAVAILABLE with RetryInfo.
+"""
+ERROR_REASON_STEERING_STATE_UNAVAILABLE: ErrorReason.ValueType  # 45
+"""Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
+heartbeat): UNAVAILABLE with RetryInfo.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -241,7 +241,8 @@ class LimitsConfig(Section):
 
 class StateConfig(Section):
     """Where state every replica must agree on lives: in process (one process, or replicas that each follow the
-    bus), or Redis (``[redis]``), shared by every replica. Today: the deny list of revoked access tokens."""
+    bus), or Redis (``[redis]``), shared by every replica. Today: the deny list of revoked access tokens, and
+    steering's edge registry and player problem evidence."""
 
     kind: Literal["memory", "redis"] = "memory"
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from services.common.auth import AccessTokens
 from services.common.bus.port import EventBus
 from services.common.config import AuthConfig, ConfigError, GeoConfig, UrlSigningConfig
@@ -42,6 +44,8 @@ class Dependencies:
     data_dir: Path = Path("data")
     addresses: Mapping[str, str] = field(default_factory=dict)
     redis_prefix: str = "marquee:"  # [redis] key_prefix: where state a service keeps in Redis goes
+    # with [state] kind = "redis": the client for state every replica shares (under redis_prefix)
+    state_redis: aioredis.Redis | None = None
 
     def address(self, service: str) -> str:
         """The gRPC address of ``service`` (host:port), which this process was told of."""

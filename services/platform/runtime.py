@@ -167,5 +167,6 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         data_dir=config.data_dir,
         addresses=addresses,
         redis_prefix=config.redis.key_prefix,
+        state_redis=redis if config.state.kind == "redis" else None,
     )
     return Runtime(config=config, deps=deps, ephemeral_ports=ephemeral_ports, addresses=addresses, redis=redis)

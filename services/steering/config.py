@@ -47,4 +47,11 @@ class SteeringConfig(Section):
     max_revocations: int = Field(
         1_000_000, ge=1, description="ended sessions the revocation feed holds (each until its URLs expire)"
     )
+    state_refresh_interval: float = Field(
+        0.5,
+        gt=0,
+        le=5,
+        description='with [state] kind = "redis": seconds between refreshes of the local snapshot of the edges and'
+        " problem reports every replica shares (how stale another replica's writes may be here)",
+    )
     min_throughput_bps: int = Field(200_000, ge=0, description="a player measuring less demotes its pathway")

@@ -5,7 +5,10 @@ problems on it from at least ``min_sessions`` distinct sessions and ``min_accoun
 their problems add up to ``threshold`` with each session, and each account over all its sessions, counting for
 at most ``session_cap`` (so one session, or one account with many sessions, can never demote an edge for anyone
 else). A demotion only reorders: the edge's
-own heartbeats are what take it out of every answer."""
+own heartbeats are what take it out of every answer.
+
+With ``[state] kind = "redis"`` the reports live on Redis (services/steering/evidence_redis.py), so reports made
+to different steering replicas add up; this is then each replica's snapshot of them."""
 
 from __future__ import annotations
 
@@ -41,6 +44,11 @@ class PathwayEvidence:
         reports = self._reports.setdefault((zone, pathway), deque(maxlen=self.rules.max_reports))
         reports.append(report)
         self._cache.pop(zone, None)
+
+    def replace(self, reports: dict[tuple[str, str], list[Report]]) -> None:
+        """Swaps in a snapshot of every (zone, pathway)'s reports, each list oldest first."""
+        self._reports = {k: deque(v, maxlen=self.rules.max_reports) for k, v in reports.items()}
+        self._cache.clear()
 
     def demoted(self, zone: str, now: float) -> frozenset[str]:
         """The pathways demoted for sessions in ``zone`` at ``now`` (computed at most once a second per zone)."""

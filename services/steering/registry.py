@@ -1,5 +1,8 @@
 """The edges steering knows: what they registered and what their heartbeats say. Kept in memory: an edge that
-steering does not know (after a steering restart) gets NOT_FOUND on its next heartbeat and registers again."""
+steering does not know (after a steering restart) gets NOT_FOUND on its next heartbeat and registers again.
+
+With ``[state] kind = "redis"`` the records live on Redis (services/steering/registry_redis.py) and this registry is
+each replica's local snapshot of them, which steering decisions read without a round trip."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 
 class Role(Enum):
@@ -89,6 +93,13 @@ class Registry:
         self.version += 1
         return True
 
+    def replace(self, records: list[EdgeRecord]) -> None:
+        """Swaps in a snapshot of every edge (kept as given, heartbeat times included)."""
+        edges = {r.edge_id: r for r in records}
+        if edges.keys() != self._edges.keys():
+            self.version += 1
+        self._edges = edges
+
     def get(self, edge_id: str) -> EdgeRecord | None:
         return self._edges.get(edge_id)
 
@@ -98,3 +109,33 @@ class Registry:
     def alive(self, record: EdgeRecord) -> bool:
         """Heartbeating in time and saying it is healthy."""
         return record.reported_healthy and self.clock() - record.last_heartbeat <= self.heartbeat_timeout
+
+
+class Edges(Protocol):
+    """Where RegisterEdge, Heartbeat and DeregisterEdge write (decisions read the local ``Registry``)."""
+
+    async def register(self, record: EdgeRecord) -> EdgeRecord: ...
+
+    async def heartbeat(self, edge_id: str, beat: Heartbeat) -> EdgeRecord | None:
+        """Raises KeyError for an edge that is not registered; None when this replica has no copy yet."""
+        ...
+
+    async def deregister(self, edge_id: str) -> bool: ...
+
+
+class LocalEdges:
+    """Where registrations, heartbeats and deregistrations go with ``[state] kind = "memory"``: this process's
+    registry itself."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def register(self, record: EdgeRecord) -> EdgeRecord:
+        return self.registry.register(record)
+
+    async def heartbeat(self, edge_id: str, beat: Heartbeat) -> EdgeRecord:
+        """Raises KeyError for an edge that is not registered."""
+        return self.registry.heartbeat(edge_id, beat)
+
+    async def deregister(self, edge_id: str) -> bool:
+        return self.registry.deregister(edge_id)

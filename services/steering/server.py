@@ -11,10 +11,12 @@ from services.common.deps import Dependencies
 from services.common.ids import new_id
 from services.common.names import NamePattern
 from services.common.server import ServiceBinding, build_server
-from services.common.service import Service
+from services.common.service import Background, Service
 from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.steering.config import SteeringConfig
+from services.steering.evidence_redis import RedisEvidence
 from services.steering.http import bind_http, reload_uri
+from services.steering.registry_redis import RedisEdges
 from services.steering.revocations import RevocationFeed
 from services.steering.servicer import SERVICE_NAME, SteeringServicer
 from services.steering.steerer import Steering
@@ -27,7 +29,9 @@ SESSION = NamePattern("playbackSessions/{session}")
 
 async def follow_session_ends(steering: Steering, feed: RevocationFeed, bus: EventBus) -> None:
     """Ends the sessions playback ended (their steering manifests answer 410) and revokes their signed URLs at
-    every edge following the feed. Each replica has a consumer group of its own: every one hears every end."""
+    every edge following the feed. Each replica has a consumer group of its own: every one hears every end. The
+    group starts at the oldest event the topic retains, so a replica that (re)starts revokes again every session
+    whose URLs are still in force (earlier ends, and those already expired, change nothing)."""
 
     async def ended(event: playback_pb2.SessionEndedEvent) -> None:
         session_id = SESSION.parse(event.session, "session")["session"]
@@ -35,7 +39,9 @@ async def follow_session_ends(steering: Steering, feed: RevocationFeed, bus: Eve
         feed.revoke(session_id, event.url_expire_time.seconds)
 
     group = f"steering-revocations-{new_id()}"
-    await follow_topic(bus, PLAYBACK_SESSION_ENDED, group, "steering", playback_pb2.SessionEndedEvent, ended)
+    await follow_topic(
+        bus, PLAYBACK_SESSION_ENDED, group, "steering", playback_pb2.SessionEndedEvent, ended, from_beginning=True
+    )
 
 
 class SteeringService(Service):
@@ -51,7 +57,32 @@ async def create_server(config: SteeringConfig, deps: Dependencies) -> SteeringS
     steering = Steering(config, zones)
     feed = RevocationFeed(config.max_revocations)
     http = bind_http(steering, config.http, deps.rate_limiter, urltokens.keyring(deps.url_signing))
-    servicer = SteeringServicer(steering, deps.page_tokens, lambda kind, sid: reload_uri(http, kind, sid), feed)
+    background: list[tuple[str, Background]] = [("revocations", lambda: follow_session_ends(steering, feed, deps.bus))]
+    edges: RedisEdges | None = None
+    evidence: RedisEvidence | None = None
+    if deps.state_redis is not None:  # [state] kind = "redis": edges and problem reports shared by every replica
+        prefix = f"{deps.redis_prefix}steering:"
+        interval = config.state_refresh_interval
+        # a record outlives a silent edge's UNHEALTHY state by another timeout, then the edge registers again
+        edges = RedisEdges(
+            deps.state_redis,
+            steering.registry,
+            prefix=prefix,
+            record_ttl=2 * config.heartbeat_timeout,
+            refresh_interval=interval,
+        )
+        evidence = RedisEvidence(
+            deps.state_redis, steering.evidence, steering.clock, prefix=prefix, refresh_interval=interval
+        )
+        background += [("edges", edges.run), ("problems", evidence.run)]
+    servicer = SteeringServicer(
+        steering,
+        deps.page_tokens,
+        lambda kind, sid: reload_uri(http, kind, sid),
+        feed,
+        edges=edges,
+        share_report=evidence.add if evidence is not None else None,
+    )
     binding = ServiceBinding(
         name=SERVICE_NAME,
         add_to_server=lambda server: steering_pb2_grpc.add_SteeringServiceServicer_to_server(servicer, server),
@@ -66,7 +97,7 @@ async def create_server(config: SteeringConfig, deps: Dependencies) -> SteeringS
         grpc=server,
         grpc_port=port,
         sites=[("http", http)],
-        background=[("revocations", lambda: follow_session_ends(steering, feed, deps.bus))],
+        background=background,
     )
     service.steering = steering
     return service

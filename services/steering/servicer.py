@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,8 +23,9 @@ from services.common.errors import (
 )
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
+from services.steering.evidence import Report
 from services.steering.policy import Reason
-from services.steering.registry import EdgeRecord, Heartbeat, Role
+from services.steering.registry import EdgeRecord, Edges, Heartbeat, LocalEdges, Role
 from services.steering.revocations import RevocationFeed
 from services.steering.steerer import (
     BadInput,
@@ -105,11 +106,17 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         page_tokens: PageTokens,
         reload_uri: Callable[[str, str], str],
         revocations: RevocationFeed,
+        *,
+        edges: Edges | None = None,
+        share_report: Callable[[str, str, Report], Awaitable[None]] | None = None,
     ) -> None:
         self.steering = steering
         self.page_tokens = page_tokens
         self.reload_uri = reload_uri  # ("hls" | "dash", session id) -> the manifest URL
         self.revocations = revocations
+        # where edge writes go (Redis when shared) and how a problem report reaches the other replicas
+        self.edges: Edges = edges if edges is not None else LocalEdges(steering.registry)
+        self.share_report = share_report
 
     def _interval(self) -> duration_pb2.Duration:
         d = duration_pb2.Duration()
@@ -142,7 +149,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
     async def RegisterEdge(self, request: pb.RegisterEdgeRequest, context: Context) -> pb.RegisterEdgeResponse:
         require_admin()
         edge_id = request.edge_id or (EDGE.parse(request.edge.name, "edge.name")["edge"] if request.edge.name else "")
-        record = self.steering.registry.register(_check_edge(request.edge, edge_id))
+        record = await self.edges.register(_check_edge(request.edge, edge_id))
         return pb.RegisterEdgeResponse(edge=self.edge_pb(record), heartbeat_interval=self._interval())
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
@@ -163,7 +170,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
             cached_titles=frozenset(request.cached_titles),
         )
         try:
-            self.steering.registry.heartbeat(edge_id, beat)
+            await self.edges.heartbeat(edge_id, beat)
         except KeyError:
             raise NotFound(f"edge {request.edge} is not registered: register again", reason="EDGE_NOT_FOUND") from None
         return pb.HeartbeatResponse(heartbeat_interval=self._interval())
@@ -171,7 +178,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
     async def DeregisterEdge(self, request: pb.DeregisterEdgeRequest, context: Context) -> pb.DeregisterEdgeResponse:
         require_admin()
         edge_id = EDGE.parse(request.name)["edge"]
-        if not self.steering.registry.deregister(edge_id):
+        if not await self.edges.deregister(edge_id):
             raise NotFound(f"edge {request.name} is not registered", reason="EDGE_NOT_FOUND")
         return pb.DeregisterEdgeResponse()
 
@@ -230,9 +237,12 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         if request.kind == pb.PATHWAY_PROBLEM_KIND_UNSPECIFIED:
             raise InvalidArgument("kind must be STALL or ERROR", field_name="kind")
         try:
-            self.steering.report_problem(session_id, request.pathway_id, request.count or 1)
+            zone, report = self.steering.report_problem(session_id, request.pathway_id, request.count or 1)
         except SteeringError as exc:
             _raise(exc)
+            raise
+        if self.share_report is not None:
+            await self.share_report(zone, request.pathway_id, report)
         return pb.ReportPathwayProblemResponse()
 
     async def WatchRevocations(

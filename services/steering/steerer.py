@@ -239,9 +239,10 @@ class Steering:
             _PATHWAY[p.reason].inc()
         return Decision(s, pathways, self.config.ttl_seconds)
 
-    def report_problem(self, session_id: str, pathway_id: str, count: int) -> None:
+    def report_problem(self, session_id: str, pathway_id: str, count: int) -> tuple[str, Report]:
         """A player's stalls or errors on a pathway: demoted for that session now; evidence for its zone, which
-        demotes the pathway there only once enough sessions and accounts agree (services/steering/evidence.py)."""
+        demotes the pathway there only once enough sessions and accounts agree (services/steering/evidence.py).
+        Returns the zone and the report (which shared evidence on Redis then publishes)."""
         if not 1 <= count <= 1000:
             raise BadInput("count", "count must be between 1 and 1000")
         if not pathway_id or len(pathway_id) > 64:
@@ -253,8 +254,10 @@ class Steering:
         now = self.clock()
         s.demoted_until[pathway_id] = now + self.config.session_demotion
         # a session without an account (a caller that did not say) stands for an account of its own
-        self.evidence.add(s.zone, pathway_id, Report(now, session_id, s.account or f"session:{session_id}", count))
+        report = Report(now, session_id, s.account or f"session:{session_id}", count)
+        self.evidence.add(s.zone, pathway_id, report)
         PROBLEMS.labels(pathway=pathway_id).inc(count)
+        return s.zone, report
 
     # --- manifests ------------------------------------------------------------------------------------------
 

@@ -126,3 +126,20 @@ async def test_replicas_with_redis_state_share_one_deny_list(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_redis_state_is_handed_to_services_only_with_state_kind_redis(
+    tmp_path: Path, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """Steering shares its edges and problem evidence through ``deps.state_redis``: set with ``[state] kind =
+    "redis"`` (with the ``[redis]`` prefix), left None with a Redis bus alone."""
+    redis = {"url": redis_server.url, "key_prefix": redis_prefix}
+    shared = open_runtime(load_config(data_dir=tmp_path / "a", state={"kind": "redis"}, redis=redis))
+    bus_only = open_runtime(load_config(data_dir=tmp_path / "b", bus={"kind": "redis"}, redis=redis))
+    try:
+        assert shared.deps.state_redis is not None and shared.deps.state_redis is shared.redis
+        assert shared.deps.redis_prefix == redis_prefix
+        assert bus_only.deps.state_redis is None
+    finally:
+        await shared.close()
+        await bus_only.close()

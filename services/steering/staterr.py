@@ -1,0 +1,35 @@
+"""What steering's shared state on Redis raises when Redis cannot be reached: UNAVAILABLE with a reason, never
+INTERNAL (a caller retries; an edge keeps heartbeating)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.common.errors import Unavailable
+
+RETRY_AFTER = 1.0  # seconds a caller is told to wait
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"steering's shared state (redis) is unreachable: {exc}",
+        reason="STEERING_STATE_UNAVAILABLE",
+        retry_after=RETRY_AFTER,
+    )
+
+
+def redis_ms(time_reply: tuple[int, int] | list[int]) -> int:
+    """Redis ``TIME`` (seconds, microseconds) in unix milliseconds."""
+    return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
+
+
+def raise_if_cancelling(exc: Exception) -> None:
+    """Re-raises a cancellation redis-py turned into a connection error (a cancel that lands while it connects
+    can surface as ConnectionError or TimeoutError): a refresh loop that swallowed it would never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
