@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.errors import Unavailable
+from services.common.redisclient import UNREACHABLE
 
 RETRY_AFTER = 1.0  # seconds a caller is told to wait when the list cannot be reached
 
@@ -45,8 +44,6 @@ if kept > expiry then expiry = kept end
 redis.call('SET', KEYS[1], mark, 'PXAT', expiry)
 return 1
 """
-
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def _unavailable(exc: Exception) -> Unavailable:
@@ -75,7 +72,7 @@ class RedisDenyList:
     async def deny_session(self, session_id: str, *, until: float) -> None:
         try:
             await self._deny_session(keys=[self._session_key(session_id)], args=[math.ceil(until * 1000)])
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
 
     async def deny_account(self, account_id: str, *, issued_up_to: float, until: float) -> None:
@@ -83,7 +80,7 @@ class RedisDenyList:
             await self._deny_account(
                 keys=[self._account_key(account_id)], args=[repr(issued_up_to), math.ceil(until * 1000)]
             )
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
 
     async def denied(self, account_id: str, session_id: str | None, issued_at: float) -> bool:
@@ -91,7 +88,7 @@ class RedisDenyList:
         session_key = self._session_key(session_id) if session_id is not None else self._prefix + "s:"
         try:
             session, mark = await self._redis.mget([session_key, self._account_key(account_id)])
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
         if session_id is not None and session is not None:
             return True

@@ -15,10 +15,9 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.errors import Unavailable
+from services.common.redisclient import UNREACHABLE
 
 
 class Rate(BaseModel):
@@ -113,6 +112,6 @@ class RedisRateLimiter:
     async def hit(self, key: str, rate: Rate) -> Decision:
         try:
             allowed, retry_after = await self._script(keys=[self._prefix + key], args=[rate.interval, rate.tolerance])
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise RateLimiterUnavailable(f"the rate limiter's redis is unreachable: {exc}") from exc
         return Decision(bool(int(allowed)), float(retry_after))

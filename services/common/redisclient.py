@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.config import RedisConfig
+
+# What a Redis call raises when the server cannot be reached (or stops answering): adapters turn it into UNAVAILABLE.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def redis_client(config: RedisConfig) -> aioredis.Redis:

@@ -34,14 +34,13 @@ from collections import OrderedDict
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from marquee.v1 import playback_pb2
 from services.common.bus.redis import BusUnavailable, RedisBus
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.ids import now_micros
 from services.common.names import NamePattern
+from services.common.redisclient import UNREACHABLE
 from services.common.store.port import Page, PagingState, Row, Store, StoreUnavailable
 from services.common.topics import PLAYBACK_UPDATE
 from services.playback.positions import Positions, Report, Update, update_event
@@ -51,7 +50,6 @@ log = logging.getLogger("marquee.playback.positions")
 
 RETRY_AFTER = 1.0
 WRITER_GROUP = "positions-writer"
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _FIELDS = ("event_time", "position_ms", "runtime_ms", "finished", "watch_time", "deleted")
 _MISS = -1
 _SESSIONS_KEPT = 10_000  # session start times the writer remembers (one store read per session otherwise)
@@ -172,7 +170,7 @@ class RedisPositions:
             if stored is not None:
                 await self._fill(keys=[key], args=[*self._args(stored), self._idle_ms])
             return stored
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
 
     @staticmethod
@@ -192,7 +190,7 @@ class RedisPositions:
                 stored = await self._positions.get(report.account_id, report.profile_id, report.title_id)
                 seed = ["-", 0, 0, 0, 0] if stored is None else self._args(stored)
                 reply = await self._update(keys=[key, self._stream], args=[*args, *seed])
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
         if reply[0] == 1:
             return Update(True, row, published=True)
@@ -215,7 +213,7 @@ class RedisPositions:
         at = max(now_micros(), cached["event_time"] if cached else 0)
         try:
             await self._delete(keys=[key], args=[at, self._idle_ms])
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise _unavailable(exc) from exc
         return await self._positions.delete(account_id, profile_id, title_id, at=at) or cached is not None
 
@@ -271,7 +269,7 @@ class RedisPositions:
         while True:
             try:
                 await self._follow(consumer)
-            except (BusUnavailable, *_UNREACHABLE, StoreUnavailable) as exc:
+            except (BusUnavailable, *UNREACHABLE, StoreUnavailable) as exc:
                 log.warning("positions-writer: %s; retrying in %.1f s", exc, RETRY_AFTER)
                 await asyncio.sleep(RETRY_AFTER)
 

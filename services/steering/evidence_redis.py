@@ -25,8 +25,9 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from services.common.ids import new_id
+from services.common.redisclient import UNREACHABLE
 from services.steering.evidence import PathwayEvidence, Report
-from services.steering.staterr import UNREACHABLE, raise_if_cancelling, redis_ms, unavailable
+from services.steering.staterr import raise_if_cancelling, redis_ms, unavailable
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from services.common.redisclient import UNREACHABLE
 from services.steering.registry import EdgeRecord, Heartbeat, Registry, Role
-from services.steering.staterr import UNREACHABLE, raise_if_cancelling, redis_ms, unavailable
+from services.steering.staterr import raise_if_cancelling, redis_ms, unavailable
 
 log = logging.getLogger(__name__)
 

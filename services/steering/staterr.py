@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from services.common.errors import Unavailable
 
 RETRY_AFTER = 1.0  # seconds a caller is told to wait
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def unavailable(exc: Exception) -> Unavailable:

@@ -25,17 +25,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.bus.port import MAX_PAYLOAD_BYTES, BusError, InvalidTopicError, Message, check_name
+from services.common.redisclient import UNREACHABLE
 
 DEFAULT_MAX_LEN = 100_000
 DEFAULT_MAX_ATTEMPTS = 10
 BLOCK_SLICE = 1.0  # longest XREADGROUP block, seconds: redeliveries are looked for at least this often
 _FOREVER_IDLE_MS = 10**12  # what a nacked message's idle time is set to: claimable by anyone now
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class BusUnavailable(BusError):
@@ -86,7 +84,7 @@ class _RedisSubscription:
                     return fresh
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
         return None
 
@@ -138,7 +136,7 @@ class _RedisSubscription:
     async def ack(self, message: Message) -> None:
         try:
             await self._redis.xack(self._stream, self._group, message.id)
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
 
     async def nack(self, message: Message) -> None:
@@ -152,7 +150,7 @@ class _RedisSubscription:
                 idle=_FOREVER_IDLE_MS,
                 justid=True,
             )
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
         self._cursor = "0-0"
 
@@ -201,7 +199,7 @@ class RedisBus:
             fields[b"k"] = key.encode()
         try:
             entry_id = await self.redis.xadd(self.stream(topic), fields, maxlen=self.max_len, approximate=True)
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
         return _text(entry_id)
 
@@ -222,7 +220,7 @@ class RedisBus:
             start = await self._start_id(stream) if from_beginning else "$"
             with contextlib.suppress(ResponseError):  # BUSYGROUP: the group exists and keeps its position
                 await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
         sub = _RedisSubscription(self, topic, group, consumer, visibility_timeout, self.max_attempts)
         self._subscriptions.append(sub)
@@ -256,7 +254,7 @@ async def wait_for_redis(client: aioredis.Redis, timeout: float) -> None:
         try:
             await client.ping()
             return
-        except _UNAVAILABLE as exc:
+        except UNREACHABLE as exc:
             if time.monotonic() >= deadline:
                 raise BusUnavailable(f"redis is unreachable: {exc}") from exc
             await asyncio.sleep(0.1)
