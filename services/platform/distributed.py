@@ -44,7 +44,7 @@ REPLICAS: dict[str, int | None] = {
     "catalog": None,
     "playback": None,
     "recommendations": None,
-    "steering": 1,  # its edge registry and heartbeats live in its process until they are shared in Redis
+    "steering": 1,  # edges and problem reports are shared on Redis, but a player's session lives in one replica
     "encoder": 1,  # a worker: at start it requeues every RUNNING job, so one until jobs carry leases
 }
 # Processes that are not replicated gRPC backends: one each, as `marquee up` runs them.
