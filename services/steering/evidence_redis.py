@@ -16,7 +16,6 @@ replica a report was made to counts it at once).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ import redis.asyncio as aioredis
 from services.common.ids import new_id
 from services.common.redisclient import UNREACHABLE
 from services.steering.evidence import PathwayEvidence, Report
-from services.steering.staterr import raise_if_cancelling, redis_ms, unavailable
+from services.steering.staterr import redis_ms, refresh_forever, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +113,5 @@ class RedisEvidence:
         self.evidence.replace(snapshot)
 
     async def run(self) -> None:
-        """Refreshes the snapshot every ``refresh_interval`` until cancelled; keeps the last one while Redis is
-        unreachable."""
-        while True:
-            try:
-                await self.refresh()
-            except UNREACHABLE as exc:
-                raise_if_cancelling(exc)
-                log.warning("steering: problem reports on redis unreachable, keeping the last snapshot: %s", exc)
-            await asyncio.sleep(self.refresh_interval)
+        """Refreshes the snapshot every ``refresh_interval`` until cancelled (staterr.refresh_forever)."""
+        await refresh_forever(self.refresh, self.refresh_interval, "problem reports")

@@ -19,7 +19,6 @@ replicas' clocks need not agree. When Redis is unreachable writes fail with UNAV
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 
 from services.common.redisclient import UNREACHABLE
 from services.steering.registry import EdgeRecord, Heartbeat, Registry, Role
-from services.steering.staterr import raise_if_cancelling, redis_ms, unavailable
+from services.steering.staterr import redis_ms, refresh_forever, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +208,5 @@ class RedisEdges:
         self.registry.replace(list(records.values()))
 
     async def run(self) -> None:
-        """Refreshes the snapshot every ``refresh_interval`` until cancelled; keeps the last one while Redis is
-        unreachable."""
-        while True:
-            try:
-                await self.refresh()
-            except UNREACHABLE as exc:
-                raise_if_cancelling(exc)
-                log.warning("steering: edge registry on redis unreachable, keeping the last snapshot: %s", exc)
-            await asyncio.sleep(self.refresh_interval)
+        """Refreshes the snapshot every ``refresh_interval`` until cancelled (staterr.refresh_forever)."""
+        await refresh_forever(self.refresh, self.refresh_interval, "edge registry")

@@ -4,8 +4,13 @@ INTERNAL (a caller retries; an edge keeps heartbeating)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from services.common.errors import Unavailable
+from services.common.redisclient import UNREACHABLE
+
+log = logging.getLogger("marquee.steering")
 
 RETRY_AFTER = 1.0  # seconds a caller is told to wait
 
@@ -29,3 +34,15 @@ def raise_if_cancelling(exc: Exception) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
+
+
+async def refresh_forever(refresh: Callable[[], Awaitable[None]], interval: float, what: str) -> None:
+    """Calls ``refresh`` every ``interval`` seconds until cancelled; while Redis is unreachable the last snapshot
+    stays (a warning per failed refresh)."""
+    while True:
+        try:
+            await refresh()
+        except UNREACHABLE as exc:
+            raise_if_cancelling(exc)
+            log.warning("steering: %s on redis unreachable, keeping the last snapshot: %s", what, exc)
+        await asyncio.sleep(interval)

@@ -77,6 +77,7 @@ from services.common.store.port import (
     SchemaTooNewError,
     StoreUnavailable,
     check_key,
+    check_query,
     check_timestamp,
     check_value,
 )
@@ -808,14 +809,8 @@ class CqlStore:
         max_value: Any = None,
     ) -> Page:
         t = self._known(table)
-        if set(partition) != set(t.partition_key):
-            raise InvalidKeyError(f"{t.name}: query needs exactly the partition key {list(t.partition_key)}")
-        check_key(t, partition, partition_only_ok=True)
-        if not 0 < limit <= MAX_QUERY_LIMIT:
-            raise InvalidKeyError(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
+        check_query(t, partition, limit, bool(after), min_value, max_value)
         ck = list(t.clustering_key)
-        if not ck and (after or min_value is not None or max_value is not None):
-            raise InvalidKeyError(f"{t.name} has no clustering key to page or filter on")
         where = [self._where(t.partition_key)]
         params: list[Any] = [_encode(t.column(k), partition[k]) for k in t.partition_key]
         for bound, op in ((min_value, ">="), (max_value, "<=")):

@@ -191,6 +191,20 @@ def check_key(table: Table, key: Mapping[str, Any], *, partition_only_ok: bool =
     return not missing_ck
 
 
+def check_query(
+    table: Table, partition: Mapping[str, Any], limit: int, paged: bool, min_value: Any, max_value: Any
+) -> None:
+    """Validate a query's arguments (exactly the partition key, a limit in range, no paging or bounds without a
+    clustering key): both adapters refuse the same queries with the same message."""
+    if set(partition) != set(table.partition_key):
+        raise InvalidKeyError(f"{table.name}: query needs exactly the partition key {list(table.partition_key)}")
+    check_key(table, partition, partition_only_ok=True)
+    if not 0 < limit <= MAX_QUERY_LIMIT:
+        raise InvalidKeyError(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
+    if not table.clustering_key and (paged or min_value is not None or max_value is not None):
+        raise InvalidKeyError(f"{table.name} has no clustering key to page or filter on")
+
+
 def check_timestamp(timestamp: int | None, conditional: bool) -> None:
     """InvalidKeyError unless ``timestamp`` is None or a positive 64-bit microsecond time on a plain write."""
     if timestamp is None:
