@@ -1068,8 +1068,13 @@ class CreateReviewRequest(_message.Message):
 
     PARENT_FIELD_NUMBER: _builtins.int
     REVIEW_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`titles/{title}`."""
+    request_id: _builtins.str
+    """A client-chosen id (up to 64 characters) making retries safe: a retry by the same profile with the same id
+    returns the review the first call created instead of writing a second one. Remembered for 7 days.
+    """
     @_builtins.property
     def review(self) -> Global___Review: ...
     def __init__(
@@ -1077,10 +1082,11 @@ class CreateReviewRequest(_message.Message):
         *,
         parent: _builtins.str = ...,
         review: Global___Review | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["review", b"review"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "review", b"review"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "request_id", b"request_id", "review", b"review"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

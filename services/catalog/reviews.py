@@ -5,14 +5,19 @@ issued it) and the profile's rating of the title when the review is written (0 w
 in those fields is ignored. Reports count once per account (however many profiles it has; the author's own
 account's not at all); a review is hidden once reports from ``hide_after`` distinct accounts arrive, or at once
 when a moderator (an admin) reports it. Hidden reviews are listed only to their author and to moderators, marked
-HIDDEN."""
+HIDDEN.
+
+A ``request_id`` makes CreateReview safe to retry: the first call maps (account, profile, request id) to a new
+review id with a lightweight transaction before it writes the review, so a retry, whichever replica takes it and
+whether or not the first call's answer was lost, writes that same review (again: the same row) and returns it.
+A request id names one review of one title: reusing it for another title is INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
 from marquee.v1 import catalog_pb2
-from services.catalog.schema import REVIEW_REPORTS, REVIEWS
+from services.catalog.schema import REVIEW_REPORTS, REVIEW_REQUEST_TTL, REVIEW_REQUESTS, REVIEWS
 from services.common.context import Principal
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ids import new_id, now_micros
@@ -24,6 +29,7 @@ AUTHOR = NamePattern("accounts/{account}/profiles/{profile}")
 MAX_TEXT = 5000
 MAX_NAME = 50
 MAX_REASON = 500
+MAX_REQUEST_ID = 64
 
 
 def to_pb(row: Row) -> catalog_pb2.Review:
@@ -46,17 +52,33 @@ class Reviews:
         self._hide_after = hide_after_reports
 
     async def create(
-        self, title_id: str, account_id: str, profile_id: str, display_name: str, text: str, stars: int
+        self,
+        title_id: str,
+        account_id: str,
+        profile_id: str,
+        display_name: str,
+        text: str,
+        stars: int,
+        request_id: str = "",
     ) -> Row:
-        """A review by the profile; ``display_name`` and ``stars`` are the server's (the profile's, its rating)."""
+        """A review by the profile; ``display_name`` and ``stars`` are the server's (the profile's, its rating).
+        With ``request_id``, the review that id already created, if any (see the module's documentation)."""
         text = text.strip()
         if not text:
             raise InvalidArgument("review.text is required", field_name="review.text")
         if len(text) > MAX_TEXT:
             raise InvalidArgument(f"review.text is longer than {MAX_TEXT} characters", field_name="review.text")
+        if len(request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID} characters", field_name="request_id")
+        review_id = new_id()
+        if request_id:
+            review_id = await self._claim(title_id, account_id, profile_id, request_id, review_id)
+            existing = await self._store.get(REVIEWS, {"title_id": title_id, "review_id": review_id})
+            if existing is not None:
+                return existing
         row = {
             "title_id": title_id,
-            "review_id": new_id(),
+            "review_id": review_id,
             "account_id": account_id,
             "profile_id": profile_id,
             "author_display_name": display_name.strip()[:MAX_NAME],
@@ -68,6 +90,22 @@ class Reviews:
         }
         await self._store.insert(REVIEWS, row)
         return row
+
+    async def _claim(self, title_id: str, account_id: str, profile_id: str, request_id: str, review_id: str) -> str:
+        """The review id of this request: ``review_id`` if the request is new, else the one its first call chose."""
+        key = {"account_id": account_id, "profile_id": profile_id, "request_id": request_id}
+        mapping = {**key, "title_id": title_id, "review_id": review_id}
+        if await self._store.insert(REVIEW_REQUESTS, mapping, if_not_exists=True, ttl=REVIEW_REQUEST_TTL):
+            return review_id
+        first = await self._store.get(REVIEW_REQUESTS, key)
+        if first is None:  # expired in between: a new request
+            return await self._claim(title_id, account_id, profile_id, request_id, review_id)
+        if first["title_id"] != title_id:
+            raise InvalidArgument(
+                f"request_id {request_id!r} already created a review of titles/{first['title_id']}",
+                field_name="request_id",
+            )
+        return str(first["review_id"])
 
     async def get(self, title_id: str, review_id: str) -> Row:
         row = await self._store.get(REVIEWS, {"title_id": title_id, "review_id": review_id})

@@ -149,6 +149,20 @@ REVIEW_REPORTS = Table(
     clustering_key=(("reporter", Order.ASC),),
     keyspace=KEYSPACE,
 )
+# which review a profile's CreateReview request_id created (retries return it); kept REVIEW_REQUEST_TTL seconds
+REVIEW_REQUESTS = Table(
+    "review_requests",
+    columns=(
+        Column("account_id", "text"),
+        Column("profile_id", "text"),
+        Column("request_id", "text"),
+        Column("title_id", "text"),
+        Column("review_id", "text"),
+    ),
+    partition_key=("account_id", "profile_id", "request_id"),
+    keyspace=KEYSPACE,
+)
+REVIEW_REQUEST_TTL = 7 * 24 * 3600
 
 SCHEMA = Schema(
     KEYSPACE,
@@ -161,6 +175,8 @@ SCHEMA = Schema(
         Migration(4, add_columns=[("titles", Column("artwork", "json"))]),
         # rating changes in progress: what a crash leaves here is recounted at the next start
         Migration(5, create_tables=[RATING_OPS, PENDING_TITLES]),
+        # CreateReview's request ids
+        Migration(6, create_tables=[REVIEW_REQUESTS]),
     ],
 )
 

@@ -357,6 +357,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             principal.profile_name or "",
             request.review.text,
             rating["stars"] if rating else 0,
+            request.request_id,
         )
         return catalog_pb2.CreateReviewResponse(review=review_rows.to_pb(row))
 

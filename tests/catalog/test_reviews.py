@@ -4,6 +4,8 @@ profiles cannot hide a review; the author always sees their own review; a modera
 
 from __future__ import annotations
 
+import grpc
+
 from marquee.v1 import catalog_pb2 as pb
 from marquee.v1 import common_pb2
 from tests.catalog.conftest import ADMIN, TOKENS, Catalog, bearer
@@ -19,9 +21,13 @@ def viewer(account: str, profile: str, name: str = "") -> Metadata:
     return bearer(token.token)
 
 
-async def _post(catalog: Catalog, md: Metadata, text: str, **forged: object) -> pb.Review:
+async def _post(catalog: Catalog, md: Metadata, text: str, request_id: str = "", **forged: object) -> pb.Review:
     reply = await catalog.stub.CreateReview(
-        pb.CreateReviewRequest(parent=TITLE, review=pb.Review(text=text, **forged)),  # type: ignore[arg-type]
+        pb.CreateReviewRequest(
+            parent=TITLE,
+            review=pb.Review(text=text, **forged),  # type: ignore[arg-type]
+            request_id=request_id,
+        ),
         metadata=md,
     )
     review: pb.Review = reply.review
@@ -78,3 +84,31 @@ async def test_a_moderator_hides_a_review_at_once(catalog: Catalog) -> None:
     assert review.name not in await _listed(catalog, viewer("acct-other", "p"))
     moderated = await _listed(catalog, ADMIN)  # moderators see hidden reviews, marked
     assert moderated[review.name].state == pb.REVIEW_STATE_HIDDEN
+
+
+async def test_a_retried_create_with_its_request_id_writes_one_review(catalog: Catalog) -> None:
+    """A client that lost the answer retries with the same request_id (to any replica): one review, returned again.
+    The id is the profile's own: another profile's same id is another review; another title is refused."""
+    alex = viewer("acct-retry", "p-alex", "Alex")
+    first = await _post(catalog, alex, "Worth it.", request_id="req-1")
+    again = await _post(catalog, alex, "Worth it.", request_id="req-1")
+    assert again.name == first.name and again.create_time == first.create_time
+    other = await _post(catalog, viewer("acct-retry", "p-sam", "Sam"), "Worth it.", request_id="req-1")
+    assert other.name != first.name
+    mine = [r for r in (await _listed(catalog, alex)).values() if r.author.startswith("accounts/acct-retry/")]
+    assert sorted(r.name for r in mine) == sorted([first.name, other.name])
+    try:
+        await catalog.stub.CreateReview(
+            pb.CreateReviewRequest(parent="titles/casablanca-1942", review=pb.Review(text="x"), request_id="req-1"),
+            metadata=alex,
+        )
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "already created a review" in str(exc.details())
+    else:
+        raise AssertionError("a request id reused for another title was accepted")
+    try:
+        await _post(catalog, alex, "x", request_id="r" * 65)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "request_id" in str(exc.details())
+    else:
+        raise AssertionError("a 65-character request id was accepted")
