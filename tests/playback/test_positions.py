@@ -53,10 +53,6 @@ def redis_at(positions_kind: str, request: pytest.FixtureRequest, redis_prefix: 
     """The Redis server's URL and a key prefix of the test's own ("" without Redis)."""
     if positions_kind == "store":
         return "", ""
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    if "cql" in (params.get("store_kind"), params.get("any_store")):
-        # Known failure, left open: on CQL the write-behind writer meets a closed store in these two tests.
-        pytest.skip("Redis write-behind over CQL: writer fails with 'the store is closed' (open issue #17)")
     server: RedisServer = request.getfixturevalue("redis_server")
     return server.url, redis_prefix
 
@@ -102,7 +98,10 @@ def _report(title: str, event_time: int, position_ms: int) -> Report:
 
 
 def _writer(conn: Connection, kind: str, location: str, prefix: str, redis: tuple[str, str]) -> None:
-    """A process that writes the reports it is sent, one at a time, and answers whether each was applied."""
+    """A process with its own store (and Redis) connections for the whole test, doing what it is sent:
+    ``("update", title, reports)`` applies the reports one at a time and answers whether each was applied;
+    ``("session",)`` adds the session row; ``("check", title)`` answers the position read, then (the writer
+    drained) the store's position row and history entry. ``None`` ends it."""
 
     async def serve() -> None:
         store = _open(kind, location, prefix)
@@ -110,17 +109,32 @@ def _writer(conn: Connection, kind: str, location: str, prefix: str, redis: tupl
         async with open_positions(store, *redis) as positions:
             loop = asyncio.get_running_loop()
             while (job := await loop.run_in_executor(None, conn.recv)) is not None:
-                title, reports = job
-                conn.send([(await positions.update(_report(title, t, p))).applied for t, p in reports])
+                if job[0] == "update":
+                    _, title, reports = job
+                    conn.send([(await positions.update(_report(title, t, p))).applied for t, p in reports])
+                elif job[0] == "session":
+                    await add_session(store, "session-1", STARTED)
+                    conn.send(None)
+                else:
+                    conn.send(await _check(store, positions, job[1]))
         await store.close()
 
     asyncio.run(serve())
 
 
+async def _check(store: Store, positions: Positions | RedisPositions, title: str) -> tuple[object, object, object]:
+    hot = await positions.get(ACCOUNT, PROFILE, title)
+    await drain(positions)
+    position = await store.get(POSITIONS, {"account_id": ACCOUNT, "profile_id": PROFILE, "title_id": title})
+    key = {"account_id": ACCOUNT, "profile_id": PROFILE, "watched_at": STARTED, "title_id": title}
+    entry = await store.get(WATCH_HISTORY, key)
+    return hot, position, entry
+
+
 @pytest.fixture
 def writers(
     store_kind: str, redis_at: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[list[Connection], str, str, str]]:
+) -> Iterator[list[Connection]]:
     if store_kind == "sqlite":
         location, prefix = str(tmp_path / "positions.db"), ""
     else:
@@ -131,10 +145,13 @@ def writers(
         ours, theirs = context.Pipe()
         proc = context.Process(target=_writer, args=(theirs, store_kind, location, prefix, redis_at), daemon=True)
         proc.start()
+        theirs.close()  # the child's end is the child's: a child that dies ends our recv with EOFError
         pipes.append(ours)
         procs.append(proc)
+    pipes[0].send(("session",))
+    pipes[0].recv()
     try:
-        yield pipes, store_kind, location, prefix
+        yield pipes
     finally:
         for pipe, proc in zip(pipes, procs, strict=True):
             pipe.send(None)
@@ -149,56 +166,27 @@ reports_strategy = st.lists(
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(reports=reports_strategy, split=st.randoms())
 def test_an_older_event_never_overwrites_a_newer_one_across_processes(
-    writers: tuple[list[Connection], str, str, str],
-    redis_at: tuple[str, str],
-    reports: list[tuple[int, int]],
-    split: object,
+    writers: list[Connection], reports: list[tuple[int, int]], split: object
 ) -> None:
-    pipes, kind, location, prefix = writers
     title = uuid.uuid4().hex[:12]
-    session_row(kind, location, prefix)
     base = 1_700_000_000_000_000
     timed = [(base + t, p) for t, p in reports]
     halves: list[list[tuple[int, int]]] = [[], []]
     for r in timed:
         halves[split.random() < 0.5].append(r)  # type: ignore[attr-defined]
-    for pipe, half in zip(pipes, halves, strict=True):
-        pipe.send((title, half))
-    applied = {r: ok for pipe, half in zip(pipes, halves, strict=True) for r, ok in zip(half, pipe.recv(), strict=True)}
+    for pipe, half in zip(writers, halves, strict=True):
+        pipe.send(("update", title, half))
+    applied = {
+        r: ok for pipe, half in zip(writers, halves, strict=True) for r, ok in zip(half, pipe.recv(), strict=True)
+    }
     newest = max(timed)
     assert applied[newest], "the newest report always reads itself back"
-
-    async def stored() -> tuple[dict[str, object] | None, dict[str, object] | None]:
-        store = _open(kind, location, prefix)
-        await store.migrate(SCHEMA)
-        try:
-            async with open_positions(store, *redis_at) as positions:
-                hot = await positions.get(ACCOUNT, PROFILE, title)
-                assert hot is not None and (hot["event_time"], hot["position_ms"]) == newest, "the position read"
-                await drain(positions)
-            position = await store.get(POSITIONS, {"account_id": ACCOUNT, "profile_id": PROFILE, "title_id": title})
-            entry = await store.get(
-                WATCH_HISTORY,
-                {"account_id": ACCOUNT, "profile_id": PROFILE, "watched_at": STARTED, "title_id": title},
-            )
-            return position, entry
-        finally:
-            await store.close()
-
-    position, entry = asyncio.run(stored())
+    writers[0].send(("check", title))
+    hot, position, entry = writers[0].recv()
+    assert hot is not None and (hot["event_time"], hot["position_ms"]) == newest, "the position read"
     assert position is not None and entry is not None
     assert (position["event_time"], position["position_ms"]) == newest
     assert (entry["event_time"], entry["position_ms"]) == newest
-
-
-def session_row(kind: str, location: str, prefix: str) -> None:
-    async def add() -> None:
-        store = _open(kind, location, prefix)
-        await store.migrate(SCHEMA)
-        await add_session(store, "session-1", STARTED)
-        await store.close()
-
-    asyncio.run(add())
 
 
 async def test_rewatches_are_kept_and_history_pages_are_slices(any_store: Store, redis_at: tuple[str, str]) -> None:
