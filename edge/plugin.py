@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,13 @@ def edge_configs(
     ]
 
 
+def purge_group(nodes: list[EdgeNode]) -> str:
+    """The consumer group of a process's edges: every process purges its own caches, so each needs every event;
+    named after its edges, so a restarted process takes up its group where it was."""
+    names = ",".join(sorted(node.name for node in nodes))
+    return f"{CONSUMER_GROUP}-{zlib.crc32(names.encode()):08x}"
+
+
 async def purge_on_reencode(nodes: list[EdgeNode], bus: EventBus) -> None:
     """Purges a title from every tier when the encoder (re)publishes it, so no edge serves stale objects."""
 
@@ -113,7 +121,7 @@ async def purge_on_reencode(nodes: list[EdgeNode], bus: EventBus) -> None:
         if purged:
             log.info("purged %d objects of %s from the edges", purged, title)
 
-    await follow_topic(bus, ENCODING_DONE, CONSUMER_GROUP, "edge-1", encoding_pb2.EncodingDoneEvent, purge)
+    await follow_topic(bus, ENCODING_DONE, purge_group(nodes), "edges", encoding_pb2.EncodingDoneEvent, purge)
 
 
 async def start(runtime: Runtime) -> RunningService:

@@ -8,6 +8,9 @@
 
 A row keeps the strongest signal: finished > viewed, and a rating overrides watching. Every row also bumps the
 profile's listing row, so the batch job finds the profile.
+
+Applying an event twice, or late, changes nothing: the merge keeps the strongest watching signal whatever the
+order, and a rating older than the row's rating (a redelivery after a newer rating or its removal) is ignored.
 """
 
 from __future__ import annotations
@@ -55,8 +58,10 @@ class Signals:
         key = {"profile_id": profile_id, "title_id": title_id}
         old = await self._store.get(INTERACTIONS, key)
         if old is not None:
-            if old["kind"] == "rated" and kind != "rated":  # a rating says more than watching
-                positive, kind = old["positive"], "rated"
+            if kind == "rated" and old["kind"] == "rated" and time < old["event_time"]:
+                return  # an older rating, redelivered after a newer one
+            if old["kind"] == "rated" and kind != "rated":  # a rating says more than watching: the row is the rating
+                positive, kind, time = old["positive"], "rated", old["event_time"]
             elif kind != "rated" and old["positive"]:
                 positive, kind = True, old["kind"] if old["kind"] == "finished" else kind
             region = region or old["region"]

@@ -125,21 +125,25 @@ async def test_registration_and_heartbeats_with_steering(origin: Path, make_edge
         assert registry.get("edge-a") is None
 
 
-async def test_a_reencoded_title_is_purged_from_the_edges(origin: Path, make_edge: EdgeFactory) -> None:
-    edge = make_edge("edge-a", origin)
-    await get(edge.port, f"/v/{TITLE}/480p/seg-1.m4s")
+async def test_a_reencoded_title_is_purged_from_the_edges_of_every_process(
+    origin: Path, make_edge: EdgeFactory
+) -> None:
+    """Two edge-tier processes (here: two followers of one bus, each with its own edges) both purge: each
+    process's edges follow in a group of their own."""
+    edges = [make_edge("edge-a", origin), make_edge("edge-b", origin)]
+    for edge in edges:
+        await get(edge.port, f"/v/{TITLE}/480p/seg-1.m4s")
     bus = InMemoryBus()
-    task = asyncio.create_task(purge_on_reencode([edge], bus))
+    tasks = [asyncio.create_task(purge_on_reencode([edge], bus)) for edge in edges]
     await asyncio.sleep(0.05)
     await bus.publish(ENCODING_DONE, b"\xff\xff not a message")
     await bus.publish(ENCODING_DONE, encoding_pb2.EncodingDoneEvent(title=f"titles/{TITLE}").SerializeToString())
-    for _ in range(200):
-        if not edge.usage().cached_titles:
-            break
-        await asyncio.sleep(0.01)
-    task.cancel()
+    for _ in iter(lambda: any(edge.usage().cached_titles for edge in edges), False):  # until both purged
+        await asyncio.sleep(0.01)  # (the test's timeout bounds it)
+    for task in tasks:
+        task.cancel()
     await bus.close()
-    assert edge.usage().cached_titles == {}
+    assert [edge.usage().cached_titles for edge in edges] == [{}, {}]
 
 
 def test_bad_configuration_is_refused(tmp_path: Path) -> None:
