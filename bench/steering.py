@@ -1,9 +1,15 @@
-"""Steering: GetSteering throughput and latency over gRPC under concurrent clients, and how many titles move to
-a new edge when one joins, next to the ideal 1/n of consistent hashing.
+"""Steering: GetSteering throughput and latency over gRPC under concurrent clients, next to a trivial grpc.aio
+service measured in the same run; and how many titles move to a new edge when one joins, next to the ideal 1/n of
+consistent hashing.
 
-The server (SteeringService with 24 edges in 4 coverage zones, two shields) runs in its own process; the load
-comes from this one over loopback (one grpc.aio channel per client task group). Every call starts or
-re-steers a session (a new one every 10th call), so the bounded-load bookkeeping is exercised.
+Each server (SteeringService with 24 edges in 4 coverage zones, two shields) runs in its own process pinned to
+core 0; the load comes from this one on core 1 over loopback (one grpc.aio channel per 16 clients). Every call
+starts or re-steers a session (a new one every 10th call), so the bounded-load bookkeeping is exercised. Rows:
+one replica with its state in memory (the all-in-one); one and two replicas with the edge registry and evidence on
+a local redis-server (``[state] kind = "redis"``, issue 17), the clients spread over the replicas (a player's
+session stays on one). The replicas and redis-server share core 0 (this machine has two cores), so the two-replica
+row shows the cost per core of sharing state, not scaling; "per core" divides by the CPU the servers and
+redis-server spent.
 Run: ./dev bench steering
 """
 
@@ -13,16 +19,15 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+from _measure import Result, closed_loop, pin, reference  # bench/ is on sys.path when a script here runs
 
 from marquee.v1 import steering_pb2 as pb
 from marquee.v1 import steering_pb2_grpc
@@ -32,7 +37,7 @@ ZONES = 4
 EDGES_PER_ZONE = 6
 
 
-def serve(data_dir: str, port_queue: multiprocessing.Queue[int]) -> None:
+def serve(data_dir: str, redis_url: str, port_queue: multiprocessing.Queue[int]) -> None:
     import json
 
     from services.common.auth import AccessTokens
@@ -48,6 +53,8 @@ def serve(data_dir: str, port_queue: multiprocessing.Queue[int]) -> None:
     from services.steering.server import create_server
 
     async def main() -> None:
+        import redis.asyncio as aioredis
+
         configure_logging("WARNING", "json")
         platform = local_config(load_config(data_dir=data_dir))
         zones = {f"z{i}": {"network": [f"10.{i}.0.0/16"]} for i in range(ZONES)}
@@ -59,13 +66,15 @@ def serve(data_dir: str, port_queue: multiprocessing.Queue[int]) -> None:
             coverage_zones=zone_file,
         )
         deps = Dependencies(
-            SqliteStore(Path(data_dir) / "s.db"),
+            SqliteStore(Path(data_dir) / f"s-{os.getpid()}.db"),
             InMemoryBus(),
             InMemoryRateLimiter(),
             platform.auth,
             AccessTokens(platform.auth),
             PageTokens(b"k"),
             url_signing=platform.url_signing,
+            redis_prefix="bench:",
+            state_redis=aioredis.Redis.from_url(redis_url) if redis_url else None,
         )
         service = await create_server(config, deps)
         await service.start()
@@ -88,39 +97,45 @@ async def register(stub: Any, md: tuple[tuple[str, str], ...]) -> None:
         await stub.RegisterEdge(pb.RegisterEdgeRequest(edge=edge, edge_id=f"shield{s}"), metadata=md)
 
 
-async def load(address: str, md: tuple[tuple[str, str], ...], *, clients: int, seconds: float) -> list[float]:
-    latencies: list[float] = []
-    channels = [grpc.aio.insecure_channel(address) for _ in range(max(1, clients // 16))]
+def request(i: int, n: int) -> pb.GetSteeringRequest:
+    return pb.GetSteeringRequest(
+        session=f"playbackSessions/c{i}-{n // 10}",
+        title=f"titles/t{(i * 7919 + n // 10) % 5000}",
+        client_address=f"10.{i % ZONES}.{n % 250}.{i % 250}",
+        country="US",
+    )
+
+
+async def measure(
+    data_dir: str, label: str, addresses: list[str], pids: list[int], servers: int, clients: int, seconds: float
+) -> Result:
+    """GetSteering from ``clients`` callers spread over the replicas at ``addresses``, once every replica sees the
+    edges registered through the first."""
+    from services.common.config import load_config
+    from services.platform.admin import admin_metadata
+
+    md = admin_metadata(load_config(data_dir=data_dir))
+    channels = [grpc.aio.insecure_channel(a) for a in addresses for _ in range(max(1, clients // 16 // len(addresses)))]
     stubs = [steering_pb2_grpc.SteeringServiceStub(c) for c in channels]
-    await register(stubs[0], md)
-    deadline = time.perf_counter() + seconds
+    try:
+        await register(stubs[0], md)
+        for stub in stubs:  # a replica on Redis sees the registry at its next refresh
+            while True:
+                try:
+                    await stub.GetSteering(request(0, 0), metadata=md, timeout=10)
+                    break
+                except grpc.aio.AioRpcError as exc:  # no edge known yet
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                await asyncio.sleep(0.1)
 
-    async def client(i: int) -> None:
-        stub = stubs[i % len(stubs)]
-        n = 0
-        while time.perf_counter() < deadline:
-            session = f"playbackSessions/c{i}-{n // 10}"
-            request = pb.GetSteeringRequest(
-                session=session,
-                title=f"titles/t{(i * 7919 + n // 10) % 5000}",
-                client_address=f"10.{i % ZONES}.{n % 250}.{i % 250}",
-                country="US",
-            )
-            started = time.perf_counter()
-            await stub.GetSteering(request, metadata=md, timeout=10)
-            latencies.append(time.perf_counter() - started)
-            n += 1
+        async def call(k: int, n: int) -> Any:
+            return await stubs[k % len(stubs)].GetSteering(request(k, n), metadata=md, timeout=10)
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    for c in channels:
-        await c.close(None)
-    return latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return await closed_loop(label, call, clients, seconds, pids, servers=servers)
+    finally:
+        for c in channels:
+            await c.close(None)
 
 
 def remapping(titles: int = 100_000) -> None:
@@ -134,44 +149,71 @@ def remapping(titles: int = 100_000) -> None:
         print(f"{f'{n} -> {n + 1}':>15} {moved:>13.4f} {ideal:>14.4f} {moved / ideal:>6.2f}")
 
 
+def start_replicas(data_dir: str, redis_url: str, n: int) -> tuple[list[Any], list[str]]:
+    ctx = multiprocessing.get_context("spawn")
+    procs, addresses = [], []
+    for _ in range(n):
+        ports: multiprocessing.Queue[int] = ctx.Queue()
+        proc = ctx.Process(target=serve, args=(data_dir, redis_url, ports), daemon=True)
+        proc.start()
+        addresses.append(f"127.0.0.1:{ports.get(timeout=60)}")
+        assert proc.pid is not None
+        pin(proc.pid, 0)
+        procs.append(proc)
+    return procs, addresses
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, nargs="*", default=[16, 64])
     args = parser.parse_args()
-    from services.common.config import load_config
-    from services.platform.admin import admin_metadata
+    from services.platform.localredis import RedisServer
 
+    os.sched_setaffinity(0, {1})
+    print(f"GetSteering over gRPC: {ZONES * EDGES_PER_ZONE} edges in {ZONES} zones + 2 shields; servers on core 0")
+    print(f"{'server':<42} {'clients':>7} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'calls/CPU-s':>11} {'vs ref':>7}")
     with tempfile.TemporaryDirectory(prefix="marquee-bench-steering-") as data_dir:
-        md = admin_metadata(load_config(data_dir=data_dir))
-        ctx = multiprocessing.get_context("spawn")
-        ports: multiprocessing.Queue[int] = ctx.Queue()
-        proc = ctx.Process(target=serve, args=(data_dir, ports), daemon=True)
-        proc.start()
+        redis = RedisServer(Path(data_dir) / "redis")
+        redis.start()
         try:
-            address = f"127.0.0.1:{ports.get(timeout=60)}"
-            print(
-                f"GetSteering over gRPC: {ZONES * EDGES_PER_ZONE} edges in {ZONES} zones + 2 shields, "
-                "the server in its own process"
-            )
-            print(
-                f"{'clients':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU':>11} {'server us/call':>15}"
-            )
+            assert redis.pid is not None
+            pin(redis.pid, 0)
             for clients in args.clients:
-                cpu = cpu_seconds(proc.pid)  # type: ignore[arg-type]
-                lat = asyncio.run(load(address, md, clients=clients, seconds=args.seconds))
-                used = cpu_seconds(proc.pid) - cpu  # type: ignore[arg-type]
-                qs = statistics.quantiles(lat, n=100)
-                print(
-                    f"{clients:>8} {len(lat) / args.seconds:>9.0f} {qs[49] * 1e3:>8.2f} {qs[98] * 1e3:>8.2f} "
-                    f"{used / args.seconds:>10.0%} {used / len(lat) * 1e6:>15.0f}"
-                )
-            print("reference: grpc.aio serves about 4,300 requests/s on one CPU for a trivial service (grpc_bench)")
+                ref = asyncio.run(reference(clients, args.seconds))
+                rows = [ref]
+                for label, url, n in (
+                    ("1 replica, state in memory", "", 1),
+                    ("1 replica, state on Redis", redis.url, 1),
+                    ("2 replicas, state on Redis", redis.url, 2),
+                ):
+                    asyncio.run(_flush(redis.url))
+                    procs, addresses = start_replicas(data_dir, url, n)
+                    pids = [p.pid for p in procs] + ([redis.pid] if url else [])
+                    try:
+                        rows.append(asyncio.run(measure(data_dir, label, addresses, pids, n, clients, args.seconds)))
+                    finally:
+                        for p in procs:
+                            p.terminate()
+                            p.join(10)
+                for r in rows:
+                    print(
+                        f"{r.label:<42} {clients:>7} {r.rate:>8.0f} {r.p50 * 1e3:>7.2f} {r.p99 * 1e3:>7.2f}"
+                        f" {r.per_cpu:>11.0f} {r.per_cpu / ref.per_cpu:>6.2f}x"
+                    )
         finally:
-            proc.terminate()
-            proc.join(10)
+            redis.stop()
+    print("vs ref: calls per CPU-second of the servers (and redis-server) over the reference's, same run, same core")
     remapping()
     return 0
+
+
+async def _flush(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    await client.flushall()
+    await client.aclose()
 
 
 if __name__ == "__main__":
