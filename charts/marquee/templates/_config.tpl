@@ -43,7 +43,9 @@ local_dc = {{ ternary $v.scylla.datacenter $v.externalScylla.localDc $v.scylla.e
 keyspace_prefix = {{ $v.store.keyspacePrefix | toJson }}
 replication_factor = {{ int $cql.replicationFactor }}
 {{- with $cql.datacenters }}
-datacenters = { {{- range $dc, $n := . }} {{ $dc | toJson }} = {{ int $n }},{{ end }} }
+{{- $pairs := list }}
+{{- range $dc, $n := . }}{{ $pairs = append $pairs (printf "%s = %d" (toJson $dc) (int $n)) }}{{ end }}
+datacenters = { {{ join ", " $pairs }} }
 {{- end }}
 keyspace_options = {{ $cql.keyspaceOptions | toJson }}
 consistency = {{ $v.store.consistency | toJson }}
