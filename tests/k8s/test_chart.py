@@ -531,3 +531,10 @@ def test_dashboards_are_config_maps_for_the_grafana_sidecar(rendered: dict[str, 
         "marquee_playback_profile_watch_seconds_bucket",
     ):
         assert metric in text, metric
+
+
+def test_the_readme_lists_every_parameter() -> None:
+    from scripts.chart_readme import render as readme
+
+    text = (CHART / "README.md").read_text()
+    assert readme(text, (CHART / "values.yaml").read_text()) == text, "run python scripts/chart_readme.py"

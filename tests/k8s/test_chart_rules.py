@@ -22,8 +22,8 @@ ALERTS = {
 }
 
 
-def prometheus_rule(tools: K8sTools, set_values: dict[str, str] | None = None) -> dict[str, Any]:
-    return find(render(tools, set_values=set_values), "PrometheusRule", "marquee")
+def prometheus_rule(tools: K8sTools, values: dict[str, Any] | None = None, tmp: Path | None = None) -> dict[str, Any]:
+    return find(render(tools, values=values, tmp=tmp), "PrometheusRule", "marquee")
 
 
 def _rules_and_tests(tmp_path: Path, rule: dict[str, Any]) -> Path:
@@ -50,7 +50,7 @@ def test_each_alert_fires_when_it_should_and_not_otherwise(tools: K8sTools, tmp_
 
 def test_thresholds_come_from_values(tools: K8sTools, tmp_path: Path) -> None:
     """A rebuffer threshold of 5% no longer fires at 3.3%: the unit test expecting it fails."""
-    rule = prometheus_rule(tools, {"metrics.prometheusRule.rebufferRatio": "0.05"})
+    rule = prometheus_rule(tools, {"metrics": {"prometheusRule": {"rebufferRatio": 0.05}}}, tmp_path)
     result = run_rule_tests(tools.promtool, _rules_and_tests(tmp_path, rule))
     assert not result.ok
     assert "MarqueeRebufferingHigh" in result.output and "FAILED" in result.output
