@@ -538,3 +538,29 @@ def test_the_readme_lists_every_parameter() -> None:
 
     text = (CHART / "README.md").read_text()
     assert readme(text, (CHART / "values.yaml").read_text()) == text, "run python scripts/chart_readme.py"
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({}, "The player: http://marquee.example.com/"),
+        (
+            {"ingress.enabled": "false"},
+            "kubectl --namespace marquee port-forward service/marquee-gateway 8080:8080",
+        ),
+    ],
+)
+def test_the_notes_say_where_the_player_is(
+    tools: K8sTools, cluster: Cluster, namespace: str, settings: dict[str, str], says: str
+) -> None:
+    """`helm install --dry-run=server` against the API server: what a user reads after installing."""
+    sets = [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
+    out = _helm(
+        tools.helm, "install", "marquee", str(CHART), "--namespace", namespace, "--dry-run=server",
+        "--kubeconfig", str(cluster.kubeconfig), *sets,
+    )  # fmt: skip
+    assert out.ok, out.stderr
+    notes = out.stdout[out.stdout.index("NOTES:") :]
+    assert says in notes
+    assert "set edge.publicUrlTemplate" in notes  # the default edge URLs are in-cluster names
+    assert "http://$(POD_NAME).marquee-edges.marquee.svc.cluster.local:8081/v/" in notes  # what the edges register
