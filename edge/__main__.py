@@ -6,7 +6,9 @@ An edge verifies players' signed URLs with the platform's ``url_signing`` keys a
 upstream with the ``edge_fill`` keys; a shield (``--role shield``) takes those fills and serves players only with
 ``--serve-players``; ``--no-tokens`` serves anyone (a cache tested alone, never a deployment). It registers with
 steering, heartbeats and follows steering's revocation feed with a service token minted from the platform's auth
-key, and stops on SIGTERM/SIGINT.
+key, and stops on SIGTERM/SIGINT. ``--public-url`` is the base URL it registers for players when that is not where it
+listens (a pod listening on 0.0.0.0, reached as ``http://edge-0.edges.ns.svc:8081/v/`` or through a load balancer);
+``--metrics-port`` serves its Prometheus metrics (``marquee_edge_*``) on ``/metrics``.
 With ``--commands-on-stdin`` it takes commands on standard input, one a line, while it serves:
 
     rate-limit BYTES_PER_SEC    set the per-connection egress cap (0 removes it)
@@ -24,13 +26,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from prometheus_client import REGISTRY
 
 from edge.config import DataPlaneConfig, DirUpstream, EdgeGeoConfig, EdgeNodeConfig, HttpUpstream
+from edge.metrics import EdgeCollector
 from edge.node import EdgeNode
 from edge.revocations import RevocationFollower
 from edge.steering import SteeringReporter
 from services.common.auth import AccessTokens, ServiceToken
 from services.common.config import ConfigError, load_config
+from services.common.metrics import start_metrics_endpoint
 from services.common.targets import channel_target
 from services.common.tasks import cancel_all
 from services.platform.runtime import local_config
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("edge", "shield"), default="edge")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--public-url", default=None, help="base URL players use (default http://HOST:PORT/v/)")
     p.add_argument("--zone", default="local")
     p.add_argument("--capacity-bps", type=int, default=10_000_000_000)
     p.add_argument("--memory-bytes", type=int, default=256 << 20)
@@ -59,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
     p.add_argument("--ready-file", type=Path, default=None, help="write {'port': N} here once serving")
     p.add_argument("--rate-limit", type=int, default=0, help="per-connection egress cap in bytes/s (0: none)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the /metrics endpoint")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port (0: a free one)")
     p.add_argument("--commands-on-stdin", action="store_true", help="take commands on standard input (see above)")
     return p
 
@@ -95,6 +103,7 @@ async def serve(args: argparse.Namespace) -> None:
     config = EdgeNodeConfig(
         role=args.role,
         zone=args.zone,
+        public_base_url=args.public_url,
         capacity_bps=args.capacity_bps,
         data_plane=DataPlaneConfig(
             name=args.name,
@@ -112,6 +121,10 @@ async def serve(args: argparse.Namespace) -> None:
         ),
     )
     node = await asyncio.to_thread(EdgeNode, config)
+    metrics = None
+    if args.metrics_port is not None:
+        REGISTRY.register(EdgeCollector(lambda: [node]))
+        metrics = start_metrics_endpoint(args.metrics_host, args.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,7 +142,10 @@ async def serve(args: argparse.Namespace) -> None:
         tasks = [asyncio.create_task(reporter.run()), asyncio.create_task(follower.run())]
     commands = asyncio.create_task(follow_commands(node, await stdin_reader())) if args.commands_on_stdin else None
     if args.ready_file:
-        args.ready_file.write_text(json.dumps({"port": node.port, "base_url": node.base_url}))
+        ready = {"port": node.port, "base_url": node.base_url}
+        if metrics is not None:
+            ready["metrics_port"] = metrics.port
+        args.ready_file.write_text(json.dumps(ready))
     print(f"edge {node.name} serving {node.base_url}", flush=True)
     try:
         await stop.wait()
@@ -142,6 +158,8 @@ async def serve(args: argparse.Namespace) -> None:
                 await reporter.deregister()
         if channel is not None:
             await channel.close(None)
+        if metrics is not None:
+            metrics.stop()
         await asyncio.to_thread(node.stop)
 
 
