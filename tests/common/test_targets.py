@@ -11,7 +11,7 @@ import pytest
 from services.common.client import connect
 from services.common.config import ServerConfig
 from services.common.server import Server, ServiceBinding, build_server
-from services.common.targets import channel_target, is_address
+from services.common.targets import MAX_RECONNECT_BACKOFF_MS, channel_target, is_address
 
 SERVICE = "test.v1.Which"
 
@@ -42,8 +42,11 @@ def _replica(name: bytes) -> tuple[Server, int]:
     ],
 )
 def test_targets(address: str, target: str) -> None:
-    assert channel_target(address)[0] == target
+    got, options = channel_target(address)
+    assert got == target
     assert is_address(address)
+    # a replica (or the one replica) that restarted is tried again within 2 s, not gRPC's default 2 minutes
+    assert dict(options)["grpc.max_reconnect_backoff_ms"] == MAX_RECONNECT_BACKOFF_MS == 2_000
 
 
 @pytest.mark.parametrize("address", ["a:1,b:2", "nohost", "127.0.0.1:x", ":50052"])
