@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from services.common.bus.port import MAX_PAYLOAD_BYTES, BusError, InvalidTopicError, Message, check_name
-from services.common.redisclient import UNREACHABLE
+from services.common.redisclient import UNREACHABLE, client_options
 
 DEFAULT_MAX_LEN = 100_000
 DEFAULT_MAX_ATTEMPTS = 10
@@ -181,7 +181,7 @@ class RedisBus:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisBus:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        client = aioredis.Redis.from_url(url, **client_options(5.0))
         return cls(client, owns_client=True, **kwargs)
 
     def stream(self, topic: str) -> str:
