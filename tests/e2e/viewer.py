@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from tests.e2e.browser import Browser
-from tests.e2e.harness import Platform
 
 # Watches the <video> element independently of the app: "waiting" events, and the longest time currentTime stood
 # still while the video was meant to be playing (not paused, seeking or ended).
@@ -24,7 +24,16 @@ MONITOR = """(() => {
 })()"""
 
 
-def sign_in(page: Browser, platform: Platform, profile: str = "Alex", shots: Path | None = None) -> None:
+class Site(Protocol):
+    """Where the web player is and the demo account that signs in to it (tests.e2e.harness.Platform is one)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def demo_sign_in(self) -> tuple[str, str]: ...
+
+
+def sign_in(page: Browser, platform: Site, profile: str = "Alex", shots: Path | None = None) -> None:
     """Signs in with the demo account through the UI and picks ``profile``; ends on the home screen."""
     email, password = platform.demo_sign_in()
     page.goto(platform.url + "/")
@@ -41,7 +50,7 @@ def sign_in(page: Browser, platform: Platform, profile: str = "Alex", shots: Pat
     page.wait_for("[data-testid=home]")
 
 
-def watch(page: Browser, platform: Platform, title_id: str) -> dict[str, str]:
+def watch(page: Browser, platform: Site, title_id: str) -> dict[str, str]:
     """Opens the player on a title (from its page, as a viewer does) and waits for the first frame."""
     page.goto(f"{platform.url}/title/{title_id}")
     page.click("[data-testid=play-button]:not([disabled])")

@@ -9,108 +9,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-import grpc
 import pytest
-from google.protobuf.message import Message
 
-from marquee.v1 import accounts_pb2, catalog_pb2, catalog_pb2_grpc, playback_pb2
+from marquee.v1 import accounts_pb2, playback_pb2
 from services.common.config import load_config
 from services.common.store.cassandra_node import CassandraNode
 from services.platform.admin import admin_metadata
 from services.platform.localredis import RedisServer
 from tests.cql import unique_prefix
-from tests.gateway import grpcweb
-from tests.platform.test_up import FAST_ENV, wait_progressing
-
-M = TypeVar("M", bound=Message)
-
-
-def _start(
-    tmp_path: Path, redis: RedisServer, store: list[str], env: dict[str, str]
-) -> tuple[subprocess.Popen[str], Path]:
-    ready = tmp_path / "ready.json"
-    env = {
-        **os.environ,
-        **FAST_ENV,
-        "MARQUEE_SERVICES__ENCODER__DEMO__SYNTHETIC_SECONDS": "4",
-        "MARQUEE_REDIS__KEY_PREFIX": f"d{uuid.uuid4().hex[:12]}:",
-        **env,
-    }
-    argv = [sys.executable, "-m", "services.platform.cli", "--data-dir", str(tmp_path / "data"), "up"]
-    argv += ["--distributed", *store, "--redis", redis.url, "--ephemeral-ports"]
-    proc = subprocess.Popen(
-        [*argv, "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    return proc, ready
-
-
-def _logs_size(data: Path) -> int:
-    return sum(p.stat().st_size for p in (data / "logs").glob("*.log")) if (data / "logs").exists() else 0
-
-
-def _grpc_web(gateway: str, method: str, request: Message, reply: type[M], token: str | None = None) -> M:
-    """One unary call through the gateway, retried on UNAVAILABLE as a client does (a replica that just died)."""
-    headers = {"content-type": grpcweb.BINARY, "x-grpc-web": "1"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    for attempt in range(1, 40):
-        http = urllib.request.Request(
-            f"{gateway}/{method}", data=grpcweb.frame(request.SerializeToString()), headers=headers
-        )
-        with urllib.request.urlopen(http, timeout=30) as answer:
-            parsed = grpcweb.parse(answer.status, _headers(answer), answer.read(), text=False)
-        if parsed.code == grpc.StatusCode.OK:
-            return reply.FromString(parsed.messages[0])
-        assert parsed.code == grpc.StatusCode.UNAVAILABLE, (method, parsed.code, parsed.message)
-        time.sleep(min(0.05 * attempt, 1.0))  # a client's backoff between retries
-    raise AssertionError(f"{method} stayed UNAVAILABLE")
-
-
-def _headers(answer: Any) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in answer.headers.items():
-        out.setdefault(name.lower(), []).append(value)
-    return out
-
-
-def _replicas(ready: Path) -> dict[str, dict[str, str]]:
-    return {r["label"]: r for r in json.loads(ready.read_text())["replicas"]}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _playable_title(catalogs: list[str], md: tuple[tuple[str, str], ...]) -> Callable[[], str | None]:
-    """A title every catalog replica calls playable (each follows encoding.done on its own, so one may lag)."""
-
-    def playable(address: str) -> list[str]:
-        with grpc.insecure_channel(address) as channel:
-            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            request = catalog_pb2.ListTitlesRequest(
-                filter=catalog_pb2.TitleFilter(playable_only=True, region="US"), page_size=100
-            )
-            return [t.name for t in stub.ListTitles(request, metadata=md, timeout=30).titles]
-
-    def find() -> str | None:
-        seen = [playable(address) for address in catalogs]
-        common = [name for name in seen[0] if all(name in other for other in seen[1:])]
-        return common[0] if common else None
-
-    return find
+from tests.platform.distributed import (
+    alive,
+    first_segments,
+    grpc_web,
+    logs_size,
+    playable_title,
+    read_replicas,
+    running_in,
+    start,
+    status,
+)
+from tests.platform.test_up import wait_progressing
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "cql"])
@@ -124,7 +46,7 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
         env = {"MARQUEE_STORE__CQL__KEYSPACE_PREFIX": unique_prefix()}
     else:
         store, env = ["--store", "sqlite"], {}
-    proc, ready = _start(tmp_path, redis_server, store, env)
+    proc, ready = start(tmp_path, redis_server.url, store, env)
     pids: set[int] = set()
     try:
 
@@ -133,9 +55,9 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
                 raise AssertionError(f"marquee up --distributed exited: {proc.communicate()}")
             return ready.exists()
 
-        wait_progressing(up, lambda: _logs_size(data), "marquee up --distributed starting")
+        wait_progressing(up, lambda: logs_size(data), "marquee up --distributed starting")
         described = json.loads(ready.read_text())
-        replicas = _replicas(ready)
+        replicas = read_replicas(ready)
         pids = {int(r["pid"]) for r in replicas.values()}
         assert {"accounts-1", "accounts-2", "playback-1", "playback-2", "steering-1", "gateway-1"} <= set(replicas)
         assert "steering-2" not in replicas  # its registry is per process: one replica
@@ -146,21 +68,21 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
         assert 'kind = "redis"' in toml and "[addresses]" in toml
 
         # sign in through the gateway, pick the demo profile, play a title's manifest
-        signed = _grpc_web(
+        signed = grpc_web(
             gateway,
             "marquee.v1.AccountService/SignIn",
             accounts_pb2.SignInRequest(email=email, password=password),
             accounts_pb2.SignInResponse,
         )
         account = signed.account.name
-        profiles = _grpc_web(
+        profiles = grpc_web(
             gateway,
             "marquee.v1.AccountService/ListProfiles",
             accounts_pb2.ListProfilesRequest(parent=account),
             accounts_pb2.ListProfilesResponse,
             signed.tokens.access_token,
         ).profiles
-        selected = _grpc_web(
+        selected = grpc_web(
             gateway,
             "marquee.v1.AccountService/SelectProfile",
             accounts_pb2.SelectProfileRequest(profile=profiles[0].name, refresh_token=signed.tokens.refresh_token),
@@ -170,9 +92,9 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
         token, profile = selected.tokens.access_token, selected.profile.name
         md = admin_metadata(load_config(data_dir=data))
         catalogs = [r["address"] for name, r in replicas.items() if name.startswith("catalog-")]
-        find = _playable_title(catalogs, md)
-        title = wait_progressing(find, lambda: _logs_size(data), "a demo title becoming playable")
-        started = _grpc_web(
+        find = playable_title(catalogs, md)
+        title = wait_progressing(find, lambda: logs_size(data), "a demo title becoming playable")
+        started = grpc_web(
             gateway,
             "marquee.v1.PlaybackService/StartPlayback",
             playback_pb2.StartPlaybackRequest(title=title, profile=profile),
@@ -187,7 +109,7 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
         for pid in killed.values():
             os.kill(pid, signal.SIGKILL)
         for step in range(1, 11):  # positions within the 4 s demo title: 0.3 s, 0.6 s, ...
-            got = _grpc_web(
+            got = grpc_web(
                 gateway,
                 "marquee.v1.AccountService/GetAccount",
                 accounts_pb2.GetAccountRequest(name=account),
@@ -198,14 +120,14 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
             update = playback_pb2.UpdatePositionRequest(session=started.session.name)
             update.position.FromMilliseconds(300 * step)
             update.event_time.GetCurrentTime()
-            _grpc_web(
+            grpc_web(
                 gateway,
                 "marquee.v1.PlaybackService/UpdatePosition",
                 update,
                 playback_pb2.UpdatePositionResponse,
                 token,
             )
-            position = _grpc_web(
+            position = grpc_web(
                 gateway,
                 "marquee.v1.PlaybackService/GetPosition",
                 playback_pb2.GetPositionRequest(profile=profile, title=title),
@@ -216,13 +138,35 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
 
         # the supervisor restarted both, and says so (new pids in what it reports)
         def restarted() -> bool:
-            now = _replicas(ready)
+            now = read_replicas(ready)
             return all(int(now[n]["pid"]) != pid and now[n]["restarts"] == "1" for n, pid in killed.items())
 
-        wait_progressing(restarted, lambda: _logs_size(data), "the killed replicas restarting")
-        replicas = _replicas(ready)
+        wait_progressing(restarted, lambda: logs_size(data), "the killed replicas restarting")
+        replicas = read_replicas(ready)
         pids |= {int(r["pid"]) for r in replicas.values()}
-        assert all(_alive(int(replicas[n]["pid"])) for n in killed)
+        assert all(alive(int(replicas[n]["pid"])) for n in killed)
+
+        # a stopped session's segment URLs are refused by every edge (steering's revocation feed), whichever
+        # playback replica stopped it
+        segments = first_segments(started.session.manifest_urls.hls_uri)
+        assert segments and {status(url) for url in segments} == {200}
+        grpc_web(
+            gateway,
+            "marquee.v1.PlaybackService/StopPlayback",
+            playback_pb2.StopPlaybackRequest(session=started.session.name),
+            playback_pb2.StopPlaybackResponse,
+            token,
+        )
+        stopped = time.monotonic()
+        wait_progressing(
+            lambda: {status(url) for url in segments} == {410},
+            lambda: logs_size(data),
+            "every edge refusing the stopped session's segments",
+        )
+        print(
+            f"\nedges refused the stopped session's {len(segments)} segment URLs {time.monotonic() - stopped:.2f} s"
+            " after StopPlayback answered"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=180)
@@ -230,20 +174,5 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
     assert "Marquee is up" in out and "Processes" in out and "Marquee stopped." in out
     assert "Traceback" not in err
     assert "restarted accounts-1" in out + err and "restarted playback-1" in out + err
-    assert pids and not [pid for pid in pids if _alive(pid)], "no process outlives the supervisor"
-    assert _running_in(data) == [], "nothing started on the data directory is left running"
-
-
-def _running_in(data: Path) -> list[str]:
-    """Every live process whose command line names ``data`` (the replicas, the encoder's tools, a Redis server)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or not _alive(int(entry.name)):
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if str(data) in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
+    assert pids and not [pid for pid in pids if alive(pid)], "no process outlives the supervisor"
+    assert running_in(data) == [], "nothing started on the data directory is left running"
