@@ -343,11 +343,12 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
 
     async def _completion(self, session_id: str) -> None:
         """Counts the session's completion once: the first report at or past the finished threshold sets the
-        row's ``completed`` by compare-and-set (later ones, here or on another replica, find it set)."""
+        row's ``completed`` by compare-and-set (later ones, here or on another replica, find it set; a report that
+        reaches a replica after another ended the session counts nothing)."""
         if session_id in self._completed:
             return
         if await self._store.update(
-            SESSIONS, {"session_id": session_id}, {"completed": True}, if_={"completed": False}
+            SESSIONS, {"session_id": session_id}, {"completed": True}, if_={"completed": False, "ended": False}
         ):
             engagement.COMPLETIONS.inc()
         if len(self._completed) >= MAX_CACHED_SESSIONS:
