@@ -176,6 +176,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
     heartbeat): UNAVAILABLE with RetryInfo.
     """
+    ERROR_REASON_EVENT_TOKEN_INVALID: _ErrorReason.ValueType  # 50
+    """A recommendation event token is malformed, altered or signed with an unknown key."""
+    ERROR_REASON_EVENT_TOKEN_EXPIRED: _ErrorReason.ValueType  # 51
+    """A recommendation event token has expired: its rows were served too long ago to be reported."""
+    ERROR_REASON_EVENT_TOKEN_NOT_YOURS: _ErrorReason.ValueType  # 52
+    """A recommendation event token was issued to another profile."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -263,4 +269,10 @@ ERROR_REASON_STEERING_STATE_UNAVAILABLE: ErrorReason.ValueType  # 45
 """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
 heartbeat): UNAVAILABLE with RetryInfo.
 """
+ERROR_REASON_EVENT_TOKEN_INVALID: ErrorReason.ValueType  # 50
+"""A recommendation event token is malformed, altered or signed with an unknown key."""
+ERROR_REASON_EVENT_TOKEN_EXPIRED: ErrorReason.ValueType  # 51
+"""A recommendation event token has expired: its rows were served too long ago to be reported."""
+ERROR_REASON_EVENT_TOKEN_NOT_YOURS: ErrorReason.ValueType  # 52
+"""A recommendation event token was issued to another profile."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

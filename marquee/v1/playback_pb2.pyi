@@ -488,21 +488,29 @@ class StopPlaybackRequest(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
+    FINAL_REPORT_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     @_builtins.property
     def position(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def final_report(self) -> Global___QoeReport:
+        """The session's last QoE report (what ReportQoe takes), accounted to the session before it ends, so that the
+        session's totals (rebuffer ratio, bitrate switches, watch time) include it. Bounded like ReportQoe's.
+        """
+
     def __init__(
         self,
         *,
         session: _builtins.str = ...,
         position: _duration_pb2.Duration | None = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
+        final_report: Global___QoeReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "position", b"position"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "final_report", b"final_report", "position", b"position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "position", b"position", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "final_report", b"final_report", "position", b"position", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

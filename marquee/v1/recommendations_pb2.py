@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n marquee/v1/recommendations.proto\x12\nmarquee.v1\"R\n\x06Reason\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.marquee.v1.ReasonType\x12\x14\n\x0csource_title\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"R\n\x0eRecommendation\x12\r\n\x05title\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\"\n\x06reason\x18\x03 \x01(\x0b\x32\x12.marquee.v1.Reason\"\x9d\x01\n\x19GetRecommendationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x03row\x18\x02 \x01(\x0e\x32\x1d.marquee.v1.RecommendationRow\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"j\n\x1aGetRecommendationsResponse\x12\x33\n\x0frecommendations\x18\x01 \x03(\x0b\x32\x1a.marquee.v1.Recommendation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x90\x01\n\x17RecommendationRowResult\x12*\n\x03row\x18\x01 \x01(\x0e\x32\x1d.marquee.v1.RecommendationRow\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x33\n\x0frecommendations\x18\x03 \x03(\x0b\x32\x1a.marquee.v1.Recommendation\"h\n\x1dListRecommendationRowsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08max_rows\x18\x03 \x01(\x05\x12\x15\n\ritems_per_row\x18\x04 \x01(\x05\"S\n\x1eListRecommendationRowsResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.marquee.v1.RecommendationRowResult*\xcd\x01\n\x11RecommendationRow\x12\"\n\x1eRECOMMENDATION_ROW_UNSPECIFIED\x10\x00\x12 \n\x1cRECOMMENDATION_ROW_TOP_PICKS\x10\x01\x12*\n&RECOMMENDATION_ROW_BECAUSE_YOU_WATCHED\x10\x02\x12\x1f\n\x1bRECOMMENDATION_ROW_TRENDING\x10\x03\x12%\n!RECOMMENDATION_ROW_SIMILAR_TITLES\x10\x04*\xbb\x01\n\nReasonType\x12\x1b\n\x17REASON_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REASON_TYPE_PERSONALIZED\x10\x01\x12#\n\x1fREASON_TYPE_BECAUSE_YOU_WATCHED\x10\x02\x12\x18\n\x14REASON_TYPE_TRENDING\x10\x03\x12\x17\n\x13REASON_TYPE_SIMILAR\x10\x04\x12\x1a\n\x16REASON_TYPE_ONBOARDING\x10\x05\x32\xed\x01\n\x15RecommendationService\x12\x63\n\x12GetRecommendations\x12%.marquee.v1.GetRecommendationsRequest\x1a&.marquee.v1.GetRecommendationsResponse\x12o\n\x16ListRecommendationRows\x12).marquee.v1.ListRecommendationRowsRequest\x1a*.marquee.v1.ListRecommendationRowsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n marquee/v1/recommendations.proto\x12\nmarquee.v1\"R\n\x06Reason\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.marquee.v1.ReasonType\x12\x14\n\x0csource_title\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"R\n\x0eRecommendation\x12\r\n\x05title\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\"\n\x06reason\x18\x03 \x01(\x0b\x32\x12.marquee.v1.Reason\"\x9d\x01\n\x19GetRecommendationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x03row\x18\x02 \x01(\x0e\x32\x1d.marquee.v1.RecommendationRow\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"\x7f\n\x1aGetRecommendationsResponse\x12\x33\n\x0frecommendations\x18\x01 \x03(\x0b\x32\x1a.marquee.v1.Recommendation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_token\x18\x03 \x01(\t\"\xa5\x01\n\x17RecommendationRowResult\x12*\n\x03row\x18\x01 \x01(\x0e\x32\x1d.marquee.v1.RecommendationRow\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x33\n\x0frecommendations\x18\x03 \x03(\x0b\x32\x1a.marquee.v1.Recommendation\x12\x13\n\x0b\x65vent_token\x18\x04 \x01(\t\"h\n\x1dListRecommendationRowsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08max_rows\x18\x03 \x01(\x05\x12\x15\n\ritems_per_row\x18\x04 \x01(\x05\"S\n\x1eListRecommendationRowsResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.marquee.v1.RecommendationRowResult\"o\n\x13RecommendationEvent\x12\x13\n\x0b\x65vent_token\x18\x01 \x01(\t\x12\x31\n\x04kind\x18\x02 \x01(\x0e\x32#.marquee.v1.RecommendationEventKind\x12\x10\n\x08position\x18\x03 \x01(\x05\"d\n!ReportRecommendationEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.marquee.v1.RecommendationEvent\"5\n\"ReportRecommendationEventsResponse\x12\x0f\n\x07\x63ounted\x18\x01 \x01(\x05*\xcd\x01\n\x11RecommendationRow\x12\"\n\x1eRECOMMENDATION_ROW_UNSPECIFIED\x10\x00\x12 \n\x1cRECOMMENDATION_ROW_TOP_PICKS\x10\x01\x12*\n&RECOMMENDATION_ROW_BECAUSE_YOU_WATCHED\x10\x02\x12\x1f\n\x1bRECOMMENDATION_ROW_TRENDING\x10\x03\x12%\n!RECOMMENDATION_ROW_SIMILAR_TITLES\x10\x04*\xbb\x01\n\nReasonType\x12\x1b\n\x17REASON_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REASON_TYPE_PERSONALIZED\x10\x01\x12#\n\x1fREASON_TYPE_BECAUSE_YOU_WATCHED\x10\x02\x12\x18\n\x14REASON_TYPE_TRENDING\x10\x03\x12\x17\n\x13REASON_TYPE_SIMILAR\x10\x04\x12\x1a\n\x16REASON_TYPE_ONBOARDING\x10\x05*\x93\x01\n\x17RecommendationEventKind\x12)\n%RECOMMENDATION_EVENT_KIND_UNSPECIFIED\x10\x00\x12(\n$RECOMMENDATION_EVENT_KIND_IMPRESSION\x10\x01\x12#\n\x1fRECOMMENDATION_EVENT_KIND_CLICK\x10\x02\x32\xea\x02\n\x15RecommendationService\x12\x63\n\x12GetRecommendations\x12%.marquee.v1.GetRecommendationsRequest\x1a&.marquee.v1.GetRecommendationsResponse\x12o\n\x16ListRecommendationRows\x12).marquee.v1.ListRecommendationRowsRequest\x1a*.marquee.v1.ListRecommendationRowsResponse\x12{\n\x1aReportRecommendationEvents\x12-.marquee.v1.ReportRecommendationEventsRequest\x1a..marquee.v1.ReportRecommendationEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marquee.v1.recommendations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOMMENDATIONROW']._serialized_start=823
-  _globals['_RECOMMENDATIONROW']._serialized_end=1028
-  _globals['_REASONTYPE']._serialized_start=1031
-  _globals['_REASONTYPE']._serialized_end=1218
+  _globals['_RECOMMENDATIONROW']._serialized_start=1135
+  _globals['_RECOMMENDATIONROW']._serialized_end=1340
+  _globals['_REASONTYPE']._serialized_start=1343
+  _globals['_REASONTYPE']._serialized_end=1530
+  _globals['_RECOMMENDATIONEVENTKIND']._serialized_start=1533
+  _globals['_RECOMMENDATIONEVENTKIND']._serialized_end=1680
   _globals['_REASON']._serialized_start=48
   _globals['_REASON']._serialized_end=130
   _globals['_RECOMMENDATION']._serialized_start=132
@@ -42,13 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRECOMMENDATIONSREQUEST']._serialized_start=217
   _globals['_GETRECOMMENDATIONSREQUEST']._serialized_end=374
   _globals['_GETRECOMMENDATIONSRESPONSE']._serialized_start=376
-  _globals['_GETRECOMMENDATIONSRESPONSE']._serialized_end=482
-  _globals['_RECOMMENDATIONROWRESULT']._serialized_start=485
-  _globals['_RECOMMENDATIONROWRESULT']._serialized_end=629
-  _globals['_LISTRECOMMENDATIONROWSREQUEST']._serialized_start=631
-  _globals['_LISTRECOMMENDATIONROWSREQUEST']._serialized_end=735
-  _globals['_LISTRECOMMENDATIONROWSRESPONSE']._serialized_start=737
-  _globals['_LISTRECOMMENDATIONROWSRESPONSE']._serialized_end=820
-  _globals['_RECOMMENDATIONSERVICE']._serialized_start=1221
-  _globals['_RECOMMENDATIONSERVICE']._serialized_end=1458
+  _globals['_GETRECOMMENDATIONSRESPONSE']._serialized_end=503
+  _globals['_RECOMMENDATIONROWRESULT']._serialized_start=506
+  _globals['_RECOMMENDATIONROWRESULT']._serialized_end=671
+  _globals['_LISTRECOMMENDATIONROWSREQUEST']._serialized_start=673
+  _globals['_LISTRECOMMENDATIONROWSREQUEST']._serialized_end=777
+  _globals['_LISTRECOMMENDATIONROWSRESPONSE']._serialized_start=779
+  _globals['_LISTRECOMMENDATIONROWSRESPONSE']._serialized_end=862
+  _globals['_RECOMMENDATIONEVENT']._serialized_start=864
+  _globals['_RECOMMENDATIONEVENT']._serialized_end=975
+  _globals['_REPORTRECOMMENDATIONEVENTSREQUEST']._serialized_start=977
+  _globals['_REPORTRECOMMENDATIONEVENTSREQUEST']._serialized_end=1077
+  _globals['_REPORTRECOMMENDATIONEVENTSRESPONSE']._serialized_start=1079
+  _globals['_REPORTRECOMMENDATIONEVENTSRESPONSE']._serialized_end=1132
+  _globals['_RECOMMENDATIONSERVICE']._serialized_start=1683
+  _globals['_RECOMMENDATIONSERVICE']._serialized_end=2045
 # @@protoc_insertion_point(module_scope)

@@ -63,6 +63,27 @@ REASON_TYPE_SIMILAR: ReasonType.ValueType  # 4
 REASON_TYPE_ONBOARDING: ReasonType.ValueType  # 5
 Global___ReasonType: _TypeAlias = ReasonType  # noqa: Y015
 
+class _RecommendationEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecommendationEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecommendationEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECOMMENDATION_EVENT_KIND_UNSPECIFIED: _RecommendationEventKind.ValueType  # 0
+    RECOMMENDATION_EVENT_KIND_IMPRESSION: _RecommendationEventKind.ValueType  # 1
+    """The row was shown to the viewer."""
+    RECOMMENDATION_EVENT_KIND_CLICK: _RecommendationEventKind.ValueType  # 2
+    """The viewer chose a tile of the row."""
+
+class RecommendationEventKind(_RecommendationEventKind, metaclass=_RecommendationEventKindEnumTypeWrapper): ...
+
+RECOMMENDATION_EVENT_KIND_UNSPECIFIED: RecommendationEventKind.ValueType  # 0
+RECOMMENDATION_EVENT_KIND_IMPRESSION: RecommendationEventKind.ValueType  # 1
+"""The row was shown to the viewer."""
+RECOMMENDATION_EVENT_KIND_CLICK: RecommendationEventKind.ValueType  # 2
+"""The viewer chose a tile of the row."""
+Global___RecommendationEventKind: _TypeAlias = RecommendationEventKind  # noqa: Y015
+
 @_typing.final
 class Reason(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -160,7 +181,12 @@ class GetRecommendationsResponse(_message.Message):
 
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    EVENT_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    event_token: _builtins.str
+    """Opaque and server-signed: this page as served to the caller's profile, for ReportRecommendationEvents (click
+    positions count from the page's first recommendation). Expires after an hour by default.
+    """
     @_builtins.property
     def recommendations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Recommendation]: ...
     def __init__(
@@ -168,10 +194,11 @@ class GetRecommendationsResponse(_message.Message):
         *,
         recommendations: _abc.Iterable[Global___Recommendation] | None = ...,
         next_page_token: _builtins.str = ...,
+        event_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "recommendations", b"recommendations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_token", b"event_token", "next_page_token", b"next_page_token", "recommendations", b"recommendations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -184,8 +211,13 @@ class RecommendationRowResult(_message.Message):
     ROW_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    EVENT_TOKEN_FIELD_NUMBER: _builtins.int
     row: Global___RecommendationRow.ValueType
     display_name: _builtins.str
+    event_token: _builtins.str
+    """Opaque and server-signed: this row as served to the caller's profile, for ReportRecommendationEvents.
+    Expires after an hour by default.
+    """
     @_builtins.property
     def recommendations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Recommendation]: ...
     def __init__(
@@ -194,10 +226,11 @@ class RecommendationRowResult(_message.Message):
         row: Global___RecommendationRow.ValueType = ...,
         display_name: _builtins.str = ...,
         recommendations: _abc.Iterable[Global___Recommendation] | None = ...,
+        event_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "recommendations", b"recommendations", "row", b"row"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "event_token", b"event_token", "recommendations", b"recommendations", "row", b"row"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,3 +283,76 @@ class ListRecommendationRowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRecommendationRowsResponse: _TypeAlias = ListRecommendationRowsResponse  # noqa: Y015
+
+@_typing.final
+class RecommendationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TOKEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    event_token: _builtins.str
+    """The `event_token` of the row (or page) as it was served."""
+    kind: Global___RecommendationEventKind.ValueType
+    position: _builtins.int
+    """For a click: the 0-based position of the chosen tile in the row as served."""
+    def __init__(
+        self,
+        *,
+        event_token: _builtins.str = ...,
+        kind: Global___RecommendationEventKind.ValueType = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_token", b"event_token", "kind", b"kind", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecommendationEvent: _TypeAlias = RecommendationEvent  # noqa: Y015
+
+@_typing.final
+class ReportRecommendationEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`accounts/{account}/profiles/{profile}`: the caller's profile, which the rows were served to."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecommendationEvent]:
+        """At most 100 events."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        events: _abc.Iterable[Global___RecommendationEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRecommendationEventsRequest: _TypeAlias = ReportRecommendationEventsRequest  # noqa: Y015
+
+@_typing.final
+class ReportRecommendationEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTED_FIELD_NUMBER: _builtins.int
+    counted: _builtins.int
+    """Events counted now; the rest had been counted before (a row's impression, or a tile's click, counts once)."""
+    def __init__(
+        self,
+        *,
+        counted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counted", b"counted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRecommendationEventsResponse: _TypeAlias = ReportRecommendationEventsResponse  # noqa: Y015

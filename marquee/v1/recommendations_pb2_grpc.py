@@ -45,6 +45,11 @@ class RecommendationServiceStub:
                 request_serializer=marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsRequest.SerializeToString,
                 response_deserializer=marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsResponse.FromString,
                 _registered_method=True)
+        self.ReportRecommendationEvents = channel.unary_unary(
+                '/marquee.v1.RecommendationService/ReportRecommendationEvents',
+                request_serializer=marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsRequest.SerializeToString,
+                response_deserializer=marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsResponse.FromString,
+                _registered_method=True)
 
 
 class RecommendationServiceServicer:
@@ -64,6 +69,15 @@ class RecommendationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportRecommendationEvents(self, request, context):
+        """What the profile did with rows it was served: a row shown (an impression), a tile of it chosen (a click).
+        Each event names its row by the `event_token` the row was served with; each served row counts one impression
+        and one click per tile at most, however often it is reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommendationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
                     servicer.ListRecommendationRows,
                     request_deserializer=marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsRequest.FromString,
                     response_serializer=marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsResponse.SerializeToString,
+            ),
+            'ReportRecommendationEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRecommendationEvents,
+                    request_deserializer=marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsRequest.FromString,
+                    response_serializer=marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +152,33 @@ class RecommendationService:
             '/marquee.v1.RecommendationService/ListRecommendationRows',
             marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsRequest.SerializeToString,
             marquee_dot_v1_dot_recommendations__pb2.ListRecommendationRowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRecommendationEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marquee.v1.RecommendationService/ReportRecommendationEvents',
+            marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsRequest.SerializeToString,
+            marquee_dot_v1_dot_recommendations__pb2.ReportRecommendationEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

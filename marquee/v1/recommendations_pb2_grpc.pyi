@@ -36,6 +36,11 @@ class RecommendationServiceStub:
     GetRecommendations: _grpc.UnaryUnaryMultiCallable[_recommendations_pb2.GetRecommendationsRequest, _recommendations_pb2.GetRecommendationsResponse]
     ListRecommendationRows: _grpc.UnaryUnaryMultiCallable[_recommendations_pb2.ListRecommendationRowsRequest, _recommendations_pb2.ListRecommendationRowsResponse]
     """The home page rows for a profile."""
+    ReportRecommendationEvents: _grpc.UnaryUnaryMultiCallable[_recommendations_pb2.ReportRecommendationEventsRequest, _recommendations_pb2.ReportRecommendationEventsResponse]
+    """What the profile did with rows it was served: a row shown (an impression), a tile of it chosen (a click).
+    Each event names its row by the `event_token` the row was served with; each served row counts one impression
+    and one click per tile at most, however often it is reported.
+    """
 
 @_typing.type_check_only
 class RecommendationServiceAsyncStub(RecommendationServiceStub):
@@ -45,6 +50,11 @@ class RecommendationServiceAsyncStub(RecommendationServiceStub):
     GetRecommendations: _aio.UnaryUnaryMultiCallable[_recommendations_pb2.GetRecommendationsRequest, _recommendations_pb2.GetRecommendationsResponse]  # type: ignore[assignment]
     ListRecommendationRows: _aio.UnaryUnaryMultiCallable[_recommendations_pb2.ListRecommendationRowsRequest, _recommendations_pb2.ListRecommendationRowsResponse]  # type: ignore[assignment]
     """The home page rows for a profile."""
+    ReportRecommendationEvents: _aio.UnaryUnaryMultiCallable[_recommendations_pb2.ReportRecommendationEventsRequest, _recommendations_pb2.ReportRecommendationEventsResponse]  # type: ignore[assignment]
+    """What the profile did with rows it was served: a row shown (an impression), a tile of it chosen (a click).
+    Each event names its row by the `event_token` the row was served with; each served row counts one impression
+    and one click per tile at most, however often it is reported.
+    """
 
 class RecommendationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Personalised recommendations: precomputed per profile, reranked in real time from recent views."""
@@ -63,5 +73,16 @@ class RecommendationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recommendations_pb2.ListRecommendationRowsResponse, _abc.Awaitable[_recommendations_pb2.ListRecommendationRowsResponse]]:
         """The home page rows for a profile."""
+
+    @_abc_1.abstractmethod
+    def ReportRecommendationEvents(
+        self,
+        request: _recommendations_pb2.ReportRecommendationEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommendations_pb2.ReportRecommendationEventsResponse, _abc.Awaitable[_recommendations_pb2.ReportRecommendationEventsResponse]]:
+        """What the profile did with rows it was served: a row shown (an impression), a tile of it chosen (a click).
+        Each event names its row by the `event_token` the row was served with; each served row counts one impression
+        and one click per tile at most, however often it is reported.
+        """
 
 def add_RecommendationServiceServicer_to_server(servicer: RecommendationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,6 +26,9 @@ class PlaybackConfig(Section):
     session_timeout: float = Field(
         45.0, gt=0, description="a session without heartbeat this long ends, and its signed URLs with it"
     )
+    expiry_sweep_interval: float = Field(
+        30.0, gt=0, description="seconds between sweeps that end (and account for) sessions whose lease lapsed"
+    )
     finished_fraction: float = Field(0.95, gt=0, le=1.0, description="watched share at which a title is finished")
     max_page_size: int = Field(100, ge=1, le=1000)
     positions: Literal["store", "redis"] = Field(

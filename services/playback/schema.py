@@ -10,10 +10,21 @@
     watch_history((account_id, profile_id), watched_at DESC, title_id)
                                                    one entry per session (watched_at: its start), newest first;
                                                    rewatches are new entries; written like positions
+    live_sessions((shard), session_id)             the sessions not yet ended, in LIVE_SHARDS partitions, with
+                                                   an expiry no later than theirs: what the expiry sweep reads
+                                                   to end (and account for) the sessions whose heartbeats stopped
+
+A session row also holds its QoE totals (qoe_stalled_ms, qoe_playing_ms, qoe_switches: the sums of the reports it
+has sent, added by the same compare-and-set that claims a report's window), whether it has completed its title
+(completed, set once by compare-and-set), and its profile's kind (profile_kind: standard or kids, from the access
+token): every replica reads and writes them there, so a session's reports may reach any replica and its end is
+accounted once, from whichever replica ends it.
 
 Times are unix microseconds; positions and runtimes milliseconds."""
 
 from __future__ import annotations
+
+import zlib
 
 from services.common.store.schema import Column, Migration, Order, Schema, Table
 
@@ -92,11 +103,43 @@ WATCH_HISTORY = Table(
     keyspace=KEYSPACE,
 )
 
+PROFILE_KIND = Column("profile_kind", "text")
+QOE_STALLED_MS = Column("qoe_stalled_ms", "int")
+QOE_PLAYING_MS = Column("qoe_playing_ms", "int")
+QOE_SWITCHES = Column("qoe_switches", "int")
+COMPLETED = Column("completed", "bool")
+
+LIVE_SHARDS = 16
+LIVE_SESSIONS = Table(
+    "live_sessions",
+    columns=(Column("shard", "int"), Column("session_id", "text"), Column("expire_time", "int")),
+    partition_key=("shard",),
+    clustering_key=(("session_id", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+
+def live_shard(session_id: str) -> int:
+    """The live_sessions partition of a session."""
+    return zlib.crc32(session_id.encode()) % LIVE_SHARDS
+
+
 SCHEMA = Schema(
     KEYSPACE,
     [
         Migration(1, create_tables=[SESSIONS, STREAM_SLOTS, POSITIONS]),
         Migration(2, add_columns=[("sessions", QOE_TIME), ("sessions", AUTH_SESSION), ("sessions", REGIONS)]),
         Migration(3, create_tables=[WATCH_HISTORY]),
+        Migration(
+            4,
+            create_tables=[LIVE_SESSIONS],
+            add_columns=[
+                ("sessions", PROFILE_KIND),
+                ("sessions", QOE_STALLED_MS),
+                ("sessions", QOE_PLAYING_MS),
+                ("sessions", QOE_SWITCHES),
+                ("sessions", COMPLETED),
+            ],
+        ),
     ],
 )

@@ -1,8 +1,12 @@
 """``create_server``: PlaybackService (gRPC), the per-session manifests (HTTP), and the follower of
 ``accounts.revoked`` that ends the playback sessions of revoked access tokens, and (positions on Redis) the
-``positions-writer`` that persists positions to the store."""
+``positions-writer`` that persists positions to the store, and the expiry sweep that ends the sessions whose
+heartbeats stopped."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import grpc
 
@@ -29,6 +33,7 @@ from services.playback.schema import SCHEMA
 from services.playback.servicer import SERVICE_NAME, PlanLimits, PlaybackServicer
 
 ACCOUNT = NamePattern("accounts/{account}")
+log = logging.getLogger("marquee.playback")
 
 
 async def follow_account_revocations(servicer: PlaybackServicer, bus: EventBus) -> None:
@@ -43,6 +48,20 @@ async def follow_account_revocations(servicer: PlaybackServicer, bus: EventBus) 
     await follow_topic(
         bus, ACCOUNTS_REVOKED, "playback-revocations", "playback", accounts_pb2.AccessRevokedEvent, revoked
     )
+
+
+async def sweep_expired(servicer: PlaybackServicer, interval: float) -> None:
+    """Ends the sessions whose lease lapsed, every ``interval`` seconds (every replica sweeps; each session ends
+    once). A failed sweep (the store unreachable) is logged and tried again at the next interval."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ended = await servicer.end_expired()
+        except Exception:
+            log.exception("playback: the expiry sweep failed; trying again in %.0f s", interval)
+            continue
+        if ended:
+            log.info("playback: %d expired sessions ended", ended)
 
 
 def open_positions(config: PlaybackConfig, deps: Dependencies) -> Positions | RedisPositions:
@@ -91,7 +110,10 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         await catalog_channel.close(None)
         await steering_channel.close(None)
 
-    background: list[tuple[str, Background]] = [("revocations", lambda: follow_account_revocations(servicer, deps.bus))]
+    background: list[tuple[str, Background]] = [
+        ("revocations", lambda: follow_account_revocations(servicer, deps.bus)),
+        ("expiry", lambda: sweep_expired(servicer, config.expiry_sweep_interval)),
+    ]
     if isinstance(positions, RedisPositions):
         writer = positions
         background.append(("positions-writer", lambda: writer.write_behind(f"playback-{new_id()}")))

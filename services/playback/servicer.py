@@ -9,7 +9,12 @@ entitlement.
 The session's signed URL token lives as long as its lease: it expires with the session's ``expire_time``, every
 heartbeat (UpdatePosition) that extends the lease answers with the renewed token, and a stopped session's token is
 revoked at once (``playback.session_ended``, which steering passes on to every edge). A session whose heartbeats
-stop therefore loses its URLs when its lease lapses, which is also when its stream slot can be taken again."""
+stop therefore loses its URLs when its lease lapses, which is also when its stream slot can be taken again; the
+expiry sweep (:meth:`PlaybackServicer.end_expired`, run by every replica) then marks it ended and accounts for it.
+
+A session ends once: ``ended`` is set by compare-and-set, and only the call that sets it (StopPlayback, a
+revocation, a lost stream slot or the sweep, on whichever replica) publishes its end and observes its totals
+(services/playback/engagement.py)."""
 
 from __future__ import annotations
 
@@ -49,12 +54,12 @@ from services.common.peer import caller_address
 from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
 from services.common.timevalues import duration_ms, event_time_micros
 from services.common.topics import PLAYBACK_SESSION_ENDED, PLAYBACK_UPDATE, PLAYBACK_VIEWED
-from services.playback import qoe
+from services.playback import engagement, qoe
 from services.playback.config import PlaybackConfig
 from services.playback.media import MediaLibrary
 from services.playback.positions import Positions, Report, clamp_event_time, update_event
 from services.playback.positions_redis import RedisPositions
-from services.playback.schema import SESSIONS, STREAM_SLOTS
+from services.playback.schema import LIVE_SESSIONS, LIVE_SHARDS, SESSIONS, STREAM_SLOTS, live_shard
 from services.playback.streams import Streams
 
 log = logging.getLogger("marquee.playback")
@@ -68,6 +73,8 @@ ACCOUNT = NamePattern("accounts/{account}")
 HISTORY = NamePattern("accounts/{account}/profiles/{profile}/watchHistory/{title}")
 POSITION_SLACK_MS = 1_000  # positions may pass the runtime by this much (rounding at the end)
 MAX_CACHED_SESSIONS = 100_000
+QOE_ATTEMPTS = 3  # a final report (StopPlayback) retries its window's compare-and-set this often
+SWEEP_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         # sessions being played here: their (immutable) rows, and the expiry last written for them
         self._rows: dict[str, Row] = {}
         self._held: dict[str, int] = {}
+        self._completed: set[str] = set()  # sessions known to have counted their completion
 
     # --- helpers --------------------------------------------------------------------------------------------
 
@@ -195,15 +203,37 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         regions = session.get("regions") or None
         return self._keys.sign(acl, _seconds_up(expire_micros), session["session_id"], regions)
 
-    async def _end(self, session: Row, reason: playback_pb2.SessionEndReason.ValueType) -> None:
+    def _forget(self, session_id: str) -> None:
+        self._rows.pop(session_id, None)
+        self._held.pop(session_id, None)
+        self._completed.discard(session_id)
+
+    async def _close(self, session_id: str) -> Row | None:
+        """Marks the session ended unless it is already (compare-and-set: of every caller on every replica, one
+        wins) and, for the winner, observes its totals and drops it from the expiry sweep's list. Returns the ended
+        row, or None when the session had ended already. Every QoE report accounted to the session was accounted
+        before this (a report's compare-and-set requires ``ended`` false), so the totals read here are final."""
+        key = {"session_id": session_id}
+        self._forget(session_id)
+        if not await self._store.update(SESSIONS, key, {"ended": True}, if_={"ended": False}):
+            return None
+        row = await self._store.get(SESSIONS, key)
+        if row is not None:
+            engagement.observe_end(row)
+        await self._store.delete(LIVE_SESSIONS, {"shard": live_shard(session_id), "session_id": session_id})
+        return row
+
+    async def _end(self, session: Row, reason: playback_pb2.SessionEndReason.ValueType) -> bool:
         """Ends a live session: marked ended, its signed URLs revoked at every edge (through steering), then its
-        stream slot freed (so a new session can never stream beside the old one's URLs)."""
+        stream slot freed (so a new session can never stream beside the old one's URLs). False (and nothing
+        done) when another call ended it first."""
         session_id = session["session_id"]
         now = now_micros()
         # no token of the session outlives now + the timeout (each expires with the lease it was signed under),
         # whichever replica extended the lease last: the revocation lasts that long
         expire = max(session["expire_time"], self._held.get(session_id, 0), now + self._timeout_micros)
-        await self._store.update(SESSIONS, {"session_id": session_id}, {"ended": True})
+        if await self._close(session_id) is None:
+            return False
         ended = playback_pb2.SessionEndedEvent(
             session=SESSION.format(session=session_id),
             profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
@@ -213,8 +243,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         )
         await self._bus.publish(PLAYBACK_SESSION_ENDED, ended.SerializeToString(), key=session_id)
         await self._streams.release(session["account_id"], session["slot"], session_id)
-        self._rows.pop(session_id, None)
-        self._held.pop(session_id, None)
+        return True
 
     async def end_revoked(self, account_id: str, auth_session: str, revoke_time: int) -> int:
         """Ends the account's live sessions started at or before ``revoke_time`` (micros) whose access token came
@@ -228,8 +257,37 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 continue
             if auth_session and row["auth_session"] != auth_session:
                 continue
-            await self._end(row, playback_pb2.SESSION_END_REASON_REVOKED)
-            ended += 1
+            ended += await self._end(row, playback_pb2.SESSION_END_REASON_REVOKED)
+        return ended
+
+    async def end_expired(self) -> int:
+        """The expiry sweep: ends the sessions whose lease lapsed (heartbeats stopped, no StopPlayback) and frees
+        their stream slots; returns how many this call ended. It reads the live_sessions partitions (one per
+        shard; key reads, no scan), whose expiry may lag the session's (heartbeats extend only the session row):
+        an entry past its expiry is checked against the session row, and moved forward when the session is still
+        live. Replicas may sweep at once: ending is a compare-and-set, so each session ends (and is observed) once.
+        The session's URLs expired with its lease, so no revocation is published."""
+        now = now_micros()
+        ended = 0
+        for shard in range(LIVE_SHARDS):
+            after = None
+            while True:
+                page = await self._store.query(LIVE_SESSIONS, {"shard": shard}, limit=SWEEP_PAGE, after=after)
+                for entry in page.rows:
+                    if entry["expire_time"] > now:
+                        continue
+                    key = {"shard": shard, "session_id": entry["session_id"]}
+                    row = await self._store.get(SESSIONS, {"session_id": entry["session_id"]})
+                    if row is None or row["ended"]:
+                        await self._store.delete(LIVE_SESSIONS, key)
+                    elif row["expire_time"] > now:
+                        await self._store.update(LIVE_SESSIONS, key, {"expire_time": row["expire_time"]})
+                    elif await self._close(row["session_id"]) is not None:
+                        await self._streams.release(row["account_id"], row["slot"], row["session_id"])
+                        ended += 1
+                if page.next is None:
+                    break
+                after = page.next
         return ended
 
     def _position_ms(self, d: duration_pb2.Duration, runtime_ms: int, field: str) -> int:
@@ -279,7 +337,23 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         if update.applied and not update.published:
             event = update_event(report, update.row["finished"])
             await self._bus.publish(PLAYBACK_UPDATE, event, key=session["profile_id"])
+        if self._positions.finished(position_ms, session["runtime_ms"]):
+            await self._completion(session["session_id"])
         return update.applied, update.row
+
+    async def _completion(self, session_id: str) -> None:
+        """Counts the session's completion once: the first report at or past the finished threshold sets the
+        row's ``completed`` by compare-and-set (later ones, here or on another replica, find it set; a report that
+        reaches a replica after another ended the session counts nothing)."""
+        if session_id in self._completed:
+            return
+        if await self._store.update(
+            SESSIONS, {"session_id": session_id}, {"completed": True}, if_={"completed": False, "ended": False}
+        ):
+            engagement.COMPLETIONS.inc()
+        if len(self._completed) >= MAX_CACHED_SESSIONS:
+            self._completed.clear()
+        self._completed.add(session_id)
 
     # --- RPCs -----------------------------------------------------------------------------------------------
 
@@ -366,8 +440,16 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             # session ends this playback session too
             "auth_session": principal.session_id or "",
             "regions": list(title.licensed_regions),
+            # the server's view of the profile (the access token's signed `kids` claim), for the watch-time label
+            "profile_kind": engagement.profile_kind(principal.kids),
+            "qoe_stalled_ms": 0,
+            "qoe_playing_ms": 0,
+            "qoe_switches": 0,
+            "completed": False,
         }
         await self._store.insert(SESSIONS, row)
+        await self._store.insert(LIVE_SESSIONS, {"shard": live_shard(session_id), "session_id": session_id,
+                                                 "expire_time": expire})  # fmt: skip
         token = self._url_token(row, expire)
         base = f"{self._manifest_base()}/sessions/{session_id}"
         resume = await self._positions.get(account_id, profile_id, title_id)
@@ -396,6 +478,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             expire_time=_ts(expire),
             url_token=token,
         )
+        engagement.STARTS.inc()
         return playback_pb2.StartPlaybackResponse(session=session)
 
     async def UpdatePosition(
@@ -427,8 +510,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             return held
         expire = now + timeout
         if not await self._streams.renew(session["account_id"], session["slot"], session_id, expire):
-            await self._store.update(SESSIONS, {"session_id": session_id}, {"ended": True})
-            self._rows.pop(session_id, None)
+            await self._close(session_id)  # expired, and its slot taken by another session meanwhile
             raise FailedPrecondition("the session expired and its stream slot was taken", reason="SESSION_ENDED")
         await self._store.update(SESSIONS, {"session_id": session_id}, {"expire_time": expire})
         if len(self._held) >= MAX_CACHED_SESSIONS:
@@ -451,14 +533,14 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
     ) -> playback_pb2.StopPlaybackResponse:
         principal = current_principal()
         session = await self._session(principal, request.session)
+        if request.HasField("final_report") and not session["ended"]:
+            await self._account_qoe(request.session, request.final_report, attempts=QOE_ATTEMPTS)
         if request.HasField("position"):
             position = self._position_ms(request.position, session["runtime_ms"], "position")
             event_time = self._event_time(request)
             if not session["ended"]:
                 await self._record(session, position, event_time)
-        ending = not session["ended"]
-        if ending:
-            await self._end(session, playback_pb2.SESSION_END_REASON_STOPPED)
+        ending = not session["ended"] and await self._end(session, playback_pb2.SESSION_END_REASON_STOPPED)
         row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
         if row is None:
             row = {**session, "position_ms": 0, "event_time": 0, "finished": False, "watch_time": now_micros()}
@@ -515,40 +597,55 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             raise NotFound(f"{request.name} does not exist")
         return playback_pb2.DeleteWatchHistoryEntryResponse()
 
-    async def ReportQoe(
-        self, request: playback_pb2.ReportQoeRequest, context: Context
-    ) -> playback_pb2.ReportQoeResponse:
-        session = await self._session(current_principal(), request.session)  # the caller's own session
-        r = request.report
-        for name, events in (("stalls", r.stalls), ("bitrate_switches", r.bitrate_switches), ("errors", r.errors)):
+    async def _account_qoe(self, name: str, r: playback_pb2.QoeReport, *, attempts: int = 1) -> None:
+        """Checks a report against its window, claims the window and adds the report to the session's totals in
+        one compare-and-set (on ``qoe_time`` and, while the session lives, ``ended``: a report that loses the race
+        with the session's end is not in its totals, which were observed then), records its metrics and tells
+        steering of its pathway's problems. ABORTED when another report of the session took the window meanwhile
+        (after ``attempts`` tries, each checked against the window as it is then)."""
+        for name_, events in (("stalls", r.stalls), ("bitrate_switches", r.bitrate_switches), ("errors", r.errors)):
             if len(events) > qoe.MAX_EVENTS:
-                raise InvalidArgument(f"at most {qoe.MAX_EVENTS} {name} per report", field_name=f"report.{name}")
-        # the report covers the time since the session's previous report (or its start), claimed atomically so
-        # that two reports cannot both account for the same seconds
-        key = {"session_id": session["session_id"]}
-        row = await self._store.get(SESSIONS, key)
-        if row is None:
-            raise NotFound(f"playback session {request.session} does not exist", reason="SESSION_NOT_FOUND")
-        since = row["qoe_time"] or row["start_time"]
-        now = now_micros()
-        bounds = qoe.Bounds(
-            window_ms=max(0, now - since) // 1000,
-            runtime_ms=row["runtime_ms"],
-            pathways=[p["id"] for p in row["pathways"]],
-        )
-        qoe.check(r, bounds)
-        if not await self._store.update(SESSIONS, key, {"qoe_time": now}, if_={"qoe_time": row["qoe_time"]}):
-            raise Aborted("another QoE report of this session was taken just now", reason="CONCURRENT_MODIFICATION")
+                raise InvalidArgument(f"at most {qoe.MAX_EVENTS} {name_} per report", field_name=f"report.{name_}")
+        key = {"session_id": SESSION.parse(name, "session")["session"]}
+        for attempt in range(attempts):
+            # the report covers the time since the session's previous report (or its start), claimed atomically so
+            # that two reports cannot both account for the same seconds
+            row = await self._store.get(SESSIONS, key)
+            if row is None:
+                raise NotFound(f"playback session {name} does not exist", reason="SESSION_NOT_FOUND")
+            since = row["qoe_time"] or row["start_time"]
+            now = now_micros()
+            bounds = qoe.Bounds(
+                window_ms=max(0, now - since) // 1000,
+                runtime_ms=row["runtime_ms"],
+                pathways=[p["id"] for p in row["pathways"]],
+            )
+            qoe.check(r, bounds)
+            values: dict[str, Any] = {"qoe_time": now}
+            condition: dict[str, Any] = {"qoe_time": row["qoe_time"]}
+            if not row["ended"]:  # an ended session's report is recorded as before, but not in its totals
+                values |= engagement.added(row, r)
+                condition["ended"] = False
+            if await self._store.update(SESSIONS, key, values, if_=condition):
+                break
+            if attempt == attempts - 1:
+                raise Aborted("another QoE report of this session was taken just now", reason="CONCURRENT_MODIFICATION")
         stalls, errors = qoe.record(r)
         if r.pathway_id and (stalls or errors):
             kind = steering_pb2.PATHWAY_PROBLEM_KIND_ERROR if errors else steering_pb2.PATHWAY_PROBLEM_KIND_STALL
             try:
                 await self._steering.ReportPathwayProblem(
                     steering_pb2.ReportPathwayProblemRequest(
-                        session=request.session, pathway_id=r.pathway_id, kind=kind, count=min(stalls + errors, 1000)
+                        session=name, pathway_id=r.pathway_id, kind=kind, count=min(stalls + errors, 1000)
                     ),
                     metadata=self._credentials(),
                 )
             except grpc.aio.AioRpcError as exc:  # telemetry must not fail the player
                 log.warning("steering did not take a pathway problem report: %s", exc.details())
+
+    async def ReportQoe(
+        self, request: playback_pb2.ReportQoeRequest, context: Context
+    ) -> playback_pb2.ReportQoeResponse:
+        await self._session(current_principal(), request.session)  # the caller's own session
+        await self._account_qoe(request.session, request.report)
         return playback_pb2.ReportQoeResponse()

@@ -25,5 +25,8 @@ class RecommendationsConfig(Section):
     recent_views: int = Field(5, ge=1, le=50, description="latest views that rerank the precomputed list")
     rerank_weight: float = Field(1.0, ge=0, description="weight of similarity to the latest views in the rerank")
     genre_penalty: float = Field(0.15, ge=0, description="diversity: score lost per earlier pick of the same genre")
+    event_token_ttl: int = Field(
+        3600, ge=60, le=86400, description="seconds a served row's event token may report its impression and clicks"
+    )
     default_page_size: int = Field(20, ge=1, le=100)
     max_page_size: int = Field(100, ge=1, le=500)

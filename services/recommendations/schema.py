@@ -7,6 +7,9 @@
     models((name))                        the current model ("current"): version, training time, summary
     artifacts((version))                  a model's serving artifact (npz); replicas poll the small models row
                                           and read this only when the version changed
+    row_events((serve_id), event)         the impressions and clicks counted of each row served (event:
+                                          "impression" or "click:{position}"), written if not exists, living
+                                          as long as the row's event token: each counts once (events.py)
 
 Times are unix microseconds."""
 
@@ -78,7 +81,21 @@ ARTIFACTS = Table(
     keyspace=KEYSPACE,
 )
 
-SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[INTERACTIONS, PROFILES, LISTS, MODELS, ARTIFACTS])])
+ROW_EVENTS = Table(
+    "row_events",
+    columns=(Column("serve_id", "text"), Column("event", "text")),
+    partition_key=("serve_id",),
+    clustering_key=(("event", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+SCHEMA = Schema(
+    KEYSPACE,
+    [
+        Migration(1, create_tables=[INTERACTIONS, PROFILES, LISTS, MODELS, ARTIFACTS]),
+        Migration(2, create_tables=[ROW_EVENTS]),
+    ],
+)
 
 
 def bucket_of(profile_id: str) -> int:

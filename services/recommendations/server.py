@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import grpc
 
@@ -17,6 +18,7 @@ from services.common.service import Service
 from services.common.store.port import Store
 from services.common.topics import CATALOG_TITLE
 from services.recommendations.config import RecommendationsConfig
+from services.recommendations.events import EventTokens
 from services.recommendations.model import ServingModel
 from services.recommendations.schema import ARTIFACTS, CURRENT, MODELS, SCHEMA
 from services.recommendations.servicer import SERVICE_NAME, TITLE, RecommendationServicer
@@ -105,6 +107,16 @@ async def _reload_loop(models: Models) -> None:
             log.exception("recommendations: could not reload the model")
 
 
+def event_tokens(config: RecommendationsConfig, deps: Dependencies) -> EventTokens:
+    """Row event tokens signed under keys derived from the access-token keys (``[auth] keys``, which every replica
+    shares and rotates), or, with none configured, a key of this process's own (its tokens verify only here)."""
+    keys = {kid: secret.get_secret_value().encode() for kid, secret in deps.auth.keys.items()}
+    kid = deps.auth.signing_kid
+    if not keys:
+        keys, kid = {"process": os.urandom(32)}, "process"
+    return EventTokens(keys, kid, config.event_token_ttl)
+
+
 class RecommendationsService(Service):
     """The recommendations service, with its models (tests look into them)."""
 
@@ -132,7 +144,13 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> Re
         await follow_topic(deps.bus, CATALOG_TITLE, group, "titles", catalog_pb2.TitleChangedEvent, title_changed)
 
     servicer = RecommendationServicer(
-        config, deps.store, lambda: models.model, lambda: models.trained_time, deps.page_tokens, deps.geo
+        config,
+        deps.store,
+        lambda: models.model,
+        lambda: models.trained_time,
+        deps.page_tokens,
+        deps.geo,
+        event_tokens(config, deps),
     )
     binding = ServiceBinding(
         name=SERVICE_NAME,

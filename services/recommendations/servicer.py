@@ -1,4 +1,5 @@
-"""RecommendationService: rows of titles for a profile, from the precomputed list reranked by its latest views."""
+"""RecommendationService: rows of titles for a profile, from the precomputed list reranked by its latest views, and
+the impressions and clicks of the rows served (events.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ import grpc
 from marquee.v1 import recommendations_pb2 as pb
 from marquee.v1 import recommendations_pb2_grpc
 from services.common.auth import current_principal, require_profile
-from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.geo import Geo
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.common.peer import caller_address
 from services.common.store.port import MAX_QUERY_LIMIT, Store
-from services.recommendations import ranking
+from services.recommendations import events, ranking
 from services.recommendations.config import RecommendationsConfig
+from services.recommendations.events import EventTokens
 from services.recommendations.model import ServingModel
 from services.recommendations.ranking import Candidate, Context
-from services.recommendations.schema import INTERACTIONS, LISTS
+from services.recommendations.schema import INTERACTIONS, LISTS, ROW_EVENTS
 
 SERVICE_NAME = "marquee.v1.RecommendationService"
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
@@ -46,8 +48,10 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         trained_time: Callable[[], int],
         page_tokens: PageTokens,
         geo: Geo,
+        event_tokens: EventTokens,
     ) -> None:
         self._config = config
+        self._events = event_tokens
         self._geo = geo
         self._store = store
         self._model = model
@@ -164,8 +168,11 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         page = ranked[offset:depth]
         more = len(ranked) > depth
         token = self._pages.encode(depth.to_bytes(4, "big") if more else None, fingerprint)
+        ids = PROFILE.parse(request.parent, "parent")
         return pb.GetRecommendationsResponse(
-            recommendations=[self._pb(model, c, region) for c in page], next_page_token=token
+            recommendations=[self._pb(model, c, region) for c in page],
+            next_page_token=token,
+            event_token=self._events.issue(ids["account"], ids["profile"], request.row, len(page)) if page else "",
         )
 
     async def ListRecommendationRows(
@@ -180,6 +187,7 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         per_row = request.items_per_row or 20
         model = self._serving()
         ctx, base = await self._context(request.parent, region, model)
+        ids = PROFILE.parse(request.parent, "parent")
         rows: list[pb.RecommendationRowResult] = []
 
         def add(kind: int, name: str, picks: list[Candidate]) -> None:
@@ -189,6 +197,7 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
                         row=kind,  # type: ignore[arg-type]
                         display_name=name,
                         recommendations=[self._pb(model, c, region) for c in picks],
+                        event_token=self._events.issue(ids["account"], ids["profile"], kind, len(picks)),
                     )
                 )
 
@@ -203,3 +212,43 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
         trending_name = f"Trending in {region}" if region else _ROW_NAMES[pb.RECOMMENDATION_ROW_TRENDING]
         add(pb.RECOMMENDATION_ROW_TRENDING, trending_name, ranking.trending(ctx, per_row))
         return pb.ListRecommendationRowsResponse(rows=rows)
+
+    async def ReportRecommendationEvents(
+        self, request: pb.ReportRecommendationEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReportRecommendationEventsResponse:
+        """Counts the impressions and clicks of rows served to the caller's profile, each once (events.py)."""
+        ids = PROFILE.parse(request.parent, "parent")
+        require_profile(ids["account"], ids["profile"])
+        if not request.events:
+            raise InvalidArgument("events must hold at least one event", field_name="events")
+        if len(request.events) > events.MAX_EVENTS:
+            raise InvalidArgument(f"at most {events.MAX_EVENTS} events per call", field_name="events")
+        checked: dict[tuple[str, str], events.Served] = {}
+        for i, event in enumerate(request.events):  # every event checked before any is counted
+            served = self._events.verify(event.event_token, f"events[{i}].event_token")
+            if (served.account_id, served.profile_id) != (ids["account"], ids["profile"]):
+                raise PermissionDenied(
+                    f"events[{i}].event_token was issued to another profile", reason="EVENT_TOKEN_NOT_YOURS"
+                )
+            if event.kind == pb.RECOMMENDATION_EVENT_KIND_IMPRESSION:
+                if event.position:
+                    raise InvalidArgument("an impression has no position", field_name=f"events[{i}].position")
+                name = "impression"
+            elif event.kind == pb.RECOMMENDATION_EVENT_KIND_CLICK:
+                if not 0 <= event.position < served.items:
+                    raise InvalidArgument(
+                        f"the row was served with {served.items} tiles: position must be 0 to {served.items - 1}",
+                        field_name=f"events[{i}].position",
+                    )
+                name = f"click:{event.position}"
+            else:
+                raise InvalidArgument("kind must be IMPRESSION or CLICK", field_name=f"events[{i}].kind")
+            checked[(served.serve_id, name)] = served
+        counted = 0
+        for (serve_id, name), served in checked.items():
+            row = {"serve_id": serve_id, "event": name}
+            if await self._store.insert(ROW_EVENTS, row, if_not_exists=True, ttl=self._events.remaining(served)):
+                counter = events.IMPRESSIONS if name == "impression" else events.CLICKS
+                counter.labels(row=events.row_label(served.row)).inc()
+                counted += 1
+        return pb.ReportRecommendationEventsResponse(counted=counted)

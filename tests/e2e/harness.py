@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc, encoding_pb2, encoding_pb2_grpc
 from services.common.config import load_config
@@ -99,6 +101,17 @@ class Platform:
     def url(self) -> str:
         """The web player's URL (the gateway)."""
         return next(e["address"] for e in self.endpoints["gateway"] if e["kind"] == "http").rstrip("/")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the platform's samples named ``name`` (whose labels include ``labels``), read from its
+        /metrics endpoint."""
+        body = urllib.request.urlopen(self.address("platform", "metrics"), timeout=5).read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
 
     @property
     def admin(self) -> tuple[tuple[str, str], ...]:

@@ -84,6 +84,18 @@ def test_sign_in_search_rate_review_play_seek_and_resume(page: Browser, platform
         page.wait_for("[data-testid=row-genre] [data-testid=title-card]")
     assert page.count(f"[data-testid=row-recommendations] [data-title='{title_id}']") == 0
     page.screenshot(screenshots / "7-home-recommendations.png")
+
+    # the rows on screen reported their impressions and a chosen tile its click (CTR per row, issue 18); the
+    # sessions played were counted, and the one the reload ended was observed with its QoE totals
+    wait_for_metric(platform, "marquee_recommendations_impressions_total", above=0)
+    clicks = platform.metric("marquee_recommendations_clicks_total")
+    page.click("[data-testid=row-recommendations] [data-testid=title-card]")
+    page.wait_for("[data-testid=title-page]")
+    wait_for_metric(platform, "marquee_recommendations_clicks_total", above=clicks)
+    assert platform.metric("marquee_recommendations_clicks_total") == clicks + 1, "one click, counted once"
+    assert platform.metric("marquee_playback_starts_total") >= 2
+    assert platform.metric("marquee_playback_session_switches_count") >= 1
+    assert platform.metric("marquee_playback_profile_watch_seconds_sum", profile_kind="standard") > 0
     errors = [line for line in page.console() if line.startswith(("error", "pageerror"))]
     assert not errors, errors
 
@@ -99,3 +111,10 @@ def test_the_hls_manifest_plays_too(page: Browser, platform: Platform) -> None:
     print(f"HLS: start-up {player['startupMs']} ms, {player['height']}p on {player['pathway']}")
     assert player["protocol"] == "hls" and player["pathway"] in platform.edges
     assert int(player["stalls"]) == 0
+
+
+def wait_for_metric(platform: Platform, name: str, above: float, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while platform.metric(name) <= above:
+        assert time.monotonic() < deadline, f"{name} stayed at {platform.metric(name)}"
+        time.sleep(0.25)

@@ -60,6 +60,8 @@ export const playback = client(PlaybackService);
 export const recommendations = client(RecommendationService);
 /** PlaybackService over requests that survive the page being closed or reloaded. */
 export const playbackOnExit = createClient(PlaybackService, lasting);
+/** RecommendationService over requests that survive the page being closed or reloaded (its last row events). */
+export const recommendationsOnExit = createClient(RecommendationService, lasting);
 
 /** A message fit to show a person for a failed call. */
 export function describeError(err: unknown): string {

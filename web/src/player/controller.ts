@@ -218,7 +218,11 @@ export class PlaybackController {
     return this.snapshot;
   }
 
-  /** Ends the session: the last position, the final QoE report, StopPlayback. `leaving`: the page is unloading. */
+  /**
+   * Ends the session: StopPlayback with the last position and the final QoE report (in one call, so the report is
+   * in the session's totals before it ends). Should the service refuse that report, the stop is sent again
+   * without it. `leaving`: the page is unloading.
+   */
   async stop(leaving = false): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -232,12 +236,16 @@ export class PlaybackController {
     const client = leaving ? playbackOnExit : playback;
     const calls: Promise<unknown>[] = [];
     if (session) {
+      const stop = {
+        session: session.name,
+        position: durationFromMs(Math.round(position * 1000)),
+        eventTime: timestampFromMs(Date.now()),
+      };
+      const finalReport = this.qoe.take(this.pathway, this.lastBandwidth);
       calls.push(
-        client.reportQoe({ session: session.name, report: this.qoe.take(this.pathway, this.lastBandwidth) }),
-        client.stopPlayback({
-          session: session.name,
-          position: durationFromMs(Math.round(position * 1000)),
-          eventTime: timestampFromMs(Date.now()),
+        client.stopPlayback({ ...stop, finalReport }).catch((err: unknown) => {
+          if (err instanceof ConnectError && err.code === Code.InvalidArgument) return client.stopPlayback(stop);
+          throw err;
         }),
       );
     }

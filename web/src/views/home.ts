@@ -1,6 +1,7 @@
 // Home: continue watching (PlaybackService), recommendations with their reasons (RecommendationService, when it
 // answers), trending and one row per genre (CatalogService). Each row loads on its own; a row that fails or
-// comes back empty is left out, so a missing service never blanks the page.
+// comes back empty is left out, so a missing service never blanks the page. Recommendation rows report their
+// impressions and clicks back (rowevents.ts).
 
 import { catalog, describeError, isAbsentService, playback, recommendations } from "../api";
 import { currentProfile } from "../auth";
@@ -10,6 +11,7 @@ import { TitleOrder, type Title } from "../gen/marquee/v1/catalog_pb";
 import { RecommendationRow } from "../gen/marquee/v1/recommendations_pb";
 import type { View } from "../router";
 import { row, titleCard } from "./cards";
+import { RowEvents } from "./rowevents";
 
 const ROW_LENGTH = 20;
 
@@ -34,7 +36,11 @@ async function continueWatching(profile: string): Promise<HTMLElement[]> {
 }
 
 /** Recommendation rows; also says whether one of them is "trending" (then the catalog's is not shown). */
-async function recommended(profile: string, region: string): Promise<{ rows: HTMLElement[]; trending: boolean }> {
+async function recommended(
+  profile: string,
+  region: string,
+  events: RowEvents,
+): Promise<{ rows: HTMLElement[]; trending: boolean }> {
   try {
     const reply = await recommendations.listRecommendationRows({
       parent: profile,
@@ -45,14 +51,19 @@ async function recommended(profile: string, region: string): Promise<{ rows: HTM
     const titles = await titlesByName(reply.rows.flatMap((r) => r.recommendations.map((rec) => rec.title)));
     let trending = false;
     const rows = reply.rows.flatMap((result) => {
-      const cards = result.recommendations.flatMap((rec) => {
+      const cards = result.recommendations.flatMap((rec, position) => {
         const title = titles.get(rec.title);
-        return title ? [titleCard(title, { caption: rec.reason?.text || undefined })] : [];
+        if (!title) return [];
+        const card = titleCard(title, { caption: rec.reason?.text || undefined });
+        card.dataset.position = String(position); // in the row as served, for its click
+        return [card];
       });
       if (cards.length === 0) return [];
       if (result.row === RecommendationRow.TRENDING) trending = true;
       const testid = result.row === RecommendationRow.TRENDING ? "trending" : "recommendations";
-      return [row(result.displayName || "Recommended for you", cards, testid)];
+      const section = row(result.displayName || "Recommended for you", cards, testid);
+      events.track(section, result.eventToken);
+      return [section];
     });
     return { rows, trending };
   } catch (err) {
@@ -115,6 +126,7 @@ export const homeView: View = (main) => {
     ),
   );
   let cancelled = false;
+  const rowEvents = new RowEvents(profile.name);
   const fill = async (slot: HTMLElement, load: () => Promise<HTMLElement[]>, what: string) => {
     try {
       const rows = await load();
@@ -126,12 +138,13 @@ export const homeView: View = (main) => {
   void fill(slots.continue, () => continueWatching(profile.name), "continue watching");
   void fill(slots.genres, () => genres(region), "the genres");
   void (async () => {
-    const rec = await recommended(profile.name, region);
+    const rec = await recommended(profile.name, region, rowEvents);
     if (cancelled) return;
     slots.recommended.replaceChildren(...rec.rows);
     if (!rec.trending) await fill(slots.trending, () => trending(region), "trending titles");
   })();
   return () => {
     cancelled = true;
+    rowEvents.close();
   };
 };

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file marquee/v1/recommendations.proto.
  */
 export const file_marquee_v1_recommendations: GenFile = /*@__PURE__*/
-  fileDesc("CiBtYXJxdWVlL3YxL3JlY29tbWVuZGF0aW9ucy5wcm90bxIKbWFycXVlZS52MSJSCgZSZWFzb24SJAoEdHlwZRgBIAEoDjIWLm1hcnF1ZWUudjEuUmVhc29uVHlwZRIUCgxzb3VyY2VfdGl0bGUYAiABKAkSDAoEdGV4dBgDIAEoCSJSCg5SZWNvbW1lbmRhdGlvbhINCgV0aXRsZRgBIAEoCRINCgVzY29yZRgCIAEoARIiCgZyZWFzb24YAyABKAsyEi5tYXJxdWVlLnYxLlJlYXNvbiKdAQoZR2V0UmVjb21tZW5kYXRpb25zUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSKgoDcm93GAIgASgOMh0ubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvblJvdxINCgV0aXRsZRgDIAEoCRIOCgZyZWdpb24YBCABKAkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiagoaR2V0UmVjb21tZW5kYXRpb25zUmVzcG9uc2USMwoPcmVjb21tZW5kYXRpb25zGAEgAygLMhoubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkikAEKF1JlY29tbWVuZGF0aW9uUm93UmVzdWx0EioKA3JvdxgBIAEoDjIdLm1hcnF1ZWUudjEuUmVjb21tZW5kYXRpb25Sb3cSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKD3JlY29tbWVuZGF0aW9ucxgDIAMoCzIaLm1hcnF1ZWUudjEuUmVjb21tZW5kYXRpb24iaAodTGlzdFJlY29tbWVuZGF0aW9uUm93c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEg4KBnJlZ2lvbhgCIAEoCRIQCghtYXhfcm93cxgDIAEoBRIVCg1pdGVtc19wZXJfcm93GAQgASgFIlMKHkxpc3RSZWNvbW1lbmRhdGlvblJvd3NSZXNwb25zZRIxCgRyb3dzGAEgAygLMiMubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvblJvd1Jlc3VsdCrNAQoRUmVjb21tZW5kYXRpb25Sb3cSIgoeUkVDT01NRU5EQVRJT05fUk9XX1VOU1BFQ0lGSUVEEAASIAocUkVDT01NRU5EQVRJT05fUk9XX1RPUF9QSUNLUxABEioKJlJFQ09NTUVOREFUSU9OX1JPV19CRUNBVVNFX1lPVV9XQVRDSEVEEAISHwobUkVDT01NRU5EQVRJT05fUk9XX1RSRU5ESU5HEAMSJQohUkVDT01NRU5EQVRJT05fUk9XX1NJTUlMQVJfVElUTEVTEAQquwEKClJlYXNvblR5cGUSGwoXUkVBU09OX1RZUEVfVU5TUEVDSUZJRUQQABIcChhSRUFTT05fVFlQRV9QRVJTT05BTElaRUQQARIjCh9SRUFTT05fVFlQRV9CRUNBVVNFX1lPVV9XQVRDSEVEEAISGAoUUkVBU09OX1RZUEVfVFJFTkRJTkcQAxIXChNSRUFTT05fVFlQRV9TSU1JTEFSEAQSGgoWUkVBU09OX1RZUEVfT05CT0FSRElORxAFMu0BChVSZWNvbW1lbmRhdGlvblNlcnZpY2USYwoSR2V0UmVjb21tZW5kYXRpb25zEiUubWFycXVlZS52MS5HZXRSZWNvbW1lbmRhdGlvbnNSZXF1ZXN0GiYubWFycXVlZS52MS5HZXRSZWNvbW1lbmRhdGlvbnNSZXNwb25zZRJvChZMaXN0UmVjb21tZW5kYXRpb25Sb3dzEikubWFycXVlZS52MS5MaXN0UmVjb21tZW5kYXRpb25Sb3dzUmVxdWVzdBoqLm1hcnF1ZWUudjEuTGlzdFJlY29tbWVuZGF0aW9uUm93c1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CiBtYXJxdWVlL3YxL3JlY29tbWVuZGF0aW9ucy5wcm90bxIKbWFycXVlZS52MSJSCgZSZWFzb24SJAoEdHlwZRgBIAEoDjIWLm1hcnF1ZWUudjEuUmVhc29uVHlwZRIUCgxzb3VyY2VfdGl0bGUYAiABKAkSDAoEdGV4dBgDIAEoCSJSCg5SZWNvbW1lbmRhdGlvbhINCgV0aXRsZRgBIAEoCRINCgVzY29yZRgCIAEoARIiCgZyZWFzb24YAyABKAsyEi5tYXJxdWVlLnYxLlJlYXNvbiKdAQoZR2V0UmVjb21tZW5kYXRpb25zUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSKgoDcm93GAIgASgOMh0ubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvblJvdxINCgV0aXRsZRgDIAEoCRIOCgZyZWdpb24YBCABKAkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkifwoaR2V0UmVjb21tZW5kYXRpb25zUmVzcG9uc2USMwoPcmVjb21tZW5kYXRpb25zGAEgAygLMhoubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLZXZlbnRfdG9rZW4YAyABKAkipQEKF1JlY29tbWVuZGF0aW9uUm93UmVzdWx0EioKA3JvdxgBIAEoDjIdLm1hcnF1ZWUudjEuUmVjb21tZW5kYXRpb25Sb3cSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKD3JlY29tbWVuZGF0aW9ucxgDIAMoCzIaLm1hcnF1ZWUudjEuUmVjb21tZW5kYXRpb24SEwoLZXZlbnRfdG9rZW4YBCABKAkiaAodTGlzdFJlY29tbWVuZGF0aW9uUm93c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEg4KBnJlZ2lvbhgCIAEoCRIQCghtYXhfcm93cxgDIAEoBRIVCg1pdGVtc19wZXJfcm93GAQgASgFIlMKHkxpc3RSZWNvbW1lbmRhdGlvblJvd3NSZXNwb25zZRIxCgRyb3dzGAEgAygLMiMubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvblJvd1Jlc3VsdCJvChNSZWNvbW1lbmRhdGlvbkV2ZW50EhMKC2V2ZW50X3Rva2VuGAEgASgJEjEKBGtpbmQYAiABKA4yIy5tYXJxdWVlLnYxLlJlY29tbWVuZGF0aW9uRXZlbnRLaW5kEhAKCHBvc2l0aW9uGAMgASgFImQKIVJlcG9ydFJlY29tbWVuZGF0aW9uRXZlbnRzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSLwoGZXZlbnRzGAIgAygLMh8ubWFycXVlZS52MS5SZWNvbW1lbmRhdGlvbkV2ZW50IjUKIlJlcG9ydFJlY29tbWVuZGF0aW9uRXZlbnRzUmVzcG9uc2USDwoHY291bnRlZBgBIAEoBSrNAQoRUmVjb21tZW5kYXRpb25Sb3cSIgoeUkVDT01NRU5EQVRJT05fUk9XX1VOU1BFQ0lGSUVEEAASIAocUkVDT01NRU5EQVRJT05fUk9XX1RPUF9QSUNLUxABEioKJlJFQ09NTUVOREFUSU9OX1JPV19CRUNBVVNFX1lPVV9XQVRDSEVEEAISHwobUkVDT01NRU5EQVRJT05fUk9XX1RSRU5ESU5HEAMSJQohUkVDT01NRU5EQVRJT05fUk9XX1NJTUlMQVJfVElUTEVTEAQquwEKClJlYXNvblR5cGUSGwoXUkVBU09OX1RZUEVfVU5TUEVDSUZJRUQQABIcChhSRUFTT05fVFlQRV9QRVJTT05BTElaRUQQARIjCh9SRUFTT05fVFlQRV9CRUNBVVNFX1lPVV9XQVRDSEVEEAISGAoUUkVBU09OX1RZUEVfVFJFTkRJTkcQAxIXChNSRUFTT05fVFlQRV9TSU1JTEFSEAQSGgoWUkVBU09OX1RZUEVfT05CT0FSRElORxAFKpMBChdSZWNvbW1lbmRhdGlvbkV2ZW50S2luZBIpCiVSRUNPTU1FTkRBVElPTl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASKAokUkVDT01NRU5EQVRJT05fRVZFTlRfS0lORF9JTVBSRVNTSU9OEAESIwofUkVDT01NRU5EQVRJT05fRVZFTlRfS0lORF9DTElDSxACMuoCChVSZWNvbW1lbmRhdGlvblNlcnZpY2USYwoSR2V0UmVjb21tZW5kYXRpb25zEiUubWFycXVlZS52MS5HZXRSZWNvbW1lbmRhdGlvbnNSZXF1ZXN0GiYubWFycXVlZS52MS5HZXRSZWNvbW1lbmRhdGlvbnNSZXNwb25zZRJvChZMaXN0UmVjb21tZW5kYXRpb25Sb3dzEikubWFycXVlZS52MS5MaXN0UmVjb21tZW5kYXRpb25Sb3dzUmVxdWVzdBoqLm1hcnF1ZWUudjEuTGlzdFJlY29tbWVuZGF0aW9uUm93c1Jlc3BvbnNlEnsKGlJlcG9ydFJlY29tbWVuZGF0aW9uRXZlbnRzEi0ubWFycXVlZS52MS5SZXBvcnRSZWNvbW1lbmRhdGlvbkV2ZW50c1JlcXVlc3QaLi5tYXJxdWVlLnYxLlJlcG9ydFJlY29tbWVuZGF0aW9uRXZlbnRzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message marquee.v1.Reason
@@ -133,6 +133,14 @@ export type GetRecommendationsResponse = Message<"marquee.v1.GetRecommendationsR
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Opaque and server-signed: this page as served to the caller's profile, for ReportRecommendationEvents (click
+   * positions count from the page's first recommendation). Expires after an hour by default.
+   *
+   * @generated from field: string event_token = 3;
+   */
+  eventToken: string;
 };
 
 /**
@@ -160,6 +168,14 @@ export type RecommendationRowResult = Message<"marquee.v1.RecommendationRowResul
    * @generated from field: repeated marquee.v1.Recommendation recommendations = 3;
    */
   recommendations: Recommendation[];
+
+  /**
+   * Opaque and server-signed: this row as served to the caller's profile, for ReportRecommendationEvents.
+   * Expires after an hour by default.
+   *
+   * @generated from field: string event_token = 4;
+   */
+  eventToken: string;
 };
 
 /**
@@ -217,6 +233,82 @@ export type ListRecommendationRowsResponse = Message<"marquee.v1.ListRecommendat
  */
 export const ListRecommendationRowsResponseSchema: GenMessage<ListRecommendationRowsResponse> = /*@__PURE__*/
   messageDesc(file_marquee_v1_recommendations, 6);
+
+/**
+ * @generated from message marquee.v1.RecommendationEvent
+ */
+export type RecommendationEvent = Message<"marquee.v1.RecommendationEvent"> & {
+  /**
+   * The `event_token` of the row (or page) as it was served.
+   *
+   * @generated from field: string event_token = 1;
+   */
+  eventToken: string;
+
+  /**
+   * @generated from field: marquee.v1.RecommendationEventKind kind = 2;
+   */
+  kind: RecommendationEventKind;
+
+  /**
+   * For a click: the 0-based position of the chosen tile in the row as served.
+   *
+   * @generated from field: int32 position = 3;
+   */
+  position: number;
+};
+
+/**
+ * Describes the message marquee.v1.RecommendationEvent.
+ * Use `create(RecommendationEventSchema)` to create a new message.
+ */
+export const RecommendationEventSchema: GenMessage<RecommendationEvent> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_recommendations, 7);
+
+/**
+ * @generated from message marquee.v1.ReportRecommendationEventsRequest
+ */
+export type ReportRecommendationEventsRequest = Message<"marquee.v1.ReportRecommendationEventsRequest"> & {
+  /**
+   * `accounts/{account}/profiles/{profile}`: the caller's profile, which the rows were served to.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * At most 100 events.
+   *
+   * @generated from field: repeated marquee.v1.RecommendationEvent events = 2;
+   */
+  events: RecommendationEvent[];
+};
+
+/**
+ * Describes the message marquee.v1.ReportRecommendationEventsRequest.
+ * Use `create(ReportRecommendationEventsRequestSchema)` to create a new message.
+ */
+export const ReportRecommendationEventsRequestSchema: GenMessage<ReportRecommendationEventsRequest> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_recommendations, 8);
+
+/**
+ * @generated from message marquee.v1.ReportRecommendationEventsResponse
+ */
+export type ReportRecommendationEventsResponse = Message<"marquee.v1.ReportRecommendationEventsResponse"> & {
+  /**
+   * Events counted now; the rest had been counted before (a row's impression, or a tile's click, counts once).
+   *
+   * @generated from field: int32 counted = 1;
+   */
+  counted: number;
+};
+
+/**
+ * Describes the message marquee.v1.ReportRecommendationEventsResponse.
+ * Use `create(ReportRecommendationEventsResponseSchema)` to create a new message.
+ */
+export const ReportRecommendationEventsResponseSchema: GenMessage<ReportRecommendationEventsResponse> = /*@__PURE__*/
+  messageDesc(file_marquee_v1_recommendations, 9);
 
 /**
  * @generated from enum marquee.v1.RecommendationRow
@@ -296,6 +388,36 @@ export const ReasonTypeSchema: GenEnum<ReasonType> = /*@__PURE__*/
   enumDesc(file_marquee_v1_recommendations, 1);
 
 /**
+ * @generated from enum marquee.v1.RecommendationEventKind
+ */
+export enum RecommendationEventKind {
+  /**
+   * @generated from enum value: RECOMMENDATION_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The row was shown to the viewer.
+   *
+   * @generated from enum value: RECOMMENDATION_EVENT_KIND_IMPRESSION = 1;
+   */
+  IMPRESSION = 1,
+
+  /**
+   * The viewer chose a tile of the row.
+   *
+   * @generated from enum value: RECOMMENDATION_EVENT_KIND_CLICK = 2;
+   */
+  CLICK = 2,
+}
+
+/**
+ * Describes the enum marquee.v1.RecommendationEventKind.
+ */
+export const RecommendationEventKindSchema: GenEnum<RecommendationEventKind> = /*@__PURE__*/
+  enumDesc(file_marquee_v1_recommendations, 2);
+
+/**
  * Personalised recommendations: precomputed per profile, reranked in real time from recent views.
  *
  * @generated from service marquee.v1.RecommendationService
@@ -318,6 +440,18 @@ export const RecommendationService: GenService<{
     methodKind: "unary";
     input: typeof ListRecommendationRowsRequestSchema;
     output: typeof ListRecommendationRowsResponseSchema;
+  },
+  /**
+   * What the profile did with rows it was served: a row shown (an impression), a tile of it chosen (a click).
+   * Each event names its row by the `event_token` the row was served with; each served row counts one impression
+   * and one click per tile at most, however often it is reported.
+   *
+   * @generated from rpc marquee.v1.RecommendationService.ReportRecommendationEvents
+   */
+  reportRecommendationEvents: {
+    methodKind: "unary";
+    input: typeof ReportRecommendationEventsRequestSchema;
+    output: typeof ReportRecommendationEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_marquee_v1_recommendations, 0);
