@@ -176,6 +176,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
     heartbeat): UNAVAILABLE with RetryInfo.
     """
+    ERROR_REASON_CONTENT_KEY_UNAVAILABLE: _ErrorReason.ValueType  # 46
+    """A protected title's content keys cannot be made or unwrapped (their master key is not configured, or a
+    wrapped key was altered): the encode fails rather than publish clear or unplayable media.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -262,5 +266,9 @@ UNAVAILABLE with RetryInfo.
 ERROR_REASON_STEERING_STATE_UNAVAILABLE: ErrorReason.ValueType  # 45
 """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
 heartbeat): UNAVAILABLE with RetryInfo.
+"""
+ERROR_REASON_CONTENT_KEY_UNAVAILABLE: ErrorReason.ValueType  # 46
+"""A protected title's content keys cannot be made or unwrapped (their master key is not configured, or a
+wrapped key was altered): the encode fails rather than publish clear or unplayable media.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
