@@ -12,10 +12,12 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import av
 import av.error
 import grpc
+import m3u8
 import pytest
 from pydantic import SecretStr
 
@@ -167,3 +169,39 @@ async def test_protection_without_a_master_key_is_a_config_error(tmp_path: Path)
         await create_server(config, harness.deps())
     await harness.store.close()
     assert EncoderConfig().protection == "none"  # off by default
+
+
+def test_manifests_announce_the_protection_only_for_protected_titles(
+    clear: EncodedTitle, protected: EncodedTitle
+) -> None:
+    doc = protected.description
+    scheme = doc["protection"]["scheme"]
+    pres = Presentation.from_json(json.dumps(doc))
+    assert pres.protection_scheme == scheme
+    license_url = "https://play.example/license?token=abc"
+    mpd = ElementTree.fromstring(pres.dash_mpd(token="abc", license_url=license_url))
+    ns = {"d": "urn:mpeg:dash:schema:mpd:2011", "cenc": "urn:mpeg:cenc:2013", "dashif": "https://dashif.org/CPS"}
+    for kind, adaptation in zip(("video", "audio"), mpd.iterfind("d:Period/d:AdaptationSet", ns), strict=True):
+        assert adaptation.get("contentType") == kind
+        mp4, clearkey = adaptation.findall("d:ContentProtection", ns)
+        assert mp4.get("schemeIdUri") == "urn:mpeg:dash:mp4protection:2011" and mp4.get("value") == scheme
+        kid = TEST_KEYS[kind][0]
+        assert mp4.get(f"{{{ns['cenc']}}}default_KID") == str(uuid.UUID(bytes=kid))
+        assert clearkey.get("schemeIdUri") == "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
+        assert clearkey.findtext("dashif:Laurl", namespaces=ns) == license_url
+        pssh = base64.b64decode(clearkey.findtext("cenc:pssh", namespaces=ns) or "")
+        init, _ = files(protected.path, by_kind(doc)[kind])
+        assert pssh in init  # the init segment's own common pssh box
+        (listed,) = reference.parse_init(init).pssh
+        assert listed.key_ids == (kid,)
+        # HLS: the media playlist's EXT-X-KEY names the same KID and pssh
+        media = m3u8.loads(pres.hls_media(by_kind(doc)[kind]["id"], token="abc"))
+        (key,) = [k for k in media.keys if k is not None]
+        assert key.method == ("SAMPLE-AES" if scheme == "cbcs" else "SAMPLE-AES-CTR")
+        assert key.keyformat == "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b"
+        assert key.uri == "data:text/plain;base64," + doc["protection"]["pssh"][kind]
+        assert key.iv is None and f"KEYID=0x{kid.hex()}" in pres.hls_media(by_kind(doc)[kind]["id"])
+    plain = Presentation.from_json(json.dumps(clear.description))
+    assert plain.protection_scheme is None
+    assert "ContentProtection" not in plain.dash_mpd(license_url=license_url)
+    assert "EXT-X-KEY" not in plain.hls_media(by_kind(clear.description)["video"]["id"])
