@@ -87,6 +87,8 @@ class Presentation:
     @property
     def duration(self) -> float: ...
     @property
+    def protection_scheme(self) -> str | None: ...
+    @property
     def video_ids(self) -> list[str]: ...
     @property
     def audio_ids(self) -> list[str]: ...
@@ -111,6 +113,7 @@ class Presentation:
         pathways: Sequence[tuple[str, str]] | None = None,
         steering: tuple[str, str] | None = None,
         max_height: int | None = None,
+        license_url: str | None = None,
     ) -> str: ...
 
 # --- content protection ---

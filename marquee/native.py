@@ -20,7 +20,10 @@ Manifests
 ``hls_media(rendition_id)``, ``hls_iframes(rendition_id)`` and ``dash_mpd``, with ``token`` appended to every
 URI as ``?{token_param}={token}``, ``pathways`` as ``[(pathway_id, base_uri), ...]`` for content steering (absolute
 URIs per pathway; without them URIs are relative), ``steering`` as ``(server_uri, default_pathway)``, and
-``max_height`` dropping taller video renditions (never the last one). Rendering releases the GIL.
+``max_height`` dropping taller video renditions (never the last one). Rendering releases the GIL. A protected
+title (media.json ``protection``; ``protection_scheme`` says which scheme, None when clear) gets DASH
+``ContentProtection`` (mp4protection with ``cenc:default_KID``, ClearKey with ``dashif:Laurl`` when ``dash_mpd`` is
+given a ``license_url``, and the common ``cenc:pssh``) and HLS ``EXT-X-KEY`` in its media playlists.
 
 Content protection
 ------------------

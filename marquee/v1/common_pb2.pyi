@@ -176,6 +176,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
     heartbeat): UNAVAILABLE with RetryInfo.
     """
+    ERROR_REASON_CONTENT_KEY_UNAVAILABLE: _ErrorReason.ValueType  # 46
+    """A protected title's content keys cannot be made or unwrapped (their master key is not configured, or a
+    wrapped key was altered): the encode fails rather than publish clear or unplayable media.
+    """
     ERROR_REASON_EVENT_TOKEN_INVALID: _ErrorReason.ValueType  # 50
     """A recommendation event token is malformed, altered or signed with an unknown key."""
     ERROR_REASON_EVENT_TOKEN_EXPIRED: _ErrorReason.ValueType  # 51
@@ -268,6 +272,10 @@ UNAVAILABLE with RetryInfo.
 ERROR_REASON_STEERING_STATE_UNAVAILABLE: ErrorReason.ValueType  # 45
 """Steering's shared state (Redis, [state] kind = "redis") could not be written (an edge's registration or
 heartbeat): UNAVAILABLE with RetryInfo.
+"""
+ERROR_REASON_CONTENT_KEY_UNAVAILABLE: ErrorReason.ValueType  # 46
+"""A protected title's content keys cannot be made or unwrapped (their master key is not configured, or a
+wrapped key was altered): the encode fails rather than publish clear or unplayable media.
 """
 ERROR_REASON_EVENT_TOKEN_INVALID: ErrorReason.ValueType  # 50
 """A recommendation event token is malformed, altered or signed with an unknown key."""

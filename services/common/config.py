@@ -31,6 +31,7 @@ from services.common.targets import is_address
 
 ENV_PREFIX = "MARQUEE_"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_MASTER_KID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 CONFIG_ENV = "MARQUEE_CONFIG"
 
 T = TypeVar("T", bound=BaseModel)
@@ -105,6 +106,27 @@ class UrlSigningConfig(SigningKeysConfig):
 class EdgeFillConfig(SigningKeysConfig):
     """Fill credentials between edges and their shield: an edge signs one per upstream request, the shield
     verifies it. Only edges and shields hold these keys (never playback, never a player)."""
+
+
+class ContentKeysConfig(Section):
+    """Master keys that wrap the content keys of protected titles (envelope encryption, docs/drm.md). ``keys``
+    maps master key id -> secret (at least 32 bytes; the AES-256 key-encryption key is derived from it with
+    HKDF-SHA256); ``wrapping_kid`` wraps new content keys, every key listed unwraps. Rotation: add a key, make it
+    ``wrapping_kid``, run ``marquee keys rewrap``, then remove the old one."""
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    wrapping_kid: str = ""
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> ContentKeysConfig:
+        for kid, secret in self.keys.items():
+            if not _MASTER_KID.match(kid):
+                raise ValueError(f"content_keys.keys: {kid!r} is not a key id (letters, digits, '.', '_', '-')")
+            if len(secret.get_secret_value().encode()) < 32:
+                raise ValueError(f"content_keys.keys.{kid}: secret must be at least 32 bytes")
+        if self.keys and self.wrapping_kid not in self.keys:
+            raise ValueError(f"content_keys.wrapping_kid {self.wrapping_kid!r} is not one of content_keys.keys")
+        return self
 
 
 REGION_PATTERN = r"^([A-Z]{2})?$"
@@ -267,6 +289,7 @@ class PlatformConfig(BaseSettings):
     auth: AuthConfig = AuthConfig()
     url_signing: UrlSigningConfig = UrlSigningConfig()
     edge_fill: EdgeFillConfig = EdgeFillConfig()
+    content_keys: ContentKeysConfig = ContentKeysConfig()
     geo: GeoConfig = GeoConfig()
     store: StoreConfig = StoreConfig()
     bus: BusConfig = BusConfig()

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from services.common.auth import AccessTokens
 from services.common.bus.port import EventBus
-from services.common.config import AuthConfig, ConfigError, GeoConfig, UrlSigningConfig
+from services.common.config import AuthConfig, ConfigError, ContentKeysConfig, GeoConfig, UrlSigningConfig
 from services.common.denylist import DenyList, InMemoryDenyList
 from services.common.geo import Geo
 from services.common.paging import PageTokens
@@ -39,6 +39,7 @@ class Dependencies:
     page_tokens: PageTokens
     denylist: DenyList = field(default_factory=InMemoryDenyList)
     url_signing: UrlSigningConfig = field(default_factory=UrlSigningConfig)
+    content_keys: ContentKeysConfig = field(default_factory=ContentKeysConfig)  # master keys: only the key owner
     geo: Geo = field(default_factory=lambda: Geo(GeoConfig()))
     plans: Plans = field(default_factory=Plans)
     data_dir: Path = Path("data")

@@ -1,4 +1,7 @@
-"""`marquee ingest FILE --title ID`: submit a master to a running platform and follow it with a progress bar."""
+"""`marquee ingest FILE --title ID`: submit a master to a running platform and follow it with a progress bar.
+
+`marquee keys rewrap`: wrap every stored content key with the current master key ([content_keys] wrapping_kid),
+the step of a master key rotation between adding the new key and removing the old one (docs/drm.md)."""
 
 from __future__ import annotations
 
@@ -7,14 +10,18 @@ import asyncio
 import hashlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
 from marquee.v1 import encoding_pb2, encoding_pb2_grpc
+from services.common.store.port import Scannable
+from services.encoder import schema
 from services.encoder.config import EncoderConfig
+from services.encoder.keys import ContentKeys, KeyUnavailable, MasterKeys
 from services.platform.admin import admin_metadata
 from services.platform.cli import platform_config
+from services.platform.runtime import local_config, platform_store
 
 BAR = 30
 
@@ -78,6 +85,28 @@ async def _ingest(args: argparse.Namespace, source: Path, identity: str) -> int:
     return 1
 
 
+def _cmd_rewrap(args: argparse.Namespace) -> int:
+    platform = local_config(platform_config(args))
+
+    async def go() -> tuple[int, int]:
+        store = platform_store(platform)
+        try:
+            await store.migrate(schema.SCHEMA)
+            keys = ContentKeys(store, MasterKeys(platform.content_keys))
+            return await keys.rewrap(cast(Scannable, store))  # both adapters scan (maintenance only)
+        finally:
+            await store.close()
+
+    try:
+        rewrapped, current = asyncio.run(go())
+    except KeyUnavailable as err:
+        print(f"marquee keys rewrap: {err}", file=sys.stderr)
+        return 1
+    wrapping = platform.content_keys.wrapping_kid
+    print(f"{rewrapped} content key(s) rewrapped with master key {wrapping!r}, {current} already were")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("ingest", help="encode a master file into a playable title")
     p.add_argument("file", help="the master file (any format FFmpeg reads)")
@@ -86,3 +115,8 @@ def register(sub: Any) -> None:
     p.add_argument("--address", default=None, help="EncodingService address (default: from the config)")
     p.add_argument("--no-wait", action="store_true", help="print the job name and return at once")
     p.set_defaults(func=_cmd)
+
+    keys = sub.add_parser("keys", help="content keys of protected titles")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rewrap = keys_sub.add_parser("rewrap", help="wrap every stored content key with the current master key")
+    rewrap.set_defaults(func=_cmd_rewrap)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,4 +26,10 @@ class EncoderConfig(BaseModel):
     preset: str = Field("veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow)$")
     threads: int = Field(0, ge=0, le=64, description="x264 threads per encoder (0: automatic)")
     max_source_uri: int = 2048
+    protection: Literal["none", "cenc", "cbcs"] = Field(
+        "none",
+        description="encrypt every title packaged from now on with Common Encryption ('cenc': AES-CTR, what every EME"
+        " key system plays; 'cbcs': AES-CBC 1:9 pattern, FairPlay-shaped); keys per title and track type, wrapped"
+        " by [content_keys]; 'none' publishes clear media",
+    )
     demo: DemoConfig = DemoConfig()

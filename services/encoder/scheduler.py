@@ -18,8 +18,10 @@ from services.common.bus.port import EventBus
 from services.common.topics import ENCODING_DONE
 from services.encoder import worker
 from services.encoder.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, Jobs
+from services.encoder.keys import ContentKeys, KeyUnavailable, as_encryptor_keys
 from services.encoder.media.ladder import Rung
 from services.encoder.media.pipeline import STAGING
+from services.encoder.media.protect import Protection
 
 log = logging.getLogger("marquee.encoder")
 
@@ -40,8 +42,20 @@ def source_path(uri: str) -> str:
 
 
 class Scheduler:
-    def __init__(self, jobs: Jobs, bus: EventBus, origin: Path, *, workers: int, preset: str, threads: int) -> None:
+    def __init__(
+        self,
+        jobs: Jobs,
+        bus: EventBus,
+        origin: Path,
+        *,
+        workers: int,
+        preset: str,
+        threads: int,
+        protection: tuple[str, ContentKeys] | None = None,
+    ) -> None:
+        """``protection``: (scheme, the content key table) to encrypt every title packaged (None: clear)."""
         self._jobs = jobs
+        self._protection = protection
         self._bus = bus
         self._origin = origin
         self._workers = workers
@@ -75,7 +89,25 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
+    async def _protection_for(self, title_id: str) -> Protection | None:
+        if self._protection is None:
+            return None
+        scheme, keys = self._protection
+        return Protection(scheme, as_encryptor_keys(await keys.get_or_create(title_id)))
+
     async def _run(self, job: Job) -> None:
+        try:
+            protection = await self._protection_for(job.title_id)
+        except KeyUnavailable as exc:
+            self._running.pop(job.job_id, None)
+            self.wake()
+            await self._jobs.finish(job, FAILED, reason="CONTENT_KEY_UNAVAILABLE", message=str(exc))
+            log.error("job %s failed: the content keys of title %s: %s", job.job_id, job.title_id, exc)
+            return
+        except BaseException:
+            self._running.pop(job.job_id, None)
+            self.wake()
+            raise
         ctx = worker.context()
         messages = ctx.Queue()
         cancel = ctx.Event()
@@ -88,6 +120,7 @@ class Scheduler:
             ladder,
             self._preset,
             self._threads,
+            protection,
         )
         process = ctx.Process(
             target=worker.run, args=(order, messages, cancel), name=f"encode-{job.job_id}", daemon=True

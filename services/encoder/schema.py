@@ -4,6 +4,7 @@
     job_requests((request_id))                      idempotency: request id -> job (insert IF NOT EXISTS)
     queue((shard), priority DESC, seq ASC, job_id)  runnable jobs, highest priority first, then oldest
     job_index((bucket), seq DESC, job_id)           listing newest first; bucket "all" and one per state
+    content_keys((title_id), track_type)            protected titles' keys, wrapped by a master key (keys.py)
 
 ``seq`` is the job's creation time in microseconds (ids are time-ordered too).
 """
@@ -59,4 +60,22 @@ JOB_INDEX = Table(
     keyspace=KEYSPACE,
 )
 
-SCHEMA = Schema(KEYSPACE, [Migration(1, create_tables=[JOBS, JOB_REQUESTS, QUEUE, JOB_INDEX])])
+CONTENT_KEYS = Table(
+    "content_keys",
+    columns=(
+        Column("title_id", "text"),
+        Column("track_type", "text"),
+        Column("kid", "blob"),
+        Column("wrapped_key", "blob"),  # nonce + AES-GCM(key) under the master key's KEK
+        Column("master_kid", "text"),
+        Column("create_time", "int"),
+    ),
+    partition_key=("title_id",),
+    clustering_key=(("track_type", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+SCHEMA = Schema(
+    KEYSPACE,
+    [Migration(1, create_tables=[JOBS, JOB_REQUESTS, QUEUE, JOB_INDEX]), Migration(2, create_tables=[CONTENT_KEYS])],
+)

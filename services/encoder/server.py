@@ -9,6 +9,7 @@ from services.common.service import Service
 from services.encoder import schema
 from services.encoder.config import EncoderConfig
 from services.encoder.jobs import Jobs
+from services.encoder.keys import ContentKeys, MasterKeys
 from services.encoder.scheduler import Scheduler
 from services.encoder.servicer import SERVICE_NAME, EncodingServicer
 
@@ -19,7 +20,18 @@ async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
     await deps.store.migrate(schema.SCHEMA)
     origin = config.origin or deps.data_dir / "origin"
     jobs = Jobs(deps.store)
-    scheduler = Scheduler(jobs, deps.bus, origin, workers=config.workers, preset=config.preset, threads=config.threads)
+    protection = None
+    if config.protection != "none":  # MasterKeys refuses (ConfigError) a platform without [content_keys]
+        protection = (config.protection, ContentKeys(deps.store, MasterKeys(deps.content_keys)))
+    scheduler = Scheduler(
+        jobs,
+        deps.bus,
+        origin,
+        workers=config.workers,
+        preset=config.preset,
+        threads=config.threads,
+        protection=protection,
+    )
     servicer = EncodingServicer(jobs, scheduler, deps.page_tokens, config.max_source_uri)
     binding = ServiceBinding(
         name=SERVICE_NAME,

@@ -18,6 +18,7 @@ from typing import Any
 from services.encoder.media.errors import EncodeCancelled, MediaError
 from services.encoder.media.ladder import Rung
 from services.encoder.media.pipeline import encode_title
+from services.encoder.media.protect import Protection
 from services.encoder.media.transcode import Progress
 
 
@@ -30,6 +31,8 @@ class WorkOrder:
     ladder: tuple[Rung, ...] | None
     preset: str
     threads: int
+    # the title's content keys, unwrapped by the scheduler, handed over the spawn pipe (never written to disk)
+    protection: Protection | None = None
 
 
 def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
@@ -54,6 +57,7 @@ def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
             threads=order.threads,
             on_progress=report,
             should_cancel=cancel.is_set,
+            protection=order.protection,
             **kwargs,
         )
         desc = done.description

@@ -96,8 +96,8 @@ def _local_key(data_dir: Path, name: str = "auth-signing-key") -> str:
 
 
 def local_config(config: PlatformConfig) -> PlatformConfig:
-    """The config with the all-in-one's generated signing keys (access tokens, signed URLs, edge fills) where none
-    are set."""
+    """The config with the all-in-one's generated signing keys (access tokens, signed URLs, edge fills) and master
+    key (content keys of protected titles) where none are set."""
     if not config.auth.keys:
         auth = config.auth.model_copy(
             update={"keys": {"local": SecretStr(_local_key(config.data_dir))}, "signing_kid": "local"}
@@ -111,6 +111,10 @@ def local_config(config: PlatformConfig) -> PlatformConfig:
         key = SecretStr(_local_key(config.data_dir, "edge-fill-key"))
         edge_fill = config.edge_fill.model_copy(update={"keys": {"local": key}, "signing_kid": "local"})
         config = config.model_copy(update={"edge_fill": edge_fill})
+    if not config.content_keys.keys:
+        key = SecretStr(_local_key(config.data_dir, "content-master-key"))
+        content_keys = config.content_keys.model_copy(update={"keys": {"local": key}, "wrapping_kid": "local"})
+        config = config.model_copy(update={"content_keys": content_keys})
     return config
 
 
@@ -162,6 +166,7 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         page_tokens=PageTokens(signing),
         denylist=denylist,
         url_signing=config.url_signing,
+        content_keys=config.content_keys,
         geo=Geo(config.geo),
         plans=Plans(config.plans),
         data_dir=config.data_dir,

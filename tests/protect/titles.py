@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from marquee.native import CencEncryptor
-from services.encoder.media import cmaf
+from services.encoder.media.protect import protect_rendition
 
 # Fixed test keys (key id, key) per track type: never use these for anything real.
 TEST_KEYS: dict[str, tuple[bytes, bytes]] = {
@@ -33,39 +33,6 @@ class ProtectedTitle:
     def description(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads((self.path / "media.json").read_text())
         return doc
-
-
-def _keyframe_len(segment: bytes, init: bytes) -> int:
-    """Bytes from the segment start to the end of its first sample (as the encoder's media description has it)."""
-    top = list(cmaf.boxes(segment))
-    moof = next(b for b in top if b.type == b"moof")
-    info = cmaf.fragment_info(segment, moof, cmaf.trex_defaults(init))
-    return moof.start + info.first_sample_end
-
-
-def protect_rendition(
-    src: Path, dst: Path, rendition: dict[str, Any], kind: str, scheme: str, keys: dict[str, tuple[bytes, bytes]]
-) -> CencEncryptor:
-    """Encrypt one rendition directory into `dst` and update `rendition` (its media.json entry) in place."""
-    clear_init = (src / rendition["init"]).read_bytes()
-    encryptor = CencEncryptor(clear_init, scheme, {kind: keys[kind]})
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / rendition["init"]).write_bytes(encryptor.init_segment)
-    timescale = rendition["timescale"]
-    peak = total = 0.0
-    for n, entry in enumerate(rendition["segments"], start=rendition["start_number"]):
-        name = rendition["media"].replace("$Number$", str(n))
-        protected = encryptor.encrypt((src / name).read_bytes())
-        (dst / name).write_bytes(protected)
-        entry["size"] = len(protected)
-        if "keyframe" in entry:
-            entry["keyframe"] = [0, _keyframe_len(protected, clear_init)]
-        peak = max(peak, len(protected) * 8 * timescale / entry["duration"])
-        total += len(protected) * 8
-    seconds = sum(e["duration"] for e in rendition["segments"]) / timescale
-    rendition["bandwidth"] = int(peak + 0.5)
-    rendition["average_bandwidth"] = min(int(total / seconds + 0.5), rendition["bandwidth"])
-    return encryptor
 
 
 def protect_title(

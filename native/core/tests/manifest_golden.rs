@@ -42,6 +42,7 @@ fn steered() -> RenderOptions {
             default_pathway: "edge-a".into(),
         }),
         max_height: None,
+        license_url: None,
     }
 }
 
@@ -164,4 +165,79 @@ fn bad_descriptions_name_the_field() {
     }
     assert!(Presentation::from_json("{").is_err());
     assert!(Presentation::from_json("[]").is_err());
+}
+
+/// The sample with a `protection` entry (what the encoder writes for a protected title).
+fn protected(scheme: &str) -> Presentation {
+    let text = std::fs::read_to_string(dir().join("sample.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["protection"] = serde_json::json!({
+        "scheme": scheme,
+        "key_ids": {
+            "video": "5a4d0c2b-9d0e-4d1f-8e1c-7b6a5f4e3d2c",
+            "audio": "6b5e1d3c-ae1f-5e2f-9f2d-8c7b6a5f4e3d"
+        },
+        "pssh": {"video": "AAAANHBzc2gBAAAAEHfv7MCyTQKs4zweUuL7SwAAAAFaTQwrnQ5NH44ce2pfTj0sAAAAAA==", "audio": "AAAA"}
+    });
+    Presentation::from_json(&doc.to_string()).unwrap()
+}
+
+#[test]
+fn protected_titles_announce_their_encryption() {
+    let p = protected("cenc");
+    let opts = RenderOptions {
+        token: steered().token,
+        license_url: Some("https://play.example/license/clearkey?token=t".into()),
+        ..Default::default()
+    };
+    check("protected.mpd", &p.dash_mpd(&opts).unwrap());
+    check("protected-720p.m3u8", &p.hls_media("720p", &opts).unwrap());
+    check(
+        "protected-audio-en.m3u8",
+        &p.hls_media("audio-en", &opts).unwrap(),
+    );
+    let cbcs = protected("cbcs").hls_media("720p", &opts).unwrap();
+    assert!(cbcs.contains("#EXT-X-KEY:METHOD=SAMPLE-AES,"));
+    // without a licence URL, ClearKey is still announced (the player is told where to ask by its app)
+    let mpd = p.dash_mpd(&RenderOptions::default()).unwrap();
+    assert!(
+        mpd.contains("urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e") && !mpd.contains("Laurl")
+    );
+    // clear titles are exactly as before (their golden files above), with no protection namespace
+    assert!(!sample()
+        .dash_mpd(&opts)
+        .unwrap()
+        .contains("ContentProtection"));
+    assert!(!sample()
+        .hls_media("720p", &opts)
+        .unwrap()
+        .contains("EXT-X-KEY"));
+}
+
+#[test]
+fn malformed_protection_is_refused() {
+    let text = std::fs::read_to_string(dir().join("sample.json")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kid = "5a4d0c2b-9d0e-4d1f-8e1c-7b6a5f4e3d2c";
+    for protection in [
+        serde_json::json!({"scheme": "cens", "key_ids": {"video": kid, "audio": kid}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid, "audio": "5A4D0C2B-9D0E-4D1F-8E1C-7B6A5F4E3D2C"}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid, "audio": "\"/><x"}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid, "audio": kid, "text": kid}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid, "audio": kid}, "pssh": {"video": "</cenc:pssh>"}}),
+        serde_json::json!({"scheme": "cenc", "key_ids": {"video": kid, "audio": kid}, "pssh": {"video": ""}}),
+    ] {
+        let mut doc = base.clone();
+        doc["protection"] = protection.clone();
+        assert!(
+            Presentation::from_json(&doc.to_string()).is_err(),
+            "accepted {protection}"
+        );
+    }
+    let opts = RenderOptions {
+        license_url: Some("http://x/\"><y".into()),
+        ..Default::default()
+    };
+    assert!(protected("cenc").dash_mpd(&opts).is_err());
 }

@@ -17,6 +17,7 @@ fn options(
     pathways: Option<Vec<(String, String)>>,
     steering: Option<(String, String)>,
     max_height: Option<u32>,
+    license_url: Option<String>,
 ) -> RenderOptions {
     RenderOptions {
         token: token.map(|t| (token_param.to_owned(), t)),
@@ -30,6 +31,7 @@ fn options(
             default_pathway,
         }),
         max_height,
+        license_url,
     }
 }
 
@@ -52,6 +54,12 @@ impl Presentation {
     #[getter]
     fn duration(&self) -> f64 {
         self.inner.duration
+    }
+
+    /// The Common Encryption scheme of a protected title ("cenc" or "cbcs"), None for a clear one.
+    #[getter]
+    fn protection_scheme(&self) -> Option<String> {
+        self.inner.protection.as_ref().map(|p| p.scheme.clone())
     }
 
     #[getter]
@@ -84,7 +92,7 @@ impl Presentation {
         steering: Option<(String, String)>,
         max_height: Option<u32>,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, pathways, steering, max_height);
+        let opts = options(token, token_param, pathways, steering, max_height, None);
         py.detach(|| self.inner.hls_multivariant(&opts))
             .map_err(to_py)
     }
@@ -97,7 +105,7 @@ impl Presentation {
         token: Option<String>,
         token_param: &str,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, None, None, None);
+        let opts = options(token, token_param, None, None, None, None);
         py.detach(|| self.inner.hls_media(rendition_id, &opts))
             .map_err(to_py)
     }
@@ -110,12 +118,13 @@ impl Presentation {
         token: Option<String>,
         token_param: &str,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, None, None, None);
+        let opts = options(token, token_param, None, None, None, None);
         py.detach(|| self.inner.hls_iframes(rendition_id, &opts))
             .map_err(to_py)
     }
 
-    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None))]
+    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None, license_url=None))]
+    #[allow(clippy::too_many_arguments)]
     fn dash_mpd(
         &self,
         py: Python<'_>,
@@ -124,8 +133,16 @@ impl Presentation {
         pathways: Option<Vec<(String, String)>>,
         steering: Option<(String, String)>,
         max_height: Option<u32>,
+        license_url: Option<String>,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, pathways, steering, max_height);
+        let opts = options(
+            token,
+            token_param,
+            pathways,
+            steering,
+            max_height,
+            license_url,
+        );
         py.detach(|| self.inner.dash_mpd(&opts)).map_err(to_py)
     }
 

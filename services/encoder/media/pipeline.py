@@ -3,6 +3,10 @@
     {origin}/{title}/media.json, thumbnail.jpg, trickplay/sprites.vtt + sprites-N.jpg,
     {origin}/{title}/{rendition}/init.mp4, seg-1.m4s, seg-2.m4s, ...
 
+With ``protection`` (docs/drm.md), each rendition is split into clear CMAF files in the work directory, then
+encrypted (Common Encryption, ``cenc`` or ``cbcs``) into the staged title, so only encrypted media is published;
+media.json then has a ``protection`` entry (scheme, KIDs and ``pssh`` per track type, never keys).
+
 Everything is written under {origin}/.staging/ first and renamed into place only when complete, so a failed or
 cancelled encode leaves nothing visible and a re-run replaces the title whole.
 """
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.encoder.media import cmaf, describe, thumbnails
+from services.encoder.media import cmaf, describe, protect, thumbnails
 from services.encoder.media.errors import MediaError, SourceError
 from services.encoder.media.ladder import DEFAULT_LADDER, Rung, select_ladder
 from services.encoder.media.transcode import Progress, probe, transcode
@@ -53,6 +57,7 @@ def encode_title(
     language: str = "und",
     on_progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    protection: protect.Protection | None = None,
 ) -> EncodedTitle:
     if not TITLE_ID_RE.match(title_id):
         raise ValueError(f"title id {title_id!r} must match {TITLE_ID_RE.pattern}")
@@ -78,23 +83,34 @@ def encode_title(
         )
         if on_progress is not None:
             on_progress(Progress(99.0, "package", 0.0))
+        # protected: clear files go to the work directory (removed below) and only encrypted ones to the title
+        clear_root = work / "clear" if protection is not None else staging
+        encryptors: dict[str, tuple[str, Any]] = {}
+
+        def package(kind: str, desc: dict[str, Any]) -> dict[str, Any]:
+            if protection is not None:
+                rid = desc["id"]
+                encryptor = protect.protect_rendition(
+                    clear_root / rid, staging / rid, desc, kind, protection.scheme, protection.keys
+                )
+                encryptors[rid] = (kind, encryptor)
+            return desc
+
         video_desc = []
         for p in planned:
-            out_dir = staging / p.rung.name
+            out_dir = clear_root / p.rung.name
             ts, segments = cmaf.split(result.video[p.rung.name], out_dir)
             codecs = cmaf.avc_codecs((out_dir / "init.mp4").read_bytes())
-            video_desc.append(
-                describe.rendition(p.rung.name, codecs, ts, segments, video=(p.width, p.height, info.frame_rate))
-            )
+            video = (p.width, p.height, info.frame_rate)
+            video_desc.append(package("video", describe.rendition(p.rung.name, codecs, ts, segments, video=video)))
         audio_desc = []
         if result.audio is not None:
             rid = f"audio-{language}"
-            out_dir = staging / rid
+            out_dir = clear_root / rid
             ts, segments = cmaf.split(result.audio, out_dir)
             codecs = cmaf.aac_codecs((out_dir / "init.mp4").read_bytes())
-            audio_desc.append(
-                describe.rendition(rid, codecs, ts, segments, audio=(language, _language_name(language), 2, 48_000))
-            )
+            audio = (language, _language_name(language), 2, 48_000)
+            audio_desc.append(package("audio", describe.rendition(rid, codecs, ts, segments, audio=audio)))
         thumb_frame = min(result.sampled, key=lambda s: abs(s[0] - info.duration * 0.1), default=None)
         thumb_name = None
         if thumb_frame is not None:
@@ -113,6 +129,8 @@ def encode_title(
         doc = describe.title(
             title_id, SEGMENT_SECONDS, video_desc, audio_desc, thumbnail=thumb_name, trickplay=trickplay
         )
+        if protection is not None:
+            doc["protection"] = protect.description(protection.scheme, encryptors)
         shutil.rmtree(work)
         (staging / "media.json").write_text(json.dumps(doc, indent=1))
         _publish(staging, final)

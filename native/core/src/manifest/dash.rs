@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Presentation, Rendition};
+use super::model::{Presentation, Protection, Rendition, CLEARKEY_URN};
 use super::uri::{query, xml_escape};
 use super::RenderOptions;
 
@@ -66,6 +66,39 @@ fn segment_template(out: &mut String, r: &Rendition, q: &str, indent: &str) {
     );
 }
 
+/// `ContentProtection` of one adaptation set of a protected title: the Common Encryption scheme with the track
+/// type's `cenc:default_KID`, then ClearKey (W3C) with the licence URL (`dashif:Laurl`) and the common `pssh`.
+fn content_protection(out: &mut String, p: &Protection, kind: &str, license_url: Option<&str>) {
+    let Some(kid) = p.key_ids.get(kind) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" \
+         cenc:default_KID=\"{kid}\"/>",
+        p.scheme
+    );
+    let pssh = p.pssh.get(kind);
+    let _ = write!(
+        out,
+        "      <ContentProtection schemeIdUri=\"{CLEARKEY_URN}\" value=\"ClearKey1.0\""
+    );
+    if license_url.is_none() && pssh.is_none() {
+        out.push_str("/>\n");
+        return;
+    }
+    out.push_str(">\n");
+    if let Some(url) = license_url {
+        out.push_str("        <dashif:Laurl Lic_type=\"EME-1.0\">");
+        xml_escape(url, out);
+        out.push_str("</dashif:Laurl>\n");
+    }
+    if let Some(pssh) = pssh {
+        let _ = writeln!(out, "        <cenc:pssh>{pssh}</cenc:pssh>");
+    }
+    out.push_str("      </ContentProtection>\n");
+}
+
 impl Presentation {
     /// A static MPD for the title, per request (token, pathways, resolution cap).
     pub fn dash_mpd(&self, opts: &RenderOptions) -> crate::Result<String> {
@@ -80,13 +113,19 @@ impl Presentation {
             .sum();
         let mut out = String::with_capacity(2048 + segments * 8);
         out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let namespaces = if self.protection.is_some() {
+            " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
+            "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{namespaces} profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
              type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
             iso_duration(self.duration),
             iso_duration(self.segment_duration),
         );
+        let license_url = opts.license_url.as_deref();
         if let Some(s) = &opts.steering {
             out.push_str("  <ContentSteering");
             attr(&mut out, "defaultServiceLocation", &s.default_pathway);
@@ -113,6 +152,9 @@ impl Presentation {
             attr(&mut out, "frameRate", fr);
         }
         out.push_str(">\n");
+        if let Some(p) = &self.protection {
+            content_protection(&mut out, p, "video", license_url);
+        }
         for v in &videos {
             out.push_str("      <Representation");
             attr(&mut out, "id", &v.id);
@@ -142,7 +184,11 @@ impl Presentation {
             if let Some(lang) = &a.language {
                 attr(&mut out, "lang", lang);
             }
-            out.push_str(">\n      <Representation");
+            out.push_str(">\n");
+            if let Some(p) = &self.protection {
+                content_protection(&mut out, p, "audio", license_url);
+            }
+            out.push_str("      <Representation");
             attr(&mut out, "id", &a.id);
             attr(&mut out, "codecs", &a.codecs);
             let _ = write!(out, " bandwidth=\"{}\"", a.bandwidth);

@@ -170,7 +170,31 @@ impl Presentation {
         Ok(out)
     }
 
-    fn media_header(r: &Rendition, out: &mut String, q: &str) {
+    /// `EXT-X-KEY` of a protected title's rendition: `SAMPLE-AES-CTR` ('cenc') or `SAMPLE-AES` ('cbcs'), the
+    /// W3C common system's `pssh` as a data URI with the track type's KEYID (what EME players, ClearKey among
+    /// them, start a licence request from); none for clear titles.
+    fn key_line(&self, r: &Rendition) -> Option<String> {
+        let p = self.protection.as_ref()?;
+        let kind = if self.audio.iter().any(|a| a.id == r.id) {
+            "audio"
+        } else {
+            "video"
+        };
+        let pssh = p.pssh.get(kind)?;
+        let kid = p.kid_hex(kind)?;
+        let method = if p.scheme == "cbcs" {
+            "SAMPLE-AES"
+        } else {
+            "SAMPLE-AES-CTR"
+        };
+        Some(format!(
+            "#EXT-X-KEY:METHOD={method},URI=\"data:text/plain;base64,{pssh}\",KEYID=0x{kid},\
+             KEYFORMAT=\"{}\",KEYFORMATVERSIONS=\"1\"\n",
+            super::model::COMMON_SYSTEM_URN
+        ))
+    }
+
+    fn media_header(&self, r: &Rendition, out: &mut String, q: &str) {
         let target = r.cache.target_duration;
         let _ = write!(
             out,
@@ -179,6 +203,9 @@ impl Presentation {
             r.start_number
         );
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}{q}\"", r.init);
+        if let Some(key) = self.key_line(r) {
+            out.push_str(&key);
+        }
     }
 
     /// The media playlist of one rendition: every segment with its exact duration.
@@ -188,7 +215,7 @@ impl Presentation {
         let q = query(&opts.token);
         let lines = &r.cache.segment_lines;
         let mut out = String::with_capacity(256 + lines.len() + r.segments.len() * (q.len() + 1));
-        Self::media_header(r, &mut out, &q);
+        self.media_header(r, &mut out, &q);
         let mut start = 0;
         for &end in &r.cache.ends {
             out.push_str(&lines[start..end]);
@@ -212,7 +239,7 @@ impl Presentation {
         let q = query(&opts.token);
         let mut out =
             String::with_capacity(256 + r.segments.len() * (64 + r.media.len() + q.len()));
-        Self::media_header(r, &mut out, &q);
+        self.media_header(r, &mut out, &q);
         out.insert_str(
             out.find("#EXT-X-MAP").unwrap_or(out.len()),
             "#EXT-X-I-FRAMES-ONLY\n",

@@ -10,7 +10,7 @@ mod hls;
 mod model;
 mod uri;
 
-pub use model::{Presentation, Rendition, Segment};
+pub use model::{Presentation, Protection, Rendition, Segment, CLEARKEY_URN, COMMON_SYSTEM_URN};
 
 /// A content-steering pathway: an edge (or shield, or origin) and the base URI of the title on it, ending in
 /// `/` (e.g. `http://edge-a.example/v/bbb/`).
@@ -37,6 +37,8 @@ pub struct RenderOptions {
     pub steering: Option<Steering>,
     /// Drop video renditions taller than this (the lowest rendition always stays).
     pub max_height: Option<u32>,
+    /// Protected titles: where ClearKey players POST licence requests (DASH `dashif:Laurl`); none: not announced.
+    pub license_url: Option<String>,
 }
 
 impl RenderOptions {
@@ -69,6 +71,9 @@ impl RenderOptions {
                     p.id
                 )));
             }
+        }
+        if let Some(url) = &self.license_url {
+            plain("licence URL", url, 2048)?;
         }
         if let Some(s) = &self.steering {
             plain("steering server URI", &s.server_uri, 2048)?;

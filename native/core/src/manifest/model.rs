@@ -154,6 +154,78 @@ pub struct Trickplay {
     pub height: Option<u32>,
 }
 
+/// W3C Common PSSH system id (what ClearKey reads from the init segment) and ClearKey's DASH scheme.
+pub const COMMON_SYSTEM_URN: &str = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b";
+pub const CLEARKEY_URN: &str = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e";
+
+/// How a protected title's media is encrypted (media.json's `protection`; docs/drm.md): the Common Encryption
+/// scheme and, per track type (`video`, `audio`), the key id as a UUID and the common `pssh` box in base64.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Protection {
+    pub scheme: String,
+    pub key_ids: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub pssh: std::collections::BTreeMap<String, String>,
+}
+
+impl Protection {
+    /// The key id of a track type as 32 lower-case hex digits (HLS `KEYID=0x...`).
+    pub fn kid_hex(&self, kind: &str) -> Option<String> {
+        self.key_ids.get(kind).map(|u| u.replace('-', ""))
+    }
+
+    fn validate(&self, has_audio: bool) -> Result<()> {
+        if self.scheme != "cenc" && self.scheme != "cbcs" {
+            return Err(bad(format!(
+                "protection.scheme {:?} must be \"cenc\" or \"cbcs\"",
+                self.scheme
+            )));
+        }
+        let kinds = |m: &std::collections::BTreeMap<String, String>| {
+            m.keys().all(|k| k == "video" || k == "audio")
+        };
+        if !kinds(&self.key_ids) || !kinds(&self.pssh) {
+            return Err(bad(
+                "protection: key_ids and pssh are keyed by \"video\" and \"audio\" only".into(),
+            ));
+        }
+        if !self.key_ids.contains_key("video") || (has_audio && !self.key_ids.contains_key("audio"))
+        {
+            return Err(bad(
+                "protection.key_ids needs a key id for every track type of the title".into(),
+            ));
+        }
+        for (kind, kid) in &self.key_ids {
+            let ok = kid.len() == 36
+                && kid.bytes().enumerate().all(|(i, b)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+                    }
+                });
+            if !ok {
+                return Err(bad(format!(
+                    "protection.key_ids.{kind} must be a lower-case UUID"
+                )));
+            }
+        }
+        for (kind, pssh) in &self.pssh {
+            if pssh.is_empty()
+                || pssh.len() > 8192
+                || !pssh
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            {
+                return Err(bad(format!(
+                    "protection.pssh.{kind} must be base64 of at most 8192 characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A title's renditions, ready to render manifests from.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Presentation {
@@ -168,6 +240,9 @@ pub struct Presentation {
     pub thumbnail: Option<String>,
     #[serde(default)]
     pub trickplay: Option<Trickplay>,
+    /// Present only for protected titles: manifests then announce the encryption.
+    #[serde(default)]
+    pub protection: Option<Protection>,
     #[serde(skip)]
     pub(crate) cache: PresentationCache,
 }
@@ -249,6 +324,9 @@ impl Presentation {
             return Err(bad(format!(
                 "at most {MAX_RENDITIONS} renditions of each kind"
             )));
+        }
+        if let Some(protection) = &self.protection {
+            protection.validate(!self.audio.is_empty())?;
         }
         let mut seen = std::collections::HashSet::new();
         for (kind, list) in [("video", &self.video), ("audio", &self.audio)] {
