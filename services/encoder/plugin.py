@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import threading
 
 from services.common.store.port import Store
+from services.common.tasks import cancel_all
 from services.common.wheeldata import DownloadStopped
 from services.encoder import demo
 from services.encoder.config import EncoderConfig
@@ -49,9 +49,7 @@ async def start(runtime: Runtime) -> RunningService:
     async def stop() -> None:
         stopping.set()
         if demo_task is not None:
-            demo_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await demo_task
+            await cancel_all([demo_task])
         await service.stop()
 
     address = f"{config.server.host}:{service.grpc_port}"

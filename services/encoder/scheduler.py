@@ -15,6 +15,7 @@ from google.protobuf import timestamp_pb2
 
 from marquee.v1 import encoding_pb2
 from services.common.bus.port import EventBus
+from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
 from services.encoder import worker
 from services.encoder.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, Jobs
@@ -189,10 +190,8 @@ class Scheduler:
         self._stopping = True
         self.wake()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        tasks = list(self._running.values())
+            await cancel_all([self._task])
+        tasks = list(self._running.values())  # each stops its ffmpeg on cancel (that clean-up may take seconds)
         for t in tasks:
             t.cancel()
         for t in tasks:

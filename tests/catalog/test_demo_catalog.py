@@ -17,6 +17,7 @@ from services.catalog.schema import IMPORTS, MEDIA, SCHEMA, TITLES, TITLES_BY_ME
 from services.common.bus.memory import InMemoryBus
 from services.common.movielens import MovieLens, split_title
 from services.common.store.port import Row, Store
+from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
 from tests.cql import open_test_store
 
@@ -149,7 +150,5 @@ async def test_encoding_done_makes_the_titles_of_that_asset_playable(store: Stor
         assert not any(t["playable"] for t in await _titles_of(store, "test-pattern"))
         assert await store.get(MEDIA, {"media_id": "nonsense"}) is None
     finally:
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
+        await cancel_all([consumer])
         await bus.close()

@@ -22,6 +22,7 @@ from services.common.config import AuthConfig
 from services.common.denylist import DenyList, InMemoryDenyList, follow_revocations
 from services.common.denylist_redis import RedisDenyList
 from services.common.errors import Unavailable
+from services.common.tasks import cancel_all
 from services.platform.localredis import RedisServer, free_port
 
 AUTH = AuthConfig(keys={"k1": SecretStr("d" * 40)}, signing_kid="k1", access_token_ttl=900, leeway=5)
@@ -265,5 +266,5 @@ async def test_another_process_follows_revocations_from_the_bus() -> None:
             assert await denylist.denied(other.account_id, other.session_id, other.issued_at)
             assert not await denylist.denied("acc3", "fam3", old.issued_at)
     finally:
-        following.cancel()
+        await cancel_all([following])
         await bus.close()

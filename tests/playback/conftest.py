@@ -36,9 +36,11 @@ from services.common.paging import PageTokens
 from services.common.plans import Plan, Plans
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.port import Store
+from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
 from services.platform.runtime import local_config
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
+from services.playback.positions_redis import RedisPositions
 from services.playback.server import create_server as create_playback
 from services.steering.config import HttpConfig, SteeringConfig
 from services.steering.server import create_server as create_steering
@@ -203,3 +205,14 @@ async def playback_stack(
     deps.geo.close()
     if own_bus:
         await bus.close()
+
+
+async def drain_writer(positions: RedisPositions) -> None:
+    """Run a positions-writer until it has persisted every event of the stream, then stop it."""
+    writer = asyncio.create_task(positions.write_behind("t-writer"))
+    try:
+        while await positions.lag() > 0:
+            assert not writer.done(), writer
+            await asyncio.sleep(0.01)
+    finally:
+        await cancel_all([writer])  # a single cancel can be lost inside redis-py (see services.common.tasks)

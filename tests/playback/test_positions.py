@@ -6,7 +6,6 @@ entries."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +25,7 @@ from services.playback.positions import Positions, Report
 from services.playback.positions_redis import RedisPositions
 from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
 from tests.cql import unique_prefix
+from tests.playback.conftest import drain_writer
 
 ACCOUNT, PROFILE, STARTED = "acct-p", "prof-p", 1_000
 RUNTIME_MS = 7_200_000
@@ -73,17 +73,8 @@ async def open_positions(store: Store, url: str, prefix: str) -> AsyncIterator[P
 
 async def drain(positions: Positions | RedisPositions) -> None:
     """Run the positions-writer until it has persisted every event of the stream (nothing on the store path)."""
-    if not isinstance(positions, RedisPositions):
-        return
-    writer = asyncio.create_task(positions.write_behind("test-writer"))
-    try:
-        while await positions.lag() > 0:
-            assert not writer.done(), writer
-            await asyncio.sleep(0.01)
-    finally:
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+    if isinstance(positions, RedisPositions):
+        await drain_writer(positions)
 
 
 async def add_session(store: Store, session_id: str, started: int) -> None:

@@ -6,7 +6,6 @@ through the service, and is in the store once the positions-writer drained the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from services.playback.positions_redis import RedisPositions
 from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
 from services.playback.server import open_positions
 from tests.edge.conftest import TITLE
-from tests.playback.conftest import playback_stack
+from tests.playback.conftest import drain_writer, playback_stack
 
 VIEWERS = 8  # accounts, one profile and one session each
 UPDATES = 25  # acknowledged updates per session before the kill
@@ -216,17 +215,6 @@ async def test_redis_unreachable_is_unavailable(tmp_path: Path) -> None:
     finally:
         await bus.close()
         await store.close()
-
-
-async def drain_writer(positions: RedisPositions) -> None:
-    writer = asyncio.create_task(positions.write_behind("t-writer"))
-    try:
-        while await positions.lag() > 0:  # noqa: ASYNC110 - polls what Redis reports
-            await asyncio.sleep(0.01)
-    finally:
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
 
 
 def test_positions_on_redis_need_the_redis_bus(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from services.common.errors import error_info
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.sqlite import SqliteStore
+from services.common.tasks import cancel_all
 from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.platform.admin import admin_metadata
 from services.platform.localredis import RedisServer, free_port
@@ -283,9 +284,7 @@ async def test_an_ended_session_is_refused_by_an_edge_following_the_other_replic
                         break
         finally:
             if follower_task is not None:
-                follower_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower_task
+                await cancel_all([follower_task])
             node.stop()
 
 
