@@ -1,5 +1,5 @@
-"""Playback: UpdatePosition throughput and p99 with the server on one core, next to the grpc.aio reference of
-about 4,300 requests/s on one CPU for a trivial service (grpc_bench); and StartPlayback p99.
+"""Playback: UpdatePosition throughput and p99 with the server on one core, against the reference measured in the
+same run on the same core (a trivial grpc.aio service, bench/_measure.py); and StartPlayback p99.
 
 The all-in-one platform runs catalog, steering, an edge and playback (``marquee up --only ...``) pinned to CPU 0;
 the load comes from this process on the other core. Every UpdatePosition is a real one: token check, session
@@ -26,12 +26,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+from _measure import closed_loop, reference  # bench/ is on sys.path when a script here runs
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, playback_pb2, playback_pb2_grpc
 
 TITLE = "bench-title"
-REFERENCE = 4300
 
 
 def prepare(data: Path) -> None:
@@ -76,7 +76,7 @@ def ts(micros: int) -> timestamp_pb2.Timestamp:
     return t
 
 
-async def run(endpoints: dict[str, Any], data: Path, *, clients: int, seconds: float, starts: int) -> None:
+async def run(endpoints: dict[str, Any], data: Path, pid: int, *, clients: int, seconds: float, starts: int) -> None:
     from services.common.auth import AccessTokens
     from services.common.config import load_config
     from services.platform.admin import admin_metadata
@@ -106,30 +106,24 @@ async def run(endpoints: dict[str, Any], data: Path, *, clients: int, seconds: f
             reply = await stub.StartPlayback(request, metadata=md)
             start_latency.append(time.perf_counter() - t)
             sessions.append((reply.session.name, md))
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
 
-        async def client(k: int) -> None:
+        async def update(k: int, n: int) -> Any:
             name, md = sessions[k % len(sessions)]
-            n = 0
-            while time.perf_counter() < deadline:
-                n += 1
-                position = duration_pb2.Duration()
-                position.FromMilliseconds(n % 5000)
-                request = playback_pb2.UpdatePositionRequest(
-                    session=name, position=position, event_time=ts(1_700_000_000_000_000 + k * 10**9 + n)
-                )
-                t = time.perf_counter()
-                await stub.UpdatePosition(request, metadata=md)
-                latencies.append(time.perf_counter() - t)
+            position = duration_pb2.Duration()
+            position.FromMilliseconds(n % 5000)
+            request = playback_pb2.UpdatePositionRequest(
+                session=name, position=position, event_time=ts(1_700_000_000_000_000 + k * 10**9 + n)
+            )
+            return await stub.UpdatePosition(request, metadata=md)
 
-        await asyncio.gather(*(client(k) for k in range(clients)))
-    qs = statistics.quantiles(latencies, n=100)
-    rate = len(latencies) / seconds
-    print(
-        f"UpdatePosition, server on one core, {clients} clients: {rate:,.0f} calls/s, p50 {qs[49] * 1e3:.2f} ms, "
-        f"p99 {qs[98] * 1e3:.2f} ms; {rate / REFERENCE:.2f}x the grpc.aio reference ({REFERENCE:,}/s, trivial service)"
-    )
+        ours = await closed_loop("UpdatePosition", update, clients, seconds, [pid])
+    base = await reference(clients, seconds)
+    for r in (ours, base):
+        print(
+            f"{r.label}, server on one core, {clients} clients: {r.rate:,.0f} calls/s, "
+            f"{r.per_cpu:,.0f} per server CPU-second, p50 {r.p50 * 1e3:.2f} ms, p99 {r.p99 * 1e3:.2f} ms"
+        )
+    print(f"UpdatePosition: {ours.per_cpu / base.per_cpu:.2f}x the trivial grpc.aio service's calls per CPU-second")
     sq = statistics.quantiles(start_latency, n=100)
     print(f"StartPlayback ({starts} sessions, one at a time): p50 {sq[49] * 1e3:.2f} ms, p99 {sq[98] * 1e3:.2f} ms")
 
@@ -146,7 +140,7 @@ def main() -> int:
         prepare(data)
         proc, endpoints = start_platform(data)
         try:
-            asyncio.run(run(endpoints, data, clients=args.clients, seconds=args.seconds, starts=args.starts))
+            asyncio.run(run(endpoints, data, proc.pid, clients=args.clients, seconds=args.seconds, starts=args.starts))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

@@ -21,7 +21,7 @@ import grpc
 import m3u8
 from google.protobuf.message import Message
 
-from marquee.v1 import catalog_pb2, catalog_pb2_grpc
+from marquee.v1 import accounts_pb2, catalog_pb2, catalog_pb2_grpc
 from tests.gateway import grpcweb
 from tests.platform.test_up import FAST_ENV
 
@@ -77,6 +77,34 @@ def grpc_web(
             retried.append(f"{method}: {parsed.message}")
         time.sleep(min(0.05 * attempt, 1.0))  # a client's backoff between retries
     raise AssertionError(f"{method} stayed UNAVAILABLE")
+
+
+def gateway_sign_in(
+    gateway: str, email: str, password: str, profile: str | None = None
+) -> tuple[accounts_pb2.SignInResponse, accounts_pb2.SelectProfileResponse]:
+    """Sign in through the gateway and select the profile named ``profile`` (display name; the first without)."""
+    signed = grpc_web(
+        gateway,
+        "marquee.v1.AccountService/SignIn",
+        accounts_pb2.SignInRequest(email=email, password=password),
+        accounts_pb2.SignInResponse,
+    )
+    profiles = grpc_web(
+        gateway,
+        "marquee.v1.AccountService/ListProfiles",
+        accounts_pb2.ListProfilesRequest(parent=signed.account.name),
+        accounts_pb2.ListProfilesResponse,
+        signed.tokens.access_token,
+    ).profiles
+    chosen = next(p.name for p in profiles if profile is None or p.display_name == profile)
+    selected = grpc_web(
+        gateway,
+        "marquee.v1.AccountService/SelectProfile",
+        accounts_pb2.SelectProfileRequest(profile=chosen, refresh_token=signed.tokens.refresh_token),
+        accounts_pb2.SelectProfileResponse,
+        signed.tokens.access_token,
+    )
+    return signed, selected
 
 
 def _headers(answer: Any) -> dict[str, list[str]]:

@@ -29,7 +29,6 @@ import pytest
 from google.protobuf.message import Message
 
 from marquee.v1 import (
-    accounts_pb2,
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
@@ -47,7 +46,7 @@ from services.playback.schema import POSITIONS, SCHEMA
 from tests.cql import unique_prefix
 from tests.e2e.browser import Browser, missing_requirements
 from tests.e2e.viewer import sign_in, watch
-from tests.platform.distributed import grpc_web, logs_size, playable_title, read_replicas, start
+from tests.platform.distributed import gateway_sign_in, grpc_web, logs_size, playable_title, read_replicas, start
 from tests.platform.test_up import wait_progressing
 
 KILLED = ("accounts-1", "catalog-1", "playback-1", "recommendations-1", "steering-1", "encoder-1")
@@ -245,30 +244,7 @@ def test_killing_a_replica_of_every_service_then_redis_loses_nothing_and_the_pla
         )
 
         # the load's viewer: the demo account's profile Sam (the browser plays as Alex)
-        signed = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/SignIn",
-            accounts_pb2.SignInRequest(email=email, password=password),
-            accounts_pb2.SignInResponse,
-        )
-        profiles = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/ListProfiles",
-            accounts_pb2.ListProfilesRequest(parent=signed.account.name),
-            accounts_pb2.ListProfilesResponse,
-            signed.tokens.access_token,
-        ).profiles
-        sam = next(p.name for p in profiles if p.display_name == "Sam")
-        selected = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/SelectProfile",
-            accounts_pb2.SelectProfileRequest(
-                profile=sam,
-                refresh_token=signed.tokens.refresh_token,
-            ),
-            accounts_pb2.SelectProfileResponse,
-            signed.tokens.access_token,
-        )
+        signed, selected = gateway_sign_in(gateway, email, password, "Sam")
         viewer = Viewer(gateway, selected.tokens.access_token, signed.account.name, selected.profile.name)
         listed = viewer.call(
             "marquee.v1.CatalogService/ListTitles",

@@ -24,6 +24,7 @@ from tests.cql import unique_prefix
 from tests.platform.distributed import (
     alive,
     first_segments,
+    gateway_sign_in,
     grpc_web,
     logs_size,
     playable_title,
@@ -68,27 +69,8 @@ def test_distributed_topology_survives_killed_replicas_and_stops_cleanly(
         assert 'kind = "redis"' in toml and "[addresses]" in toml
 
         # sign in through the gateway, pick the demo profile, play a title's manifest
-        signed = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/SignIn",
-            accounts_pb2.SignInRequest(email=email, password=password),
-            accounts_pb2.SignInResponse,
-        )
+        signed, selected = gateway_sign_in(gateway, email, password)
         account = signed.account.name
-        profiles = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/ListProfiles",
-            accounts_pb2.ListProfilesRequest(parent=account),
-            accounts_pb2.ListProfilesResponse,
-            signed.tokens.access_token,
-        ).profiles
-        selected = grpc_web(
-            gateway,
-            "marquee.v1.AccountService/SelectProfile",
-            accounts_pb2.SelectProfileRequest(profile=profiles[0].name, refresh_token=signed.tokens.refresh_token),
-            accounts_pb2.SelectProfileResponse,
-            signed.tokens.access_token,
-        )
         token, profile = selected.tokens.access_token, selected.profile.name
         md = admin_metadata(load_config(data_dir=data))
         catalogs = [r["address"] for name, r in replicas.items() if name.startswith("catalog-")]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -122,10 +123,32 @@ async def _check(store: Store, positions: Positions | RedisPositions, title: str
     return hot, position, entry
 
 
+class Writer:
+    """One writer process's end of the pipe. Once an answer did not come (pytest-timeout interrupted the wait:
+    the process is stuck), every later ``ask`` fails at once, so hypothesis's replay of the failing example
+    cannot wait on it forever."""
+
+    stuck = False
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
+
+    def send(self, job: object) -> None:
+        self.pipe.send(job)
+
+    def answer(self) -> Any:
+        if Writer.stuck:
+            raise AssertionError("a writer process stopped answering earlier in this test")
+        Writer.stuck = True
+        answer = self.pipe.recv()
+        Writer.stuck = False
+        return answer
+
+
 @pytest.fixture
 def writers(
     store_kind: str, redis_at: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[list[Connection]]:
+) -> Iterator[list[Writer]]:
     if store_kind == "sqlite":
         location, prefix = str(tmp_path / "positions.db"), ""
     else:
@@ -139,10 +162,11 @@ def writers(
         theirs.close()  # the child's end is the child's: a child that dies ends our recv with EOFError
         pipes.append(ours)
         procs.append(proc)
+    Writer.stuck = False
     pipes[0].send(("session",))
     pipes[0].recv()
     try:
-        yield pipes
+        yield [Writer(pipe) for pipe in pipes]
     finally:
         for pipe, proc in zip(pipes, procs, strict=True):
             pipe.send(None)
@@ -157,7 +181,7 @@ reports_strategy = st.lists(
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(reports=reports_strategy, split=st.randoms())
 def test_an_older_event_never_overwrites_a_newer_one_across_processes(
-    writers: list[Connection], reports: list[tuple[int, int]], split: object
+    writers: list[Writer], reports: list[tuple[int, int]], split: object
 ) -> None:
     title = uuid.uuid4().hex[:12]
     base = 1_700_000_000_000_000
@@ -165,15 +189,15 @@ def test_an_older_event_never_overwrites_a_newer_one_across_processes(
     halves: list[list[tuple[int, int]]] = [[], []]
     for r in timed:
         halves[split.random() < 0.5].append(r)  # type: ignore[attr-defined]
-    for pipe, half in zip(writers, halves, strict=True):
-        pipe.send(("update", title, half))
+    for writer, half in zip(writers, halves, strict=True):
+        writer.send(("update", title, half))
     applied = {
-        r: ok for pipe, half in zip(writers, halves, strict=True) for r, ok in zip(half, pipe.recv(), strict=True)
+        r: ok for writer, half in zip(writers, halves, strict=True) for r, ok in zip(half, writer.answer(), strict=True)
     }
     newest = max(timed)
     assert applied[newest], "the newest report always reads itself back"
     writers[0].send(("check", title))
-    hot, position, entry = writers[0].recv()
+    hot, position, entry = writers[0].answer()
     assert hot is not None and (hot["event_time"], hot["position_ms"]) == newest, "the position read"
     assert position is not None and entry is not None
     assert (position["event_time"], position["position_ms"]) == newest
