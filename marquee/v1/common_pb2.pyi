@@ -186,6 +186,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A recommendation event token has expired: its rows were served too long ago to be reported."""
     ERROR_REASON_EVENT_TOKEN_NOT_YOURS: _ErrorReason.ValueType  # 52
     """A recommendation event token was issued to another profile."""
+    ERROR_REASON_LICENSE_SESSION_NOT_LIVE: _ErrorReason.ValueType  # 53
+    """A licence was asked for a playback session that has ended, expired or lost its stream slot: start a new one."""
+    ERROR_REASON_LICENSE_SESSION_NOT_YOURS: _ErrorReason.ValueType  # 54
+    """A licence was asked for a playback session of another profile."""
+    ERROR_REASON_LICENSE_KEY_NOT_IN_TITLE: _ErrorReason.ValueType  # 55
+    """A licence request names a key id that is not a content key of the session's title."""
+    ERROR_REASON_LICENSE_TOO_MANY_KEYS: _ErrorReason.ValueType  # 56
+    """A licence request names more key ids than the service answers in one licence."""
+    ERROR_REASON_LICENSE_REQUEST_INVALID: _ErrorReason.ValueType  # 57
+    """A licence request is malformed: not the key system's format (JSON, base64url key ids of 16 bytes), too large."""
+    ERROR_REASON_CONTENT_KEYS_NOT_FOUND: _ErrorReason.ValueType  # 58
+    """The title has no content keys: it was never packaged protected."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -283,4 +295,16 @@ ERROR_REASON_EVENT_TOKEN_EXPIRED: ErrorReason.ValueType  # 51
 """A recommendation event token has expired: its rows were served too long ago to be reported."""
 ERROR_REASON_EVENT_TOKEN_NOT_YOURS: ErrorReason.ValueType  # 52
 """A recommendation event token was issued to another profile."""
+ERROR_REASON_LICENSE_SESSION_NOT_LIVE: ErrorReason.ValueType  # 53
+"""A licence was asked for a playback session that has ended, expired or lost its stream slot: start a new one."""
+ERROR_REASON_LICENSE_SESSION_NOT_YOURS: ErrorReason.ValueType  # 54
+"""A licence was asked for a playback session of another profile."""
+ERROR_REASON_LICENSE_KEY_NOT_IN_TITLE: ErrorReason.ValueType  # 55
+"""A licence request names a key id that is not a content key of the session's title."""
+ERROR_REASON_LICENSE_TOO_MANY_KEYS: ErrorReason.ValueType  # 56
+"""A licence request names more key ids than the service answers in one licence."""
+ERROR_REASON_LICENSE_REQUEST_INVALID: ErrorReason.ValueType  # 57
+"""A licence request is malformed: not the key system's format (JSON, base64url key ids of 16 bytes), too large."""
+ERROR_REASON_CONTENT_KEYS_NOT_FOUND: ErrorReason.ValueType  # 58
+"""The title has no content keys: it was never packaged protected."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

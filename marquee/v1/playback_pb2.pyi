@@ -217,6 +217,7 @@ class PlaybackSession(_message.Message):
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     URL_TOKEN_FIELD_NUMBER: _builtins.int
+    LICENSE_URI_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     title: _builtins.str
     """`titles/{title}`."""
@@ -231,6 +232,10 @@ class PlaybackSession(_message.Message):
     """The session's signed URL token (the `token` query parameter of its manifest, segment and steering URLs). It
     expires with the session (expire_time); every UpdatePosition answers with its renewal, which players put on
     their requests from then on. A stopped session's token is refused everywhere at once.
+    """
+    license_uri: _builtins.str
+    """Protected titles only: where EME ClearKey players POST their licence requests for this session (with the
+    access token as a bearer token); DASH manifests name it too (dashif:Laurl). Empty for clear titles.
     """
     @_builtins.property
     def manifest_urls(self) -> Global___ManifestUrls:
@@ -266,10 +271,11 @@ class PlaybackSession(_message.Message):
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         url_token: _builtins.str = ...,
+        license_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "manifest_urls", b"manifest_urls", "resume_position", b"resume_position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tracks", b"audio_tracks", "device", b"device", "expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "manifest_urls", b"manifest_urls", "max_resolution_height", b"max_resolution_height", "name", b"name", "profile", b"profile", "resume_position", b"resume_position", "steering_uri", b"steering_uri", "subtitle_tracks", b"subtitle_tracks", "title", b"title", "url_token", b"url_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tracks", b"audio_tracks", "device", b"device", "expire_time", b"expire_time", "heartbeat_interval", b"heartbeat_interval", "license_uri", b"license_uri", "manifest_urls", b"manifest_urls", "max_resolution_height", b"max_resolution_height", "name", b"name", "profile", b"profile", "resume_position", b"resume_position", "steering_uri", b"steering_uri", "subtitle_tracks", b"subtitle_tracks", "title", b"title", "url_token", b"url_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

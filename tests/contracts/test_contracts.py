@@ -14,7 +14,9 @@ from marquee.v1 import (
     accounts_pb2,
     catalog_pb2,
     common_pb2,
+    content_keys_pb2,
     encoding_pb2,
+    license_pb2,
     playback_pb2,
     recommendations_pb2,
     steering_pb2,
@@ -23,7 +25,17 @@ from marquee.v1 import (
 ROOT = Path(__file__).resolve().parents[2]
 FILES: list[FileDescriptor] = [
     m.DESCRIPTOR
-    for m in (accounts_pb2, catalog_pb2, common_pb2, encoding_pb2, playback_pb2, recommendations_pb2, steering_pb2)
+    for m in (
+        accounts_pb2,
+        catalog_pb2,
+        common_pb2,
+        content_keys_pb2,
+        encoding_pb2,
+        license_pb2,
+        playback_pb2,
+        recommendations_pb2,
+        steering_pb2,
+    )
 ]
 SERVICES = [s for f in FILES for s in f.services_by_name.values()]
 
@@ -44,7 +56,7 @@ def _enums() -> list[EnumDescriptor]:
     return out
 
 
-def test_the_six_services_exist() -> None:
+def test_the_services_exist() -> None:
     assert sorted(s.name for s in SERVICES) == sorted(
         [
             "AccountService",
@@ -53,7 +65,15 @@ def test_the_six_services_exist() -> None:
             "SteeringService",
             "RecommendationService",
             "EncodingService",
+            "LicenseService",
+            "ContentKeyService",
         ]
+    )
+
+
+def test_every_proto_file_is_checked_here() -> None:
+    assert sorted(f.name for f in FILES) == sorted(
+        str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto" / "marquee" / "v1").glob("*.proto")
     )
 
 
