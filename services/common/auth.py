@@ -161,9 +161,13 @@ class AccessTokens:
         return principal, int(claims["exp"])
 
 
+SERVICE_ROLE = "service"  # only service-to-service credentials carry it (never a person's token)
+
+
 class ServiceToken:
     """Call metadata with a short-lived admin token for one service's calls to others (steering, catalog),
-    minted again once half its lifetime has passed."""
+    minted again once half its lifetime has passed. It also carries the ``service`` role, which internal RPCs
+    (the content keys) require: an operator's admin token does not have it."""
 
     def __init__(self, tokens: AccessTokens, subject: str, ttl: int = 600) -> None:
         self._tokens, self._subject, self._ttl = tokens, subject, ttl
@@ -172,7 +176,7 @@ class ServiceToken:
 
     def __call__(self) -> tuple[tuple[str, str], ...]:
         if time.time() >= self._renew_at:
-            token = self._tokens.issue(self._subject, roles=["admin"], ttl=self._ttl).token
+            token = self._tokens.issue(self._subject, roles=["admin", SERVICE_ROLE], ttl=self._ttl).token
             self._metadata = (("authorization", f"Bearer {token}"),)
             self._renew_at = time.time() + self._ttl / 2
         return self._metadata
@@ -212,4 +216,12 @@ def require_admin() -> Principal:
     principal = current_principal()
     if not principal.is_admin:
         raise PermissionDenied("this call needs the admin role")
+    return principal
+
+
+def require_service() -> Principal:
+    """The caller must be another service (a :class:`ServiceToken`: the admin and ``service`` roles)."""
+    principal = require_admin()
+    if SERVICE_ROLE not in principal.roles:
+        raise PermissionDenied("this call is internal: only a service-to-service credential may make it")
     return principal

@@ -53,7 +53,11 @@ async def start(runtime: Runtime) -> RunningService:
         await service.stop()
 
     address = f"{config.server.host}:{service.grpc_port}"
-    endpoints = [Endpoint("EncodingService", address), Endpoint("origin", str(origin.resolve()), "path")]
+    endpoints = [
+        Endpoint("EncodingService", address),
+        Endpoint("origin", str(origin.resolve()), "path"),
+        Endpoint("ContentKeyService", address),
+    ]
     return dataclasses.replace(running(service, config.server.host, endpoints), stop=stop)
 
 

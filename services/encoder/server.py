@@ -1,8 +1,9 @@
-"""``create_server``: EncodingService with its job scheduler and worker processes."""
+"""``create_server``: EncodingService with its job scheduler and worker processes, and ContentKeyService (the
+licence service's read of content keys) on the same server."""
 
 from __future__ import annotations
 
-from marquee.v1 import encoding_pb2_grpc
+from marquee.v1 import content_keys_pb2_grpc, encoding_pb2_grpc
 from services.common.deps import Dependencies
 from services.common.server import ServiceBinding, build_server
 from services.common.service import Service
@@ -10,6 +11,8 @@ from services.encoder import schema
 from services.encoder.config import EncoderConfig
 from services.encoder.jobs import Jobs
 from services.encoder.keys import ContentKeys, MasterKeys
+from services.encoder.keyservice import SERVICE_NAME as KEYS_SERVICE_NAME
+from services.encoder.keyservice import ContentKeyServicer
 from services.encoder.scheduler import Scheduler
 from services.encoder.servicer import SERVICE_NAME, EncodingServicer
 
@@ -21,8 +24,12 @@ async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
     origin = config.origin or deps.data_dir / "origin"
     jobs = Jobs(deps.store)
     protection = None
-    if config.protection != "none":  # MasterKeys refuses (ConfigError) a platform without [content_keys]
-        protection = (config.protection, ContentKeys(deps.store, MasterKeys(deps.content_keys)))
+    content_keys = None
+    if config.protection != "none" or deps.content_keys.keys:
+        # MasterKeys refuses (ConfigError) a protecting encoder without [content_keys]
+        content_keys = ContentKeys(deps.store, MasterKeys(deps.content_keys))
+    if config.protection != "none" and content_keys is not None:
+        protection = (config.protection, content_keys)
     scheduler = Scheduler(
         jobs,
         deps.bus,
@@ -37,5 +44,12 @@ async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
         name=SERVICE_NAME,
         add_to_server=lambda server: encoding_pb2_grpc.add_EncodingServiceServicer_to_server(servicer, server),
     )
-    server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+    key_servicer = ContentKeyServicer(content_keys)
+    keys_binding = ServiceBinding(
+        name=KEYS_SERVICE_NAME,
+        add_to_server=lambda server: content_keys_pb2_grpc.add_ContentKeyServiceServicer_to_server(
+            key_servicer, server
+        ),
+    )
+    server, port = build_server(config.server, [binding, keys_binding], tokens=deps.tokens, denylist=deps.denylist)
     return Service("encoder", grpc=server, grpc_port=port, on_start=[scheduler.start], cleanups=[scheduler.stop])

@@ -22,9 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import marquee.v1
 from services.common.targets import channel_target
 
+# Services other services call and browsers never do: the gateway does not route them, discovered or configured.
+INTERNAL_SERVICES = frozenset({"marquee.v1.ContentKeyService"})
+
 
 class UnknownService(ValueError):
-    """A configured route names a service whose descriptors are not loaded."""
+    """A configured route names a service whose descriptors are not loaded, or an internal one."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Routes:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._routes: dict[str, Route] = {}
         for service_name, address in sorted(self.table.items()):
+            if service_name in INTERNAL_SERVICES:
+                raise UnknownService(f"{service_name} is internal: the gateway does not route it")
             try:
                 service = pool.FindServiceByName(service_name)
             except KeyError:
@@ -111,13 +116,14 @@ def _multicallable(channel: grpc.aio.Channel, m: Method) -> Any:
 
 
 def marquee_services() -> list[str]:
-    """Every service of the ``marquee.v1`` contracts (importing their modules loads the descriptors)."""
+    """Every service of the ``marquee.v1`` contracts a browser may call (importing their modules loads the
+    descriptors); :data:`INTERNAL_SERVICES` are left out."""
     names: list[str] = []
     for info in pkgutil.iter_modules(marquee.v1.__path__):
         if info.name.endswith("_pb2"):
             module = importlib.import_module(f"marquee.v1.{info.name}")
             names += [s.full_name for s in module.DESCRIPTOR.services_by_name.values()]
-    return sorted(names)
+    return sorted(n for n in names if n not in INTERNAL_SERVICES)
 
 
 async def discover(addresses: Iterable[str], services: Iterable[str], timeout: float = 5.0) -> dict[str, str]:
