@@ -11,16 +11,32 @@ from services.common.config import Section, ServerConfig
 
 
 class ManifestHttpConfig(Section):
-    """Where per-session manifests are served."""
+    """Where per-session manifests (and the sessions' ClearKey licence endpoint) are served."""
 
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0: a free port (8096 under marquee up)")
     public_url: str | None = Field(None, description="base of manifest URLs; default http://{host}:{port}")
 
 
+class LicenseConfig(Section):
+    """The licence service (LicenseService over gRPC and the ClearKey HTTP endpoint next to the manifests)."""
+
+    duration: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="seconds a licence is valid, never past its session's lease (players ask again while it lives)",
+    )
+    max_key_ids: int = Field(16, ge=1, le=256, description="key ids one licence request may name")
+    max_body_bytes: int = Field(
+        4096, ge=256, le=65536, description="largest ClearKey licence request body accepted (HTTP 413 above)"
+    )
+
+
 class PlaybackConfig(Section):
     server: ServerConfig = ServerConfig()
     http: ManifestHttpConfig = ManifestHttpConfig()
+    license: LicenseConfig = LicenseConfig()
     origin: Path | None = Field(None, description="origin store root (media descriptions); default {data_dir}/origin")
     heartbeat_interval: float = Field(10.0, gt=0, description="seconds between UpdatePosition calls")
     session_timeout: float = Field(

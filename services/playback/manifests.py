@@ -1,7 +1,9 @@
 """Per-session manifests over HTTP (aiohttp), rendered by the Rust renderer for every request:
 
     GET /sessions/{session}/master.m3u8?token=...   HLS multivariant playlist with EXT-X-CONTENT-STEERING
-    GET /sessions/{session}/manifest.mpd?token=...  DASH MPD with ContentSteering
+    GET /sessions/{session}/manifest.mpd?token=...  DASH MPD with ContentSteering (and, for a protected title,
+                                                    the session's ClearKey licence URL as dashif:Laurl)
+    POST /sessions/{session}/license                the session's ClearKey licences (services/playback/license.py)
 
 Every URI inside carries the request's token (which the edges and steering verify: its content steering
 SERVER-URI too), the session's pathways come from steering, and renditions above the plan's (and the device's)
@@ -21,17 +23,28 @@ from services.common.http import HttpSite, bind_site
 from services.common.ids import now_micros
 from services.common.store.port import Store
 from services.playback.config import ManifestHttpConfig
+from services.playback.license import ClearKeyEndpoint
 from services.playback.media import MediaLibrary
 from services.playback.schema import SESSIONS
 
 HEADERS = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+SESSION_ID = "[0-9a-f]{24}"
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=f"{status}: {message}\n", headers=HEADERS)
 
 
-def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring, geo: Geo) -> web.Application:
+def build_app(
+    store: Store,
+    media: MediaLibrary,
+    keys: TokenKeyring,
+    geo: Geo,
+    public_url: str = "",
+    licenses: ClearKeyEndpoint | None = None,
+) -> web.Application:
+    """The manifests (and, with ``licenses``, the ClearKey licence endpoint) served at ``public_url``."""
+
     async def manifest(request: web.Request) -> web.Response:
         session_id, kind = request.match_info["session"], request.match_info["file"]
         token = request.query.get(urltokens.TOKEN_PARAM, "")
@@ -65,17 +78,27 @@ def build_app(store: Store, media: MediaLibrary, keys: TokenKeyring, geo: Geo) -
                 pathways=pathways,
                 steering=(dash_steering, default) if dash_steering and default else None,
                 max_height=row["max_height"] or None,
+                license_url=f"{public_url}/sessions/{session_id}/license" if licenses is not None else None,
             )
             content_type = "application/dash+xml"
         return web.Response(text=text, content_type=content_type, headers=HEADERS)
 
     app = web.Application(client_max_size=1024)
-    app.router.add_get(r"/sessions/{session:[0-9a-f]{24}}/{file:master\.m3u8|manifest\.mpd}", manifest)
+    app.router.add_get(rf"/sessions/{{session:{SESSION_ID}}}/{{file:master\.m3u8|manifest\.mpd}}", manifest)
+    if licenses is not None:
+        licenses.add_routes(app, SESSION_ID)
     return app
 
 
 def bind_manifests(
-    store: Store, media: MediaLibrary, keys: TokenKeyring, config: ManifestHttpConfig, geo: Geo
+    store: Store,
+    media: MediaLibrary,
+    keys: TokenKeyring,
+    config: ManifestHttpConfig,
+    geo: Geo,
+    licenses: ClearKeyEndpoint | None = None,
 ) -> HttpSite:
-    """The per-session manifests' endpoint, bound (it serves once started)."""
-    return bind_site(lambda _: build_app(store, media, keys, geo), config.host, config.port, config.public_url)
+    """The per-session manifests' endpoint (with the sessions' licence endpoint), bound (it serves once started)."""
+    return bind_site(
+        lambda public: build_app(store, media, keys, geo, public, licenses), config.host, config.port, config.public_url
+    )

@@ -1,4 +1,6 @@
-"""Registers PlaybackService with the all-in-one platform, after the catalog and steering it calls."""
+"""Registers PlaybackService (and LicenseService, on the same server) with the all-in-one platform, after the
+catalog and steering it calls and the encoder it reads content keys from (when it runs: without it, licences are
+refused)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ async def start(runtime: Runtime) -> RunningService:
     endpoints = [
         Endpoint("PlaybackService", f"{config.server.host}:{service.grpc_port}"),
         Endpoint("session manifests", service.sites["http"].public_url, "http"),
+        Endpoint("LicenseService", f"{config.server.host}:{service.grpc_port}"),
     ]
     return running(service, config.server.host, endpoints)
 

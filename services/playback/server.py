@@ -1,4 +1,5 @@
-"""``create_server``: PlaybackService (gRPC), the per-session manifests (HTTP), and the follower of
+"""``create_server``: PlaybackService and LicenseService (gRPC), the per-session manifests and ClearKey licences
+(HTTP), and the follower of
 ``accounts.revoked`` that ends the playback sessions of revoked access tokens, and (positions on Redis) the
 ``positions-writer`` that persists positions to the store, and the expiry sweep that ends the sessions whose
 heartbeats stopped."""
@@ -10,7 +11,14 @@ import logging
 
 import grpc
 
-from marquee.v1 import accounts_pb2, catalog_pb2_grpc, playback_pb2_grpc, steering_pb2_grpc
+from marquee.v1 import (
+    accounts_pb2,
+    catalog_pb2_grpc,
+    content_keys_pb2_grpc,
+    license_pb2_grpc,
+    playback_pb2_grpc,
+    steering_pb2_grpc,
+)
 from services.common import urltokens
 from services.common.auth import ServiceToken
 from services.common.bus.consume import follow_topic
@@ -25,6 +33,8 @@ from services.common.server import ServiceBinding, build_server
 from services.common.service import Background, Service
 from services.common.topics import ACCOUNTS_REVOKED
 from services.playback.config import PlaybackConfig
+from services.playback.license import SERVICE_NAME as LICENSE_SERVICE_NAME
+from services.playback.license import ClearKeyEndpoint, Licenser, LicenseServicer
 from services.playback.manifests import bind_manifests
 from services.playback.media import MediaLibrary
 from services.playback.positions import Positions
@@ -76,14 +86,40 @@ def open_positions(config: PlaybackConfig, deps: Dependencies) -> Positions | Re
 
 
 async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
-    """Build the service (not started): the gRPC server and the manifest endpoint bound, channels to the catalog
-    and steering (at ``deps.addresses``) open; the follower of account revocations runs once it starts."""
+    """Build the service (not started): the gRPC server and the manifest endpoint bound, channels to the catalog,
+    steering and the encoder (its content keys, for licences) at ``deps.addresses`` open; the follower of account
+    revocations runs once it starts."""
     await deps.store.migrate(SCHEMA)
     media = MediaLibrary(config.origin or deps.data_dir / "origin")
     keys = urltokens.keyring(deps.url_signing)
-    manifests = bind_manifests(deps.store, media, keys, config.http, deps.geo)
-    catalog_channel: grpc.aio.Channel = connect(deps.address("catalog"))
-    steering_channel: grpc.aio.Channel = connect(deps.address("steering"))
+    catalog_address, steering_address = deps.address("catalog"), deps.address("steering")
+    # the encoder holds the content keys; without its address (a playback run without one) licences are refused
+    encoder_address = deps.addresses.get("encoder")
+    credentials = ServiceToken(deps.tokens, "svc-playback")
+    catalog_channel: grpc.aio.Channel = connect(catalog_address)
+    steering_channel: grpc.aio.Channel = connect(steering_address)
+    encoder_channel: grpc.aio.Channel | None = connect(encoder_address) if encoder_address else None
+    catalog = catalog_pb2_grpc.CatalogServiceStub(catalog_channel)
+    licenser = Licenser(
+        config.license,
+        deps.store,
+        catalog,
+        content_keys_pb2_grpc.ContentKeyServiceStub(encoder_channel) if encoder_channel is not None else None,
+        credentials,
+    )
+    clearkey = ClearKeyEndpoint(licenser, deps.tokens, deps.denylist, deps.geo, config.license.max_body_bytes)
+
+    async def close_channels() -> None:
+        await catalog_channel.close(None)
+        await steering_channel.close(None)
+        if encoder_channel is not None:
+            await encoder_channel.close(None)
+
+    try:
+        manifests = bind_manifests(deps.store, media, keys, config.http, deps.geo, clearkey)
+    except BaseException:
+        await close_channels()
+        raise
     plans = {p.id: PlanLimits(p.max_concurrent_streams, p.max_resolution_height) for p in deps.plans}
     positions = open_positions(config, deps)
     servicer = PlaybackServicer(
@@ -91,9 +127,9 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         deps.store,
         deps.bus,
         media,
-        catalog_pb2_grpc.CatalogServiceStub(catalog_channel),
+        catalog,
         steering_pb2_grpc.SteeringServiceStub(steering_channel),
-        ServiceToken(deps.tokens, "svc-playback"),
+        credentials,
         keys,
         plans,
         lambda: manifests.public_url,
@@ -105,10 +141,11 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         name=SERVICE_NAME,
         add_to_server=lambda server: playback_pb2_grpc.add_PlaybackServiceServicer_to_server(servicer, server),
     )
-
-    async def close_channels() -> None:
-        await catalog_channel.close(None)
-        await steering_channel.close(None)
+    license_servicer = LicenseServicer(licenser, deps.geo)
+    license_binding = ServiceBinding(
+        name=LICENSE_SERVICE_NAME,
+        add_to_server=lambda server: license_pb2_grpc.add_LicenseServiceServicer_to_server(license_servicer, server),
+    )
 
     background: list[tuple[str, Background]] = [
         ("revocations", lambda: follow_account_revocations(servicer, deps.bus)),
@@ -118,7 +155,9 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         writer = positions
         background.append(("positions-writer", lambda: writer.write_behind(f"playback-{new_id()}")))
     try:
-        server, port = build_server(config.server, [binding], tokens=deps.tokens, denylist=deps.denylist)
+        server, port = build_server(
+            config.server, [binding, license_binding], tokens=deps.tokens, denylist=deps.denylist
+        )
     except Exception:
         await manifests.stop()
         await close_channels()

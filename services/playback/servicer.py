@@ -100,6 +100,41 @@ def _seconds_up(micros: int) -> int:
     return -(-micros // 1_000_000)
 
 
+async def get_title(catalog: Any, metadata: tuple[tuple[str, str], ...], title_id: str) -> catalog_pb2.Title:
+    """The title from the catalog (``catalog`` a CatalogServiceStub), read with ``metadata`` (the service's own
+    credentials): NOT_FOUND (TITLE_NOT_FOUND) when it does not exist, UNAVAILABLE when the catalog does not answer."""
+    try:
+        reply = await catalog.GetTitle(
+            catalog_pb2.GetTitleRequest(name=TITLE.format(title=title_id)), metadata=metadata
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise NotFound(f"title titles/{title_id} does not exist", reason="TITLE_NOT_FOUND") from None
+        raise Unavailable(f"the catalog did not answer: {exc.details()}") from None
+    title: catalog_pb2.Title = reply.title
+    return title
+
+
+def check_entitlement(title: catalog_pb2.Title, title_id: str, region: str, principal: Principal) -> None:
+    """May the caller watch ``title`` now: it is playable, licensed in ``region`` (the server's answer for the
+    caller's address) and within the profile's maturity limit (the token's signed ``mat`` claim). StartPlayback
+    checks it before a session starts, and the licence service again at every licence (a title can leave a
+    region, a token can move to another profile's limit)."""
+    if not title.playable or not title.media:
+        raise FailedPrecondition(f"titles/{title_id} is not playable yet", reason="TITLE_NOT_PLAYABLE")
+    if title.licensed_regions and region not in title.licensed_regions:
+        raise FailedPrecondition(
+            f"titles/{title_id} is not licensed in {region or 'an unknown region'}",
+            reason="GEO_BLOCKED",
+            metadata={"region": region or "unknown"},
+        )
+    limit = principal.max_maturity
+    if limit is not None and title.maturity_rating > limit:
+        raise FailedPrecondition(
+            f"titles/{title_id} is rated above this profile's maturity limit", reason="MATURITY_RESTRICTED"
+        )
+
+
 class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
     def __init__(
         self,
@@ -154,16 +189,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         return plan
 
     async def _title(self, title_id: str) -> catalog_pb2.Title:
-        try:
-            reply = await self._catalog.GetTitle(
-                catalog_pb2.GetTitleRequest(name=TITLE.format(title=title_id)), metadata=self._credentials()
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"title titles/{title_id} does not exist", reason="TITLE_NOT_FOUND") from None
-            raise Unavailable(f"the catalog did not answer: {exc.details()}") from None
-        title: catalog_pb2.Title = reply.title
-        return title
+        return await get_title(self._catalog, self._credentials(), title_id)
 
     async def _session(self, principal: Principal, name: str, field: str = "session") -> Row:
         session_id = SESSION.parse(name, field)["session"]
@@ -377,19 +403,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         if request.client.max_height < 0:
             raise InvalidArgument("client.max_height must not be negative", field_name="client.max_height")
         title = await self._title(title_id)
-        if not title.playable or not title.media:
-            raise FailedPrecondition(f"titles/{title_id} is not playable yet", reason="TITLE_NOT_PLAYABLE")
-        if title.licensed_regions and region not in title.licensed_regions:
-            raise FailedPrecondition(
-                f"titles/{title_id} is not licensed in {region or 'an unknown region'}",
-                reason="GEO_BLOCKED",
-                metadata={"region": region or "unknown"},
-            )
-        limit = principal.max_maturity
-        if limit is not None and title.maturity_rating > limit:
-            raise FailedPrecondition(
-                f"titles/{title_id} is rated above this profile's maturity limit", reason="MATURITY_RESTRICTED"
-            )
+        check_entitlement(title, title_id, region, principal)
         media = await self._media.get(title.media)
         plan = self._plan(principal)
         max_height = plan.max_resolution_height
@@ -477,6 +491,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             heartbeat_interval=_ms(int(self._config.heartbeat_interval * 1000)),
             expire_time=_ts(expire),
             url_token=token,
+            # protected titles: the ClearKey licence endpoint of this session (next to its manifests)
+            license_uri=f"{base}/license" if media.presentation.protection_scheme else "",
         )
         engagement.STARTS.inc()
         return playback_pb2.StartPlaybackResponse(session=session)

@@ -4,6 +4,7 @@ title, and PlaybackService with its manifest endpoint; callers are profiles of a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from marquee.v1 import (
     catalog_pb2_grpc,
     common_pb2,
     encoding_pb2,
+    license_pb2_grpc,
     playback_pb2_grpc,
     steering_pb2,
     steering_pb2_grpc,
@@ -29,15 +31,18 @@ from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
 from services.common.bus.port import EventBus
-from services.common.config import GeoConfig, ServerConfig, load_config
+from services.common.config import ContentKeysConfig, GeoConfig, ServerConfig, load_config
 from services.common.deps import Dependencies
 from services.common.geo import Geo
 from services.common.paging import PageTokens
 from services.common.plans import Plan, Plans
 from services.common.ratelimit import InMemoryRateLimiter
+from services.common.service import Service
 from services.common.store.port import Store
 from services.common.tasks import cancel_all
 from services.common.topics import ENCODING_DONE
+from services.encoder.config import DemoConfig, EncoderConfig
+from services.encoder.server import create_server as create_encoder
 from services.platform.runtime import local_config
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from services.playback.positions_redis import RedisPositions
@@ -68,6 +73,8 @@ class Playback:
     bus: EventBus
     steering_state: Steering
     deps: Dependencies  # what the stack's services were built with (a second replica reuses its store, addresses)
+    license: Any = None  # LicenseServiceStub on playback's server
+    encoder: str = ""  # the encoder's address, when the stack runs one (playback_stack(content_keys=...))
 
     def caller(
         self, account: str, profile: str, plan: str = "premium", maturity: int = common_pb2.MATURITY_RATING_ADULT
@@ -121,9 +128,11 @@ async def playback_stack(
     store: Store,
     geo_config: GeoConfig | None = None,
     bus: EventBus | None = None,
+    content_keys: ContentKeysConfig | None = None,
 ) -> AsyncIterator[Playback]:
     """Catalog, steering, playback and an edge on ``store``, with the encoded title playable; on ``bus`` when
-    given (the caller closes it), else an in-process one of its own."""
+    given (the caller closes it), else an in-process one of its own. With ``content_keys`` (master keys) the
+    encoder runs too, holding them: the key service playback's licences read from."""
     geo_config = geo_config or GeoConfig()
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
@@ -148,10 +157,17 @@ async def playback_stack(
     steering = await create_steering(SteeringConfig(server=quick, http=HttpConfig(port=0)), deps)
     catalog_port, steering_port = catalog.grpc_port, steering.grpc_port
     addresses.update(catalog=f"127.0.0.1:{catalog_port}", steering=f"127.0.0.1:{steering_port}")
+    stack: list[Service] = [catalog, steering]
+    if content_keys is not None:  # only the encoder holds the master keys
+        encoder_config = EncoderConfig(server=quick, origin=tmp_path / "encoder-origin", demo=DemoConfig(enabled=False))
+        encoder = await create_encoder(encoder_config, dataclasses.replace(deps, content_keys=content_keys))
+        addresses["encoder"] = f"127.0.0.1:{encoder.grpc_port}"
+        stack.append(encoder)
     playback = await create_playback(playback_config.model_copy(update={"origin": origin}), deps)
+    stack.append(playback)
     port = playback.grpc_port
     steering_state = steering.steering
-    for service in (catalog, steering, playback):
+    for service in stack:
         await service.start()
     # the edge believes X-Forwarded-For from loopback, so a test can stand for clients anywhere
     geo = EdgeGeoConfig.of(geo_config, trusted_proxies=("127.0.0.1/32",))
@@ -181,6 +197,8 @@ async def playback_stack(
             bus,
             steering_state,
             deps,
+            license_pb2_grpc.LicenseServiceStub(pc),
+            addresses.get("encoder", ""),
         )
         register = steering_pb2.RegisterEdgeRequest(
             edge_id="edge-a",
@@ -200,7 +218,7 @@ async def playback_stack(
             await asyncio.sleep(0.02)
         yield p
     edge.stop()
-    for service in (playback, steering, catalog):
+    for service in reversed(stack):
         await service.stop()
     deps.geo.close()
     if own_bus:
