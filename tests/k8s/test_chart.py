@@ -191,7 +191,7 @@ def test_network_policies_admit_only_callers(rendered: dict[str, list[dict[str, 
     assert [_ports(r) for r in catalog if "namespaces" in _admitted(r)] == [{9464}]  # Prometheus: metrics only
     for service, callers in {
         "accounts": {"gateway"},
-        "encoder": {"gateway"},
+        "encoder": {"gateway", "playback"},  # playback: the licence service reads content keys
         "steering": {"gateway", "playback", "edge", "shield"},
     }.items():
         rules = _ingress_rules(objects, service)
