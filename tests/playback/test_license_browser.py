@@ -1,0 +1,164 @@
+"""Headless Chromium: Shaka Player plays a protected title's DASH stream with EME ClearKey, its licence coming from
+the licence service's HTTP endpoint (the URL the session names, the viewer's access token as a bearer token), on
+the real playback stack over loopback (tests/playback/test_license.py's: the encoder holds the keys). With another
+account's token the licence is refused and Shaka reports the refusal (HTTP 403, LICENSE_SESSION_NOT_YOURS): no
+frame is decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marquee.v1 import playback_pb2 as pb
+from tests.e2e.browser import PLAYERS, Browser, missing_requirements
+from tests.edge.conftest import TITLE
+from tests.playback.conftest import Playback
+from tests.playback.test_license import playback  # noqa: F401 - the stack with the encoder and a protected title
+
+SHAKA = PLAYERS / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>ClearKey through the licence service</title></head>
+<body>
+<video id="v" width="640" height="360" muted playsinline></video>
+<script src="shaka-player.compiled.js"></script>
+<script>
+  window.state = { phase: "starting", error: null, licenceRequests: 0 };
+  const video = document.getElementById("v");
+  const describe = (e) => {
+    const out = { code: e && e.code, message: String((e && e.message) || e) };
+    const inner = e && e.data && e.data[0];  // LICENSE_REQUEST_FAILED wraps the HTTP error
+    if (inner && inner.data) {
+      out.status = inner.data[1];
+      out.body = typeof inner.data[2] === "string" ? inner.data[2] : null;
+    }
+    return out;
+  };
+  window.progress = () => ({
+    ...window.state,
+    currentTime: video.currentTime,
+    decodedFrames: video.getVideoPlaybackQuality().totalVideoFrames,
+  });
+  async function start() {
+    const config = await (await fetch("config.json", { cache: "no-store" })).json();
+    shaka.polyfill.installAll();
+    const player = new shaka.Player();
+    await player.attach(video);
+    player.configure({
+      drm: { servers: { "org.w3.clearkey": config.license }, retryParameters: { maxAttempts: 1 } },
+    });
+    const LICENSE = shaka.net.NetworkingEngine.RequestType.LICENSE;
+    player.getNetworkingEngine().registerRequestFilter((type, request) => {
+      if (type !== LICENSE) return;
+      window.state.licenceRequests += 1;
+      request.headers["Authorization"] = `Bearer ${config.token}`;
+    });
+    player.addEventListener("error", (event) => { window.state.error = describe(event.detail); });
+    try {
+      await player.load(config.manifest);
+      window.state.phase = "loaded";
+      await video.play();
+      window.state.phase = "playing";
+    } catch (err) {
+      window.state.error = window.state.error || describe(err);
+    }
+  }
+  start().catch((err) => { window.state.error = describe(err); });
+</script>
+</body></html>
+"""
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """SQLite only: what the browser shows does not depend on the store (test_license.py runs on both)."""
+    return "sqlite"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The page and Shaka on a static HTTP server on a free loopback port (a page of its own origin: the licence
+    endpoint and the edges answer it through CORS, as they would the web player)."""
+    root = tmp_path_factory.mktemp("shaka-clearkey")
+    (root / "index.html").write_text(PAGE)
+    shutil.copy(SHAKA, root / SHAKA.name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    missing = missing_requirements()
+    if missing or not SHAKA.exists():
+        pytest.fail(f"the browser check cannot run: {missing or f'{SHAKA} is missing'}")
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def open_player(browser: Browser, site: tuple[Path, str], session: pb.PlaybackSession, md: Any) -> dict[str, Any]:
+    root, base = site
+    token = dict(md)["authorization"].removeprefix("Bearer ")
+    config = {"manifest": session.manifest_urls.dash_uri, "license": session.license_uri, "token": token}
+    (root / "config.json").write_text(json.dumps(config))
+    browser.new_page()
+    browser.goto(f"{base}/index.html")
+    browser.wait_for_function(
+        "window.state && (window.state.error || (window.progress().currentTime > 1.5"
+        " && window.progress().decodedFrames > 10))",
+        timeout=45_000,
+    )
+    progress: dict[str, Any] = browser.evaluate("window.progress()")
+    browser.goto("about:blank")
+    return progress
+
+
+async def start(p: Playback, md: Any) -> pb.PlaybackSession:
+    request = pb.StartPlaybackRequest(title=f"titles/{TITLE}", profile="accounts/a1/profiles/p1")
+    session: pb.PlaybackSession = (await p.stub.StartPlayback(request, metadata=md)).session
+    return session
+
+
+async def test_shaka_plays_the_protected_stream_with_a_clearkey_licence(
+    playback: Playback,  # noqa: F811
+    site: tuple[Path, str],
+    browser: Browser,
+) -> None:
+    md = playback.caller("a1", "p1")
+    session = await start(playback, md)
+    assert session.license_uri
+    # the driver's calls block: in a thread, so the stack (on this event loop) answers the page meanwhile
+    progress = await asyncio.to_thread(open_player, browser, site, session, md)
+    assert progress["error"] is None, (progress, browser.console())
+    assert progress["licenceRequests"] >= 1
+    assert progress["decodedFrames"] > 10 and progress["currentTime"] > 1.5
+
+    # another account's token on the same session: the licence is refused, and the player says why
+    other = playback.caller("a2", "p1")
+    progress = await asyncio.to_thread(open_player, browser, site, session, other)
+    error = progress["error"]
+    assert error is not None and error["code"] == 6007, progress  # LICENSE_REQUEST_FAILED
+    assert error["status"] == 403 and "LICENSE_SESSION_NOT_YOURS" in (error["body"] or ""), error
+    assert progress["decodedFrames"] == 0
