@@ -3,12 +3,14 @@
 // bitrate and content steering, and reports back: the position every heartbeat interval (10 s) and on pause,
 // seek and exit (last write wins by the event time), and QoE reports (start-up time, stalls, switches, errors).
 // The session's signed URL token expires with the session: every heartbeat answers with its renewal, which a
-// request filter puts on every manifest, segment and steering request from then on.
+// request filter puts on every manifest, segment and steering request from then on. A protected title's session
+// names its licence URL: Shaka asks it for ClearKey licences with the viewer's access token (docs/drm.md).
 
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
 import shaka from "shaka-player";
 import { Code, ConnectError, playback, playbackOnExit } from "../api";
+import { accessToken } from "../auth";
 import { seconds } from "../format";
 import { ClientInfoSchema, PlayerState, StreamingProtocol, type PlaybackSession } from "../gen/marquee/v1/playback_pb";
 import { PathwayMap } from "./pathways";
@@ -174,6 +176,10 @@ export class PlaybackController {
         cacheLoadThreshold: 0,
       },
     });
+    if (session.licenseUri) {
+      // a protected title: ClearKey licences from the session's licence endpoint (see wire() for the token)
+      player.configure({ drm: { servers: { "org.w3.clearkey": session.licenseUri } } });
+    }
     this.wire(player);
     const uri = this.options.protocol === "hls" ? session.manifestUrls.hlsUri : session.manifestUrls.dashUri;
     try {
@@ -263,7 +269,13 @@ export class PlaybackController {
   private wire(player: shaka.Player): void {
     const video = this.video;
     const RequestType = shaka.net.NetworkingEngine.RequestType;
-    player.getNetworkingEngine()?.registerRequestFilter((_type, request) => {
+    player.getNetworkingEngine()?.registerRequestFilter((type, request) => {
+      if (type === RequestType.LICENSE) {
+        // the licence endpoint checks the viewer (the access token), not a signed URL
+        return accessToken().then((token) => {
+          request.headers["Authorization"] = `Bearer ${token}`;
+        });
+      }
       request.uris = request.uris.map((uri) => withToken(uri, this.urlToken));
     });
     player.getNetworkingEngine()?.registerResponseFilter((type, response) => {
@@ -465,8 +477,25 @@ export function withToken(uri: string, token: string): string {
 }
 
 function shakaMessage(err: unknown): string {
-  if (err instanceof shaka.util.Error) return `Shaka error ${err.code}`;
+  if (err instanceof shaka.util.Error) return licenceRefusal(err) ?? `Shaka error ${err.code}`;
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The licence service's reason when a licence request was refused (LICENSE_REQUEST_FAILED wrapping the HTTP
+ * error, whose body is {"error": {"code", "reason", "message"}}), else null.
+ */
+function licenceRefusal(err: shaka.util.Error): string | null {
+  if (err.code !== shaka.util.Error.Code.LICENSE_REQUEST_FAILED) return null;
+  const http: unknown = err.data[0];
+  if (!(http instanceof shaka.util.Error) || typeof http.data[2] !== "string") return null;
+  try {
+    const body = JSON.parse(http.data[2]) as { error?: { message?: unknown } };
+    const message = body.error?.message;
+    return typeof message === "string" && message ? `no licence: ${message}` : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The viewer-facing reason a session was refused (playability, region, maturity, stream limit). */
