@@ -366,3 +366,25 @@ async def test_the_key_service_answers_services_only(playback: Playback) -> None
         bad = content_keys_pb2.GetContentKeysRequest(name="titles/x")
         err = await fails(stub.GetContentKeys(bad, metadata=service), grpc.StatusCode.INVALID_ARGUMENT)
         assert "contentKeys" in err
+
+
+async def test_without_a_key_service_licences_are_refused_not_crashed(
+    tmp_path: Path, origin: Path, playback_config: PlaybackConfig, request: pytest.FixtureRequest
+) -> None:
+    """Playback run without an encoder address (``marquee up --only playback ...``): a clear title's session has no
+    licence URL and its manifest names none; a licence asked anyway is refused (503 CONTENT_KEY_UNAVAILABLE)."""
+    store = await open_test_store("sqlite", tmp_path, request, "all")
+    try:
+        async with playback_stack(tmp_path, origin, playback_config, store) as p:
+            md = p.caller("a1", "p1")
+            session = await start(p, md)
+            assert session.license_uri == ""
+            assert b"Laurl" not in await fetch(session.manifest_urls.dash_uri)
+            url = session.manifest_urls.dash_uri.split("?")[0].replace("manifest.mpd", "license")
+            status, doc, _ = await post(url, clearkey_request(bytes(16)), bearer(md))
+            refused(status, doc, 503, "CONTENT_KEY_UNAVAILABLE")
+            request_ = license_pb2.AcquireLicenseRequest(session=session.name, key_ids=[bytes(16)])
+            refusal = p.license.AcquireLicense(request_, metadata=md)
+            await fails(refusal, grpc.StatusCode.FAILED_PRECONDITION, "CONTENT_KEY_UNAVAILABLE")
+    finally:
+        await store.close()
