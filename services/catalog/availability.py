@@ -86,7 +86,14 @@ class Availability:
         """Follow ``encoding.done`` until cancelled (from the start of the retained log: handling is idempotent).
         Every replica follows it in a group of its own, so every replica's view follows."""
         await follow_topic(
-            bus, ENCODING_DONE, group, "catalog", encoding_pb2.EncodingDoneEvent, self._handle, from_beginning=True
+            bus,
+            ENCODING_DONE,
+            group,
+            "catalog",
+            encoding_pb2.EncodingDoneEvent,
+            self._handle,
+            from_beginning=True,
+            per_process=True,
         )
 
     async def _handle(self, event: encoding_pb2.EncodingDoneEvent) -> None:

@@ -32,7 +32,8 @@ async def follow_title_changes(view: CatalogView, bus: EventBus) -> None:
     async def changed(event: catalog_pb2.TitleChangedEvent) -> None:
         await view.refresh(TITLE.parse(event.title, "title")["title"])
 
-    await follow_topic(bus, CATALOG_TITLE, f"catalog-view-{new_id()}", "view", catalog_pb2.TitleChangedEvent, changed)
+    group = f"catalog-view-{new_id()}"
+    await follow_topic(bus, CATALOG_TITLE, group, "view", catalog_pb2.TitleChangedEvent, changed, per_process=True)
 
 
 class CatalogService(Service):

@@ -117,4 +117,5 @@ async def follow_revocations(bus: EventBus, denylist: DenyList, group: str, *, f
         accounts_pb2.AccessRevokedEvent,
         handle,
         from_beginning=from_beginning,
+        per_process=True,
     )

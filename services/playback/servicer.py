@@ -236,7 +236,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
 
     async def _close(self, session_id: str) -> Row | None:
         """Marks the session ended unless it is already (compare-and-set: of every caller on every replica, one
-        wins) and, for the winner, observes its totals and drops it from the expiry sweep's list. Returns the ended
+        wins) and, for the winner, observes its totals, publishes ``playback.viewed`` and drops it from the expiry
+        sweep's list: once per session, however it ended (stopped, revoked, or its lease lapsed). Returns the ended
         row, or None when the session had ended already. Every QoE report accounted to the session was accounted
         before this (a report's compare-and-set requires ``ended`` false), so the totals read here are final."""
         key = {"session_id": session_id}
@@ -246,8 +247,24 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         row = await self._store.get(SESSIONS, key)
         if row is not None:
             engagement.observe_end(row)
+            await self._publish_viewed(row)
         await self._store.delete(LIVE_SESSIONS, {"shard": live_shard(session_id), "session_id": session_id})
         return row
+
+    async def _publish_viewed(self, session: Row) -> None:
+        """``playback.viewed`` for an ended session: how far its profile got in the title (recommendations)."""
+        row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
+        viewed = playback_pb2.VideoViewedEvent(
+            session=SESSION.format(session=session["session_id"]),
+            profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
+            title=TITLE.format(title=session["title_id"]),
+            position=_ms(row["position_ms"] if row else 0),
+            runtime=_ms(session["runtime_ms"]),
+            finished=bool(row and row["finished"]),
+            view_time=_ts(now_micros()),
+            region=session["region"],
+        )
+        await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
 
     async def _end(self, session: Row, reason: playback_pb2.SessionEndReason.ValueType) -> bool:
         """Ends a live session: marked ended, its signed URLs revoked at every edge (through steering), then its
@@ -556,22 +573,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             event_time = self._event_time(request)
             if not session["ended"]:
                 await self._record(session, position, event_time)
-        ending = not session["ended"] and await self._end(session, playback_pb2.SESSION_END_REASON_STOPPED)
+        if not session["ended"]:  # playback.viewed is published once, by the call that ends the session
+            await self._end(session, playback_pb2.SESSION_END_REASON_STOPPED)
         row = await self._positions.get(session["account_id"], session["profile_id"], session["title_id"])
         if row is None:
             row = {**session, "position_ms": 0, "event_time": 0, "finished": False, "watch_time": now_micros()}
-        if ending:  # once per session, however often stop is called
-            viewed = playback_pb2.VideoViewedEvent(
-                session=request.session,
-                profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
-                title=TITLE.format(title=session["title_id"]),
-                position=_ms(row["position_ms"]),
-                runtime=_ms(session["runtime_ms"]),
-                finished=row["finished"],
-                view_time=_ts(now_micros()),
-                region=session["region"],
-            )
-            await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
         return playback_pb2.StopPlaybackResponse(position=self._position_pb(row))
 
     async def _page(

@@ -141,7 +141,9 @@ async def create_server(config: RecommendationsConfig, deps: Dependencies) -> Re
 
     async def follow_titles() -> None:
         group = f"recommendations-{new_id()}"
-        await follow_topic(deps.bus, CATALOG_TITLE, group, "titles", catalog_pb2.TitleChangedEvent, title_changed)
+        await follow_topic(
+            deps.bus, CATALOG_TITLE, group, "titles", catalog_pb2.TitleChangedEvent, title_changed, per_process=True
+        )
 
     servicer = RecommendationServicer(
         config,

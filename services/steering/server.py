@@ -40,7 +40,14 @@ async def follow_session_ends(steering: Steering, feed: RevocationFeed, bus: Eve
 
     group = f"steering-revocations-{new_id()}"
     await follow_topic(
-        bus, PLAYBACK_SESSION_ENDED, group, "steering", playback_pb2.SessionEndedEvent, ended, from_beginning=True
+        bus,
+        PLAYBACK_SESSION_ENDED,
+        group,
+        "steering",
+        playback_pb2.SessionEndedEvent,
+        ended,
+        from_beginning=True,
+        per_process=True,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -82,3 +83,40 @@ async def test_redis_down_is_bus_unavailable(tmp_path: object) -> None:
     with pytest.raises(BusUnavailable, match="unreachable"):
         await b.publish("t.down", b"x")
     await b.close()
+
+
+async def test_per_process_groups_go_with_their_process(redis_server: RedisServer, redis_prefix: str) -> None:
+    """A process's own group is removed when its bus closes; one whose process died without closing is removed by
+    the next process that subscribes such a group to the topic, once Redis reports its consumer idle for longer
+    than ``process_idle`` (its alive key expired). Live processes' groups and groups replicas share stay."""
+    idle = 3.0
+    shared, stopping, crashed, live, newcomer = (
+        RedisBus.from_url(redis_server.url, prefix=redis_prefix, process_idle=idle) for _ in range(5)
+    )
+    stream = shared.stream("t.procs")
+
+    async def groups() -> set[str]:
+        return {g["name"].decode() for g in await shared.redis.xinfo_groups(stream)}
+
+    try:
+        await shared.subscribe("t.procs", "shared", "c")
+        await stopping.subscribe("t.procs", "p-stopping", "c", per_process=True)
+        await crashed.subscribe("t.procs", "p-crashed", "c", per_process=True)
+        alive = await live.subscribe("t.procs", "p-live", "c", per_process=True)
+        assert await groups() == {"shared", "p-stopping", "p-crashed", "p-live"}
+        await stopping.close()
+        assert await groups() == {"shared", "p-crashed", "p-live"}
+        while await shared.redis.exists(shared.alive_key("t.procs", "p-crashed")):  # noqa: ASYNC110 - Redis's expiry
+            await asyncio.sleep(0.1)
+        assert await alive.next(timeout=0.2) is None  # the live process reads, as it does every BLOCK_SLICE
+        await newcomer.subscribe("t.procs", "p-new", "c", per_process=True)
+        assert await groups() == {"shared", "p-live", "p-new"}
+        assert await shared.redis.smembers(shared.process_groups("t.procs")) == {b"p-live", b"p-new"}
+    finally:
+        for bus in (shared, crashed, live, newcomer):
+            await bus.close()
+    after = RedisBus.from_url(redis_server.url, prefix=redis_prefix)
+    try:  # the live ones closed: only the shared group is left
+        assert {g["name"].decode() for g in await after.redis.xinfo_groups(stream)} == {"shared"}
+    finally:
+        await after.close()

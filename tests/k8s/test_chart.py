@@ -277,6 +277,8 @@ def test_each_component_holds_only_the_keys_it_uses(rendered: dict[str, list[dic
     assert held["catalog"] == ["auth-signing-key", "redis-password"]
     assert held["gateway"] == ["redis-password"]
     assert "edge-fill-key" not in held["steering"] + held["playback"] + held["encoder"]
+    assert held["encoder"] == ["auth-signing-key", "content-master-key", "redis-password"]
+    assert [n for n, keys in held.items() if "content-master-key" in keys] == ["encoder"], "only encoders wrap keys"
     assert held["redis"] == ["redis-password"]
 
 
@@ -341,6 +343,27 @@ def test_the_toml_follows_the_values(rendered: dict[str, list[dict[str, Any]]]) 
     minimal = tomllib.loads(config_toml(rendered["minimal"]))
     assert minimal["services"]["accounts"]["demo"]["enabled"] is True
     assert minimal["services"]["gateway"]["http"]["public_url"] == "http://localhost:8080"
+
+
+def test_protection_reaches_the_encoders_with_the_master_key_of_the_secret(
+    tools: K8sTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.encoder.config import EncoderConfig
+    from services.encoder.keys import MasterKeys
+
+    objects = render(tools, set_values={"encoder.protection": "cenc"})
+    path = tmp_path / "marquee.toml"
+    path.write_text(config_toml(objects))
+    assert load_config(path).service("encoder", EncoderConfig).protection == "cenc"
+    [encoder] = find(objects, "Deployment", "marquee-encoder")["spec"]["template"]["spec"]["containers"]
+    [ref] = [e for e in encoder["env"] if e["name"] == "MARQUEE_CONTENT_KEYS__KEYS__K1"]
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "marquee-keys", "key": "content-master-key"}
+    secret = base64.b64decode(find(objects, "Secret", "marquee-keys")["data"]["content-master-key"]).decode()
+    # what the encoder pod loads: the TOML's wrapping key id and the key from its environment
+    monkeypatch.setenv("MARQUEE_CONTENT_KEYS__KEYS__K1", secret)
+    config = load_config(path)
+    assert config.content_keys.wrapping_kid == "k1"
+    MasterKeys(config.content_keys)  # refuses (ConfigError) a wrapping key id without its key
 
 
 def test_the_ingress_routes_the_players_paths(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -482,7 +505,12 @@ def test_the_scylla_cluster_follows_the_values(rendered: dict[str, list[dict[str
 
 
 def test_generated_keys_are_kept_across_upgrades(tools: K8sTools, cluster: Cluster, namespace: str) -> None:
-    existing = {"auth-signing-key": "a" * 48, "url-signing-key": "u" * 48, "edge-fill-key": "f" * 48}
+    existing = {
+        "auth-signing-key": "a" * 48,
+        "url-signing-key": "u" * 48,
+        "edge-fill-key": "f" * 48,
+        "content-master-key": "c" * 48,  # losing it would strand every protected title's keys
+    }
     cluster.kubectl("delete", "secret", "marquee-keys", "-n", namespace, "--ignore-not-found")
     literals = [f"--from-literal={k}={v}" for k, v in existing.items()]
     cluster.kubectl("create", "secret", "generic", "marquee-keys", "-n", namespace, *literals)
@@ -498,7 +526,7 @@ def test_generated_keys_are_kept_across_upgrades(tools: K8sTools, cluster: Clust
     finally:
         cluster.kubectl("delete", "secret", "marquee-keys", "-n", namespace)
     fresh = find(render(tools), "Secret", "marquee-keys")["data"]  # no release yet: new random keys
-    assert len({base64.b64decode(v) for v in fresh.values()}) == 3
+    assert len({base64.b64decode(v) for v in fresh.values()}) == 4
 
 
 def yaml_documents(text: str) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from prometheus_client import REGISTRY
 
 from marquee.v1 import common_pb2
 from marquee.v1 import playback_pb2 as pb
+from services.common.bus.memory import InMemoryBus
+from services.common.topics import PLAYBACK_VIEWED
 from services.playback.config import PlaybackConfig
 from services.playback.schema import LIVE_SESSIONS, SESSIONS, live_shard
 from tests.edge.conftest import TITLE
@@ -216,11 +218,14 @@ async def test_an_expired_session_is_ended_and_observed_once_by_the_sweep(
     playback: Playback, playback_config: PlaybackConfig, origin: Path
 ) -> None:
     """A session whose heartbeats stop is ended by the expiry sweep of whichever replica gets there first (here
-    two replicas sweep every 0.1 s), observed once, its stream slot freed; its later calls get SESSION_ENDED."""
+    two replicas sweep every 0.1 s), observed once and published once as playback.viewed, its stream slot freed;
+    its later calls get SESSION_ENDED."""
     quick = playback_config.model_copy(update={"session_timeout": 1.0, "expiry_sweep_interval": 0.1})
     md = caller(playback, "e7", "p1")
     profile = "accounts/e7/profiles/p1"
-    async with another_replica(playback, quick, origin) as a, another_replica(playback, quick, origin) as b:
+    bus = InMemoryBus()  # the replicas' shared bus
+    viewed = await bus.subscribe(PLAYBACK_VIEWED, "t", "t")
+    async with another_replica(playback, quick, origin, bus) as a, another_replica(playback, quick, origin, bus) as b:
         request = pb.StartPlaybackRequest(title=f"titles/{TITLE}", profile=profile)
         session = (await a.StartPlayback(request, metadata=md)).session
         session_id = session.name.removeprefix("playbackSessions/")
@@ -252,6 +257,12 @@ async def test_an_expired_session_is_ended_and_observed_once_by_the_sweep(
         after = snapshot()
         await a.StopPlayback(pb.StopPlaybackRequest(session=session.name), metadata=md)
         assert moved(after) == {}, "stopping an expired session does not observe it again"
+    event = await viewed.next(timeout=5)
+    assert event is not None, "the swept session's view reaches recommendations"
+    seen = pb.VideoViewedEvent.FromString(event.payload)
+    assert (seen.session, seen.profile, seen.title) == (session.name, profile, f"titles/{TITLE}")
+    assert await viewed.next(timeout=0.5) is None, "published once, by the sweep that ended it"
+    await bus.close()
 
 
 async def test_a_live_session_outlives_the_sweep(

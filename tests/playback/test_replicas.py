@@ -28,9 +28,11 @@ from tests.playback.test_playback import fails, start
 
 @asynccontextmanager
 async def another_replica(
-    p: Playback, playback_config: PlaybackConfig, origin: Path
+    p: Playback, playback_config: PlaybackConfig, origin: Path, bus: InMemoryBus | None = None
 ) -> AsyncIterator[playback_pb2_grpc.PlaybackServiceAsyncStub]:
-    bus = InMemoryBus()
+    """A replica on the same store; on a bus of its own unless ``bus`` (one replicas share, the caller's) is given."""
+    own_bus = bus is None
+    bus = InMemoryBus() if bus is None else bus
     deps = dataclasses.replace(p.deps, bus=bus, rate_limiter=InMemoryRateLimiter(), denylist=InMemoryDenyList())
     service = await create_playback(playback_config.model_copy(update={"origin": origin}), deps)
     await service.start()
@@ -39,7 +41,8 @@ async def another_replica(
             yield playback_pb2_grpc.PlaybackServiceStub(channel)
     finally:
         await service.stop()
-        await bus.close()
+        if own_bus:
+            await bus.close()
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ signing_kid = {{ $v.secrets.signingKid | toJson }}
 [edge_fill]
 signing_kid = {{ $v.secrets.signingKid | toJson }}
 
+[content_keys]  # the master key itself reaches the encoders only (MARQUEE_CONTENT_KEYS__KEYS__*)
+wrapping_kid = {{ $v.secrets.signingKid | toJson }}
+
 [geo]
 trusted_proxies = {{ $c.geo.trustedProxies | toJson }}
 loopback_region = {{ $c.geo.loopbackRegion | toJson }}
@@ -133,6 +136,7 @@ public_url = {{ $public | toJson }}
 origin = {{ $v.origin.mountPath | toJson }}
 workers = {{ int $v.encoder.workers }}
 preset = {{ $v.encoder.preset | toJson }}
+protection = {{ $v.encoder.protection | toJson }}
 
 [services.encoder.server]
 host = "0.0.0.0"

@@ -262,8 +262,8 @@ name what the component holds, nothing more.
 - name: MARQUEE_CONFIG
   value: /etc/marquee/marquee.toml
 {{- $kid := $root.Values.secrets.signingKid }}
-{{- $names := dict "auth" "AUTH" "url" "URL_SIGNING" "fill" "EDGE_FILL" }}
-{{- $secretKeys := dict "auth" "auth-signing-key" "url" "url-signing-key" "fill" "edge-fill-key" }}
+{{- $names := dict "auth" "AUTH" "url" "URL_SIGNING" "fill" "EDGE_FILL" "content" "CONTENT_KEYS" }}
+{{- $secretKeys := dict "auth" "auth-signing-key" "url" "url-signing-key" "fill" "edge-fill-key" "content" "content-master-key" }}
 {{- range .keys }}
 - name: MARQUEE_{{ index $names . }}__KEYS__{{ upper $kid }}
   valueFrom:

@@ -28,6 +28,7 @@ async def follow_topic(
     handle: Callable[[M], Awaitable[None]],
     *,
     from_beginning: bool = False,
+    per_process: bool = False,
 ) -> None:
     """Hands every event of ``topic`` to ``handle`` until cancelled, acknowledging each once handled. An event
     that does not decode, or that ``handle`` finds invalid (InvalidArgument), is logged and dropped rather than
@@ -36,7 +37,7 @@ async def follow_topic(
     group, and what it held unacknowledged is redelivered."""
     while True:
         try:
-            await _follow(bus, topic, group, consumer, event_type, handle, from_beginning=from_beginning)
+            await _follow(bus, topic, group, consumer, event_type, handle, from_beginning, per_process)
         except BusUnavailable as exc:
             log.warning("following %s: %s; subscribing again in %.1f s", topic, exc, RETRY_AFTER)
             await asyncio.sleep(RETRY_AFTER)
@@ -49,10 +50,10 @@ async def _follow(
     consumer: str,
     event_type: type[M],
     handle: Callable[[M], Awaitable[None]],
-    *,
     from_beginning: bool,
+    per_process: bool,
 ) -> None:
-    subscription = await bus.subscribe(topic, group, consumer, from_beginning=from_beginning)
+    subscription = await bus.subscribe(topic, group, consumer, from_beginning=from_beginning, per_process=per_process)
     try:
         async for message in subscription:
             try:

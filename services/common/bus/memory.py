@@ -145,6 +145,7 @@ class InMemoryBus:
         *,
         from_beginning: bool = False,
         visibility_timeout: float = 30.0,
+        per_process: bool = False,  # every group here is the process's own: it ends with the process
     ) -> _MemorySubscription:
         check_name("topic", topic)
         check_name("group", group)

@@ -6,6 +6,10 @@
   one group share the messages. Delivery is at-least-once: a message not acked within ``visibility_timeout``
   seconds, or nacked, is delivered again with ``attempt`` + 1. Per topic, a consumer sees messages in order.
 - Retention is bounded: at most ``max_len`` messages per topic are kept (oldest dropped first).
+- ``subscribe(..., per_process=True)`` marks a group that one process alone uses (every replica following every
+  event has its own, ``name-<id>``): it is removed when the bus closes, and on Redis, when its process died
+  without closing, by the next process that subscribes such a group to the topic (streams do not keep one idle group
+  per process that ever ran).
 Payloads are bytes (services put serialized protobuf in them).
 """
 
@@ -70,6 +74,7 @@ class EventBus(Protocol):
         *,
         from_beginning: bool = False,
         visibility_timeout: float = 30.0,
+        per_process: bool = False,
     ) -> Subscription: ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,12 @@ One stream per topic (``{prefix}{topic}``), one consumer group per subscriber gr
 - ``nack`` makes the message claimable at once (XCLAIM ... IDLE, JUSTID: the delivery count is unchanged until
   the next delivery).
 - ``ack`` is XACK. A consumer that dies holds its pending messages only until their visibility timeout passes.
+- A per-process group (``per_process=True``) is listed in the set ``{prefix}{topic}.processes``, with a key
+  ``{prefix}{topic}.alive.{group}`` that expires ``process_idle`` seconds after its subscription last looked for
+  messages (refreshed a few times per ``process_idle`` while it reads). ``close`` destroys the bus's own groups; a
+  process that died leaves its group, and the next per-process subscription to the topic destroys every listed
+  group whose key has expired. (Not XINFO CONSUMERS' idle time: before Redis 7.2 a read that finds nothing does
+  not reset it, so a live consumer of a quiet topic would look gone.)
 Redis being unreachable is :class:`BusUnavailable`.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +41,10 @@ DEFAULT_MAX_LEN = 100_000
 DEFAULT_MAX_ATTEMPTS = 10
 BLOCK_SLICE = 1.0  # longest XREADGROUP block, seconds: redeliveries are looked for at least this often
 _FOREVER_IDLE_MS = 10**12  # what a nacked message's idle time is set to: claimable by anyone now
+# A per-process group whose consumers have all been idle this long belongs to a process that is gone: far above
+# BLOCK_SLICE and the longest handler (a catalog marking thousands of titles playable takes seconds).
+PROCESS_IDLE = 600.0
+log = logging.getLogger("marquee.bus")
 
 
 class BusUnavailable(BusError):
@@ -46,7 +57,15 @@ def _text(value: Any) -> str:
 
 class _RedisSubscription:
     def __init__(
-        self, bus: RedisBus, topic: str, group: str, consumer: str, visibility: float, max_attempts: int
+        self,
+        bus: RedisBus,
+        topic: str,
+        group: str,
+        consumer: str,
+        visibility: float,
+        max_attempts: int,
+        *,
+        per_process: bool = False,
     ) -> None:
         self._bus = bus
         self._redis: Any = bus.redis
@@ -58,6 +77,8 @@ class _RedisSubscription:
         self._max_attempts = max_attempts
         self._cursor = "0-0"
         self._closed = False
+        self._alive_key = bus.alive_key(topic, group) if per_process else None
+        self._alive_at = time.monotonic()  # subscribe set the key
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -72,6 +93,7 @@ class _RedisSubscription:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self._closed:
+                await self._still_alive()
                 redelivered = await self._claim()
                 if redelivered is not None:
                     return redelivered
@@ -87,6 +109,12 @@ class _RedisSubscription:
         except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
         return None
+
+    async def _still_alive(self) -> None:
+        """A per-process group's key, refreshed three times per ``process_idle``: the group's process is alive."""
+        if self._alive_key is not None and time.monotonic() - self._alive_at >= self._bus.process_idle / 3:
+            await self._bus.mark_alive(self._alive_key)
+            self._alive_at = time.monotonic()
 
     async def _read(self, block_ms: int) -> Message | None:
         reply = await self._redis.xreadgroup(self._group, self._consumer, {self._stream: ">"}, count=1, block=block_ms)
@@ -169,6 +197,7 @@ class RedisBus:
         prefix: str = "marquee:bus:",
         max_len: int = DEFAULT_MAX_LEN,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        process_idle: float = PROCESS_IDLE,
         owns_client: bool = False,
     ) -> None:
         self._owns_client = owns_client
@@ -177,7 +206,9 @@ class RedisBus:
         self.prefix = prefix
         self.max_len = max_len
         self.max_attempts = max_attempts
+        self.process_idle = process_idle
         self._subscriptions: list[_RedisSubscription] = []
+        self._own_groups: set[tuple[str, str]] = set()  # (topic, group) of this bus's per-process groups
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisBus:
@@ -189,6 +220,17 @@ class RedisBus:
 
     def dead_letter_stream(self, topic: str) -> str:
         return f"{self.prefix}{topic}.dead"
+
+    def process_groups(self, topic: str) -> str:
+        """The set of ``topic``'s per-process groups."""
+        return f"{self.prefix}{topic}.processes"
+
+    def alive_key(self, topic: str, group: str) -> str:
+        """The key a per-process group's subscription keeps from expiring while its process lives."""
+        return f"{self.prefix}{topic}.alive.{group}"
+
+    async def mark_alive(self, key: str) -> None:
+        await self.redis.set(key, b"1", px=max(1, int(self.process_idle * 1000)))
 
     async def publish(self, topic: str, payload: bytes, *, key: str | None = None) -> str:
         check_name("topic", topic)
@@ -211,20 +253,39 @@ class RedisBus:
         *,
         from_beginning: bool = False,
         visibility_timeout: float = 30.0,
+        per_process: bool = False,
     ) -> _RedisSubscription:
         check_name("topic", topic)
         check_name("group", group)
         check_name("consumer", consumer)
         stream = self.stream(topic)
         try:
+            if per_process:
+                await self._remove_groups_of_gone_processes(topic)
             start = await self._start_id(stream) if from_beginning else "$"
             with contextlib.suppress(ResponseError):  # BUSYGROUP: the group exists and keeps its position
                 await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
+            if per_process:  # alive before it is listed: a group being made is never taken for a gone one
+                await self.mark_alive(self.alive_key(topic, group))
+                await self.redis.sadd(self.process_groups(topic), group)
+                self._own_groups.add((topic, group))
         except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
-        sub = _RedisSubscription(self, topic, group, consumer, visibility_timeout, self.max_attempts)
+        sub = _RedisSubscription(
+            self, topic, group, consumer, visibility_timeout, self.max_attempts, per_process=per_process
+        )
         self._subscriptions.append(sub)
         return sub
+
+    async def _remove_groups_of_gone_processes(self, topic: str) -> None:
+        stream, listed = self.stream(topic), self.process_groups(topic)
+        for name in await self.redis.smembers(listed):
+            group = _text(name)
+            if not await self.redis.exists(self.alive_key(topic, group)):
+                with contextlib.suppress(ResponseError):  # the stream is gone: so is the group
+                    await self.redis.xgroup_destroy(stream, group)
+                await self.redis.srem(listed, group)
+                log.info("removed consumer group %s of %s: its process is gone", group, topic)
 
     async def _start_id(self, stream: str) -> str:
         """Where a group reading from the beginning starts: before the ``max_len``-th newest message."""
@@ -243,6 +304,12 @@ class RedisBus:
         for sub in self._subscriptions:
             await sub.close()
         self._subscriptions.clear()
+        for topic, group in sorted(self._own_groups):  # the process's own groups go with it
+            with contextlib.suppress(*UNREACHABLE, ResponseError):  # else left to the next process to remove
+                await self.redis.xgroup_destroy(self.stream(topic), group)
+                await self.redis.srem(self.process_groups(topic), group)
+                await self.redis.delete(self.alive_key(topic, group))
+        self._own_groups.clear()
         if self._owns_client:
             await self.redis.aclose()
 
