@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,25 @@ from tests.e2e.harness import ROOT
 
 PLAYERS = ROOT / "tests" / "players"
 CHROMIUM = "/usr/bin/chromium"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """A static HTTP server over ``root`` on a free loopback port, for a test page of its own origin; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class BrowserError(Exception):

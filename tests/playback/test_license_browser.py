@@ -7,19 +7,16 @@ frame is decoded."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marquee.v1 import playback_pb2 as pb
-from tests.e2e.browser import PLAYERS, Browser, missing_requirements
+from tests.e2e.browser import PLAYERS, Browser, missing_requirements, static_site
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import Playback
 from tests.playback.test_license import playback  # noqa: F401 - the stack with the encoder and a protected title
@@ -83,11 +80,6 @@ def store_kind() -> str:
     return "sqlite"
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """The page and Shaka on a static HTTP server on a free loopback port (a page of its own origin: the licence
@@ -95,15 +87,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
     root = tmp_path_factory.mktemp("shaka-clearkey")
     (root / "index.html").write_text(PAGE)
     shutil.copy(SHAKA, root / SHAKA.name)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with static_site(root) as base:
+        yield root, base
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,9 @@ screenshot: a canvas cannot read encrypted frames) is the picture of the clear s
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +17,11 @@ import numpy.typing as npt
 import pytest
 
 from services.encoder.media.pipeline import EncodedTitle
-from tests.e2e.browser import Browser, missing_requirements
+from tests.e2e.browser import Browser, missing_requirements, static_site
 from tests.protect.titles import protect_title
 
 PAGE = Path(__file__).with_name("eme_player.html")
 SEEK_TO = (0.52, 2.52, 4.52)  # seconds: mid-frame times in the first and second segments
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +29,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
     """A static HTTP server on a free loopback port over a directory the tests fill."""
     root = tmp_path_factory.mktemp("eme-site")
     shutil.copy(PAGE, root / "index.html")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with static_site(root) as base:
+        yield root, base
 
 
 @pytest.fixture(scope="module")
