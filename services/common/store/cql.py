@@ -32,10 +32,10 @@ import ssl
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cassandra import (
     ConsistencyLevel,
@@ -99,6 +99,15 @@ _BATCH_STATEMENTS = 50  # statements per unlogged batch (one partition each): we
 _PARALLEL = 64  # concurrent requests one bulk call keeps in flight
 _CAS_ATTEMPTS = 100
 _DDL_ATTEMPTS = 5
+_T = TypeVar("_T")
+
+
+def _schema_not_yet_agreed(exc: BaseException) -> bool:
+    """Whether ``exc`` means a node has not yet applied a recent schema change (and agreement will mend it)."""
+    text = str(exc)
+    if isinstance(exc, InvalidRequest):
+        return ("exist" in text or "unconfigured table" in text) and "already" not in text
+    return isinstance(exc, StoreUnavailable) and "INCOMPATIBLE_SCHEMA" in text
 
 
 def _q(name: str) -> str:
@@ -375,45 +384,41 @@ class CqlStore:
             return f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
         return f"{{'class': 'SimpleStrategy', 'replication_factor': {cfg.replication_factor}}}"
 
-    async def _ddl(self, cql: str) -> None:
-        """A schema change. On a cluster the next one may reach a coordinator that has not yet heard of the last
-        (the driver's own wait for agreement can time out on a busy cluster): then wait for every node to agree
-        on the schema and try again."""
+    async def _once_agreed(self, op: Callable[[], Awaitable[_T]], what: str) -> _T:
+        """Run a schema step (a change, or a statement on a table just made). On a cluster it may reach a node
+        that has not yet heard of the last change (the driver's own wait for agreement can time out on a busy
+        cluster): then wait for every node to agree on the schema and try again."""
         for attempt in range(_DDL_ATTEMPTS):
             try:
-                await self._execute(cql, what="change the schema")
-                return
-            except InvalidRequest as exc:
-                if "exist" not in str(exc) or "already" in str(exc) or attempt == _DDL_ATTEMPTS - 1:
+                return await op()
+            except (InvalidRequest, StoreUnavailable) as exc:
+                if not _schema_not_yet_agreed(exc) or attempt == _DDL_ATTEMPTS - 1:
                     raise
                 assert self._session is not None
-                log.info("schema not yet agreed (%s): waiting for the nodes before retrying", exc)
-                await asyncio.to_thread(
-                    self._session.wait_for_schema_agreement, wait_time=self._config.schema_agreement_wait
-                )
-
-    async def _state(self, ks: str) -> int:
-        stmt = await self._prepare(
-            ("state", ks),
-            f"SELECT version FROM {_q(ks)}.{_q(_STATE_TABLE)} WHERE name = 'version'",
-            idempotent=True,
-        )
-        stmt.consistency_level = ConsistencyLevel.name_to_value[self._config.serial_consistency]
-        for attempt in range(_DDL_ATTEMPTS):
-            try:
-                rows = (await self._execute(stmt, (), what="read the schema version")).rows
-                return int(rows[0][0]) if rows and rows[0][0] is not None else 0
-            except StoreUnavailable as exc:
-                # a replica that has not yet applied the latest schema change refuses the read: wait until the
-                # nodes agree, then read again
-                if "INCOMPATIBLE_SCHEMA" not in str(exc) or attempt == _DDL_ATTEMPTS - 1:
-                    raise
-                assert self._session is not None
-                log.info("schema not yet agreed (%s): waiting for the nodes before reading again", exc)
+                log.info("schema not yet agreed (%s): waiting for the nodes before trying to %s again", exc, what)
                 await asyncio.to_thread(
                     self._session.wait_for_schema_agreement, wait_time=self._config.schema_agreement_wait
                 )
         raise AssertionError("unreachable")
+
+    async def _ddl(self, cql: str) -> None:
+        await self._once_agreed(lambda: self._execute(cql, what="change the schema"), "change the schema")
+
+    async def _prepare_agreed(self, key: tuple[Any, ...], cql: str, *, idempotent: bool) -> PreparedStatement:
+        return await self._once_agreed(lambda: self._prepare(key, cql, idempotent=idempotent), "prepare")
+
+    async def _state(self, ks: str) -> int:
+        async def read() -> int:
+            stmt = await self._prepare(
+                ("state", ks),
+                f"SELECT version FROM {_q(ks)}.{_q(_STATE_TABLE)} WHERE name = 'version'",
+                idempotent=True,
+            )
+            stmt.consistency_level = ConsistencyLevel.name_to_value[self._config.serial_consistency]
+            rows = (await self._execute(stmt, (), what="read the schema version")).rows
+            return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+        return await self._once_agreed(read, "read the schema version")
 
     async def migrate(self, schema: Schema) -> int:
         ks = self.keyspace_name(schema.keyspace)
@@ -440,23 +445,23 @@ class CqlStore:
 
     async def _apply(self, ks: str, schema: Schema, current: int) -> None:
         """Apply pending migrations under the keyspace's LWT lock (replicas starting together wait for one)."""
-        lock = await self._prepare(
+        lock = await self._prepare_agreed(
             ("lock", ks),
             f"INSERT INTO {_q(ks)}.{_q(_STATE_TABLE)} (name, owner) VALUES ('lock', ?)"
             f" IF NOT EXISTS USING TTL {_LOCK_TTL}",
             idempotent=False,
         )
-        unlock = await self._prepare(
+        unlock = await self._prepare_agreed(
             ("unlock", ks),
             f"DELETE FROM {_q(ks)}.{_q(_STATE_TABLE)} WHERE name = 'lock' IF owner = ?",
             idempotent=False,
         )
-        bump = await self._prepare(
+        bump = await self._prepare_agreed(
             ("bump", ks),
             f"UPDATE {_q(ks)}.{_q(_STATE_TABLE)} SET version = ? WHERE name = 'version' IF version = ?",
             idempotent=False,
         )
-        first = await self._prepare(
+        first = await self._prepare_agreed(
             ("first", ks),
             f"INSERT INTO {_q(ks)}.{_q(_STATE_TABLE)} (name, version) VALUES ('version', ?) IF NOT EXISTS",
             idempotent=False,
