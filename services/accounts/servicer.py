@@ -22,6 +22,7 @@ from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.common.peer import caller_address
 from services.common.plans import Plan, Plans
+from services.common.timevalues import timestamp_of
 
 ACCOUNT = NamePattern("accounts/{account}")
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
@@ -37,12 +38,6 @@ _MATURITY_VALUES = frozenset(common_pb2.MaturityRating.values()) - {common_pb2.M
 _DEVICE_TYPES = frozenset(common_pb2.DeviceType.values())
 PROFILE_MUTABLE = ("display_name", "kids", "maturity_limit", "language", "avatar_uri")
 ACCOUNT_MUTABLE = ("display_name", "plan")
-
-
-def _ts(micros: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMicroseconds(micros)
-    return ts
 
 
 def _ts_seconds(seconds: int) -> timestamp_pb2.Timestamp:
@@ -107,8 +102,8 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             display_name=a.display_name,
             plan=PLAN.format(plan=a.plan),
             roles=list(a.roles),
-            create_time=_ts(a.create_time),
-            update_time=_ts(a.update_time),
+            create_time=timestamp_of(a.create_time),
+            update_time=timestamp_of(a.update_time),
         )
 
     @staticmethod
@@ -120,8 +115,8 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             maturity_limit=p.maturity_limit,  # type: ignore[arg-type]
             language=p.language,
             avatar_uri=p.avatar_uri,
-            create_time=_ts(p.create_time),
-            update_time=_ts(p.update_time),
+            create_time=timestamp_of(p.create_time),
+            update_time=timestamp_of(p.update_time),
         )
 
     @staticmethod
@@ -130,8 +125,8 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             name=DEVICE.format(account=d.account_id, device=d.device_id),
             display_name=d.display_name,
             type=d.type,  # type: ignore[arg-type]
-            create_time=_ts(d.create_time),
-            last_seen_time=_ts(d.last_seen_time),
+            create_time=timestamp_of(d.create_time),
+            last_seen_time=timestamp_of(d.last_seen_time),
         )
 
     @staticmethod

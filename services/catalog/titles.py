@@ -7,12 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from marquee.v1 import catalog_pb2, common_pb2
 from services.common.errors import InvalidArgument
 from services.common.names import NamePattern
 from services.common.store.port import Row
+from services.common.timevalues import timestamp_of
 
 TITLE = NamePattern("titles/{title}")
 TITLE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -112,12 +113,6 @@ def words_of(text: str) -> list[str]:
     return "".join(c if c.isalnum() else " " for c in text.casefold()).split()
 
 
-def _ts(micros: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMicroseconds(micros)
-    return ts
-
-
 def to_pb(row: Row, summary: catalog_pb2.RatingSummary | None = None) -> catalog_pb2.Title:
     title = catalog_pb2.Title(
         name=TITLE.format(title=row["title_id"]),
@@ -134,8 +129,8 @@ def to_pb(row: Row, summary: catalog_pb2.RatingSummary | None = None) -> catalog
         playable=bool(row["playable"]),
         runtime=duration_pb2.Duration(seconds=row["runtime_seconds"] or 0),
         popularity=row["popularity"] or 0.0,
-        create_time=_ts(row["create_time"]),
-        update_time=_ts(row["update_time"]),
+        create_time=timestamp_of(row["create_time"]),
+        update_time=timestamp_of(row["update_time"]),
         etag=str(row["update_time"]),
         media=row.get("media_id") or "",
         source=row.get("source") or "",

@@ -18,12 +18,16 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
 
 from services.common.config import AuthConfig
 from services.common.context import Principal, principal_var
 from services.common.errors import PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from services.common.denylist import DenyList
 
 _ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 8192
@@ -162,6 +166,29 @@ class AccessTokens:
 
 
 SERVICE_ROLE = "service"  # only service-to-service credentials carry it (never a person's token)
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``authorization: Bearer <token>`` header (gRPC metadata or HTTP); UNAUTHENTICATED with
+    reason INVALID_TOKEN when it is missing or not a bearer token."""
+    if not authorization:
+        raise Unauthenticated("missing access token: send 'authorization: Bearer <token>'", reason="INVALID_TOKEN")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("authorization must be 'Bearer <token>'", reason="INVALID_TOKEN")
+    return token.strip()
+
+
+async def authenticate(token: str, tokens: AccessTokens, denylist: DenyList) -> Principal:
+    """The verified principal of an access token that has not been revoked: UNAUTHENTICATED (TOKEN_EXPIRED,
+    INVALID_TOKEN, TOKEN_REVOKED, ...) otherwise. Every surface that takes access tokens checks them here."""
+    principal = tokens.verify(token)
+    if await denylist.denied(principal.account_id, principal.session_id, principal.issued_at):
+        raise Unauthenticated(
+            "access token has been revoked (signed out, or the account's sessions were ended): sign in again",
+            reason="TOKEN_REVOKED",
+        )
+    return principal
 
 
 class ServiceToken:

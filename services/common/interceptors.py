@@ -27,10 +27,9 @@ from typing import Any
 import grpc
 
 from services.common import metrics
-from services.common.auth import AccessTokens
+from services.common.auth import AccessTokens, authenticate, bearer_token
 from services.common.context import (
     CallRecord,
-    Principal,
     access_token_var,
     call_record_var,
     deadline_var,
@@ -324,15 +323,6 @@ class AuthInterceptor(_AroundInterceptor):
         self._denylist = denylist
         self._public = public_methods
 
-    async def _authenticate(self, token: str) -> Principal:
-        principal = self._tokens.verify(token)
-        if await self._denylist.denied(principal.account_id, principal.session_id, principal.issued_at):
-            raise Unauthenticated(
-                "access token has been revoked (signed out, or the account's sessions were ended): sign in again",
-                reason="TOKEN_REVOKED",
-            )
-        return principal
-
     def is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
 
@@ -340,26 +330,18 @@ class AuthInterceptor(_AroundInterceptor):
     async def around(
         self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[None]:
-        raw = md.get("authorization", "")
-        scheme, _, token = raw.partition(" ")
-        principal = None
-        if self.is_public(method):
-            if scheme.lower() == "bearer" and token:
-                try:
-                    principal = await self._authenticate(token.strip())
-                except Unauthenticated:
-                    principal = None
-        else:
-            if not raw:
-                raise Unauthenticated("missing access token: send 'authorization: Bearer <token>'")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-            principal = await self._authenticate(token.strip())
+        principal = token = None
+        try:
+            token = bearer_token(md.get("authorization", ""))
+            principal = await authenticate(token, self._tokens, self._denylist)
+        except Unauthenticated:
+            if not self.is_public(method):
+                raise
         record = call_record_var.get()
         if record is not None:
             record.principal = principal
         p_token = principal_var.set(principal)
-        t_token = access_token_var.set(token.strip() if principal else None)
+        t_token = access_token_var.set(token if principal else None)
         try:
             yield
         finally:

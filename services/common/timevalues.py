@@ -59,3 +59,17 @@ def duration_ms(d: duration_pb2.Duration, field: str) -> int:
     if d.seconds < 0 or d.nanos < 0:
         raise InvalidArgument(f"{field} must not be negative", field_name=field)
     return d.seconds * 1000 + d.nanos // 1_000_000
+
+
+def timestamp_of(micros: int) -> timestamp_pb2.Timestamp:
+    """The Timestamp of a time the server keeps in microseconds since the epoch."""
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(micros)
+    return ts
+
+
+def duration_of(micros: int) -> duration_pb2.Duration:
+    """The Duration of a span the server keeps in microseconds."""
+    d = duration_pb2.Duration()
+    d.FromMicroseconds(micros)
+    return d

@@ -52,7 +52,7 @@ from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.common.peer import caller_address
 from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
-from services.common.timevalues import duration_ms, event_time_micros
+from services.common.timevalues import duration_ms, event_time_micros, timestamp_of
 from services.common.topics import PLAYBACK_SESSION_ENDED, PLAYBACK_UPDATE, PLAYBACK_VIEWED
 from services.playback import engagement, qoe
 from services.playback.config import PlaybackConfig
@@ -87,12 +87,6 @@ def _ms(value: int) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromMilliseconds(value)
     return d
-
-
-def _ts(micros: int) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromMicroseconds(micros)
-    return t
 
 
 def _seconds_up(micros: int) -> int:
@@ -261,7 +255,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             position=_ms(row["position_ms"] if row else 0),
             runtime=_ms(session["runtime_ms"]),
             finished=bool(row and row["finished"]),
-            view_time=_ts(now_micros()),
+            view_time=timestamp_of(now_micros()),
             region=session["region"],
         )
         await self._bus.publish(PLAYBACK_VIEWED, viewed.SerializeToString(), key=session["profile_id"])
@@ -281,7 +275,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             session=SESSION.format(session=session_id),
             profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
             reason=reason,
-            end_time=_ts(now),
+            end_time=timestamp_of(now),
             url_expire_time=timestamp_pb2.Timestamp(seconds=_seconds_up(expire)),
         )
         await self._bus.publish(PLAYBACK_SESSION_ENDED, ended.SerializeToString(), key=session_id)
@@ -348,7 +342,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             position=_ms(row["position_ms"]),
             runtime=_ms(row["runtime_ms"]),
             finished=row["finished"],
-            event_time=_ts(row["event_time"]),
+            event_time=timestamp_of(row["event_time"]),
         )
 
     def _history_pb(self, row: Row) -> playback_pb2.WatchHistoryEntry:
@@ -356,7 +350,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         return playback_pb2.WatchHistoryEntry(
             name=HISTORY.format(account=row["account_id"], profile=row["profile_id"], title=row["title_id"]),
             title=TITLE.format(title=row["title_id"]),
-            watch_time=_ts(row["watched_at"] if "watched_at" in row else row["watch_time"]),
+            watch_time=timestamp_of(row["watched_at"] if "watched_at" in row else row["watch_time"]),
             position=_ms(row["position_ms"]),
             runtime=_ms(row["runtime_ms"]),
             finished=row["finished"],
@@ -506,7 +500,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             ],
             max_resolution_height=max_height,
             heartbeat_interval=_ms(int(self._config.heartbeat_interval * 1000)),
-            expire_time=_ts(expire),
+            expire_time=timestamp_of(expire),
             url_token=token,
             # protected titles: the ClearKey licence endpoint of this session (next to its manifests)
             license_uri=f"{base}/license" if media.presentation.protection_scheme else "",
@@ -528,7 +522,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             applied=applied,
             position=_ms(row["position_ms"]),
             finished=row["finished"],
-            expire_time=_ts(expire),
+            expire_time=timestamp_of(expire),
             url_token=self._url_token(session, expire),
         )
 
