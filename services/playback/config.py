@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from services.common.config import Section, ServerConfig
+from services.common.ratelimit import Rate
 
 
 class ManifestHttpConfig(Section):
@@ -30,6 +31,16 @@ class LicenseConfig(Section):
     max_key_ids: int = Field(16, ge=1, le=256, description="key ids one licence request may name")
     max_body_bytes: int = Field(
         4096, ge=256, le=65536, description="largest ClearKey licence request body accepted (HTTP 413 above)"
+    )
+    per_account: Rate = Field(
+        Rate(limit=60, period=60, burst=20),
+        description="licences one account may ask for, over every session and both surfaces (a player asks once"
+        " per session and again as each licence nears its end): RESOURCE_EXHAUSTED / HTTP 429, RATE_LIMITED",
+    )
+    per_address: Rate = Field(
+        Rate(limit=120, period=60, burst=40),
+        description="requests to the HTTP licence endpoint from one client address, counted before the token is"
+        " checked (so floods of bad tokens are refused cheaply): HTTP 429, RATE_LIMITED",
     )
 
 

@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,10 +34,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.protobuf import duration_pb2, timestamp_pb2
 
 from marquee.v1 import content_keys_pb2, license_pb2, license_pb2_grpc
-from services.common.auth import AccessTokens, current_principal
+from services.common.auth import AccessTokens, authenticate, bearer_token, current_principal
 from services.common.context import Principal
 from services.common.denylist import DenyList
 from services.common.errors import (
@@ -44,15 +44,17 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     ServiceError,
-    Unauthenticated,
     Unavailable,
 )
 from services.common.geo import Geo
 from services.common.ids import now_micros
 from services.common.names import NamePattern
 from services.common.peer import caller_address
+from services.common.ratelimit import Rate, RateLimiter
 from services.common.store.port import Store, StoreUnavailable
+from services.common.timevalues import duration_of, timestamp_of
 from services.playback.config import LicenseConfig
 from services.playback.schema import SESSIONS, STREAM_SLOTS
 from services.playback.servicer import check_entitlement, get_title
@@ -100,9 +102,11 @@ class Licenser:
         catalog: Any,  # CatalogServiceStub on a grpc.aio channel
         content_keys: Any,  # ContentKeyServiceStub on a grpc.aio channel (the encoder); None: no encoder known
         service_credentials: Credentials,
+        limiter: RateLimiter,
     ) -> None:
         self._config = config
         self._store = store
+        self._limiter = limiter
         self._catalog = catalog
         self._content_keys = content_keys
         self._credentials = service_credentials
@@ -137,6 +141,7 @@ class Licenser:
         calling from ``region`` (the server's answer for its address); a typed refusal otherwise."""
         wanted = self.check_key_ids(key_ids)
         session_id = SESSION.parse(session_name, "session")["session"]
+        await limit(self._limiter, f"license:account:{principal.account_id}", self._config.per_account, "licences")
         row = await self._store.get(SESSIONS, {"session_id": session_id})
         if row is None:
             raise NotFound(f"playback session {session_name} does not exist", reason="SESSION_NOT_FOUND")
@@ -204,18 +209,6 @@ class Licenser:
         }
 
 
-def _duration(micros: int) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromMicroseconds(micros)
-    return d
-
-
-def _timestamp(micros: int) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromMicroseconds(micros)
-    return t
-
-
 class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
     def __init__(self, licenser: Licenser, geo: Geo) -> None:
         self._licenser = licenser
@@ -233,8 +226,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
                 keys=[
                     content_keys_pb2.ContentKey(track_type=k.track_type, key_id=k.kid, key=k.key) for k in grant.keys
                 ],
-                duration=_duration(grant.duration_micros),
-                expire_time=_timestamp(grant.expire_micros),
+                duration=duration_of(grant.duration_micros),
+                expire_time=timestamp_of(grant.expire_micros),
             )
         )
 
@@ -314,23 +307,48 @@ def clearkey_licence(grant: Grant, kind: str) -> dict[str, Any]:
     return {"keys": [{"kty": "oct", "kid": b64url(k.kid), "k": b64url(k.key)} for k in grant.keys], "type": kind}
 
 
+async def limit(limiter: RateLimiter, key: str, rate: Rate, what: str) -> None:
+    """Count one request against ``rate`` for ``key``: RESOURCE_EXHAUSTED (RATE_LIMITED, with the exact wait)
+    above it."""
+    decision = await limiter.hit(key, rate)
+    if not decision.allowed:
+        raise ResourceExhausted(
+            f"too many {what} asked for (at most {rate.limit} per {rate.period:g} s): retry in"
+            f" {math.ceil(decision.retry_after)} s",
+            reason="RATE_LIMITED",
+            retry_after=decision.retry_after,
+        )
+
+
 def _refused(err: ServiceError) -> web.Response:
     status = _BY_REASON.get(err.reason) or _STATUS.get(err.code, 403)
     body = {"error": {"code": err.code.name, "reason": err.reason, "message": err.message}}
-    return web.json_response(body, status=status, headers=HEADERS)
+    headers = dict(HEADERS)
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return web.json_response(body, status=status, headers=headers)
 
 
 class ClearKeyEndpoint:
     """``POST /sessions/{session}/license`` (and its CORS preflight) on the manifest endpoint's site."""
 
     def __init__(
-        self, licenser: Licenser, tokens: AccessTokens, denylist: DenyList, geo: Geo, max_body_bytes: int
+        self,
+        licenser: Licenser,
+        tokens: AccessTokens,
+        denylist: DenyList,
+        geo: Geo,
+        config: LicenseConfig,
+        limiter: RateLimiter,
     ) -> None:
         self._licenser = licenser
         self._tokens = tokens
         self._denylist = denylist
         self._geo = geo
-        self._max_body = max_body_bytes
+        self._max_body = config.max_body_bytes
+        self._per_address = config.per_address
+        self._limiter = limiter
 
     def add_routes(self, app: web.Application, session_pattern: str) -> None:
         path = f"/sessions/{{session:{session_pattern}}}/license"
@@ -339,16 +357,6 @@ class ClearKeyEndpoint:
 
     async def preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=PREFLIGHT)
-
-    async def _principal(self, request: web.Request) -> Principal:
-        """The verified, unrevoked caller (as the gRPC auth interceptor checks it)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("missing access token: send 'Authorization: Bearer <token>'", reason="INVALID_TOKEN")
-        principal = self._tokens.verify(token.strip())
-        if await self._denylist.denied(principal.account_id, principal.session_id, principal.issued_at):
-            raise Unauthenticated("access token has been revoked: sign in again", reason="TOKEN_REVOKED")
-        return principal
 
     async def _body(self, request: web.Request) -> bytes:
         too_large = InvalidArgument(
@@ -365,8 +373,12 @@ class ClearKeyEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session"]
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        address = self._geo.client_address(request.remote or "", forwarded)
         try:
-            principal = await self._principal(request)
+            await limit(self._limiter, f"license:address:{address}", self._per_address, "licence requests")
+            token = bearer_token(request.headers.get("Authorization", ""))
+            principal = await authenticate(token, self._tokens, self._denylist)
             try:
                 body = await self._body(request)
             except InvalidArgument as err:
@@ -374,8 +386,7 @@ class ClearKeyEndpoint:
                 response.set_status(413)
                 return response
             key_ids, kind = parse_clearkey_request(body, self._licenser.max_key_ids)
-            forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-            region = self._geo.region(self._geo.client_address(request.remote or "", forwarded))
+            region = self._geo.region(address)
             grant = await self._licenser.grant(principal, SESSION.format(session=session_id), key_ids, region)
         except ServiceError as err:
             return _refused(err)

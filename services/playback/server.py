@@ -106,8 +106,9 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         catalog,
         content_keys_pb2_grpc.ContentKeyServiceStub(encoder_channel) if encoder_channel is not None else None,
         credentials,
+        deps.rate_limiter,
     )
-    clearkey = ClearKeyEndpoint(licenser, deps.tokens, deps.denylist, deps.geo, config.license.max_body_bytes)
+    clearkey = ClearKeyEndpoint(licenser, deps.tokens, deps.denylist, deps.geo, config.license, deps.rate_limiter)
 
     async def close_channels() -> None:
         await catalog_channel.close(None)

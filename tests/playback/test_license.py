@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -30,6 +31,7 @@ from marquee.v1 import catalog_pb2, common_pb2, content_keys_pb2, content_keys_p
 from marquee.v1 import playback_pb2 as pb
 from services.common.auth import ServiceToken
 from services.common.config import ContentKeysConfig, GeoConfig
+from services.common.ratelimit import Rate
 from services.common.store.port import Store
 from services.encoder import schema as encoder_schema
 from services.encoder.keys import ContentKey, ContentKeys, MasterKeys, as_encryptor_keys
@@ -57,15 +59,16 @@ def playback_config(playback_config: PlaybackConfig) -> PlaybackConfig:
     return playback_config.model_copy(update={"license": LicenseConfig(max_key_ids=4, max_body_bytes=1024)})
 
 
-@pytest.fixture
-async def playback(  # this module's stack: the encoder runs, and the title is protected
+@asynccontextmanager
+async def protected_stack(
     tmp_path: Path,
     origin: Path,
-    playback_config: PlaybackConfig,
+    config: PlaybackConfig,
     geo_config: GeoConfig,
     store_kind: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Playback]:
+    """The playback stack with the encoder running and the title protected by the keys its key store made."""
     store = await open_test_store(store_kind, tmp_path, request, "all")
     try:
         # the encoder's key store makes the title's keys (as a protected encode does), and the title is encrypted
@@ -78,10 +81,23 @@ async def playback(  # this module's stack: the encoder runs, and the title is p
         kinds = {r["id"]: kind for kind in ("video", "audio") for r in doc[kind]}
         doc["protection"] = protect.description("cenc", {r: (kinds[r], e) for r, e in title.encryptors.items()})
         (protected / TITLE / "media.json").write_text(json.dumps(doc))
-        async with playback_stack(tmp_path, protected, playback_config, store, geo_config, content_keys=MASTER) as p:
+        async with playback_stack(tmp_path, protected, config, store, geo_config, content_keys=MASTER) as p:
             yield p
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def playback(
+    tmp_path: Path,
+    origin: Path,
+    playback_config: PlaybackConfig,
+    geo_config: GeoConfig,
+    store_kind: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Playback]:
+    async with protected_stack(tmp_path, origin, playback_config, geo_config, store_kind, request) as p:
+        yield p
 
 
 async def stored_keys(store: Store) -> dict[str, ContentKey]:
@@ -344,6 +360,47 @@ async def test_malformed_and_oversized_requests(playback: Playback) -> None:
     # the well-formed request still works after all that, padded base64url included
     status, doc, _ = await post(url, {"kids": [kid + "=="], "type": "temporary"}, auth)
     assert status == 200 and doc["keys"][0]["kid"] == kid
+
+
+async def test_licences_are_rate_limited_per_account_and_per_address(
+    tmp_path: Path,
+    origin: Path,
+    playback_config: PlaybackConfig,
+    geo_config: GeoConfig,
+    store_kind: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """An account's licences share one budget over both surfaces, and the HTTP endpoint counts every request from
+    an address before it looks at the token (bad tokens too): 429 / RESOURCE_EXHAUSTED, RATE_LIMITED, with the
+    wait (Retry-After, RetryInfo)."""
+    limits = LicenseConfig(per_account=Rate(limit=3, period=3600), per_address=Rate(limit=8, period=3600))
+    config = playback_config.model_copy(update={"license": limits})
+    async with protected_stack(tmp_path, origin, config, geo_config, store_kind, request) as p:
+        md = p.caller("a1", "p1")
+        session = await start(p, md)
+        kid = (await stored_keys(p.store))["video"].kid
+        for _ in range(2):
+            status, _, _ = await post(session.license_uri, clearkey_request(kid), bearer(md))
+            assert status == 200
+        grpc_request = license_pb2.AcquireLicenseRequest(session=session.name, key_ids=[kid])
+        await p.license.AcquireLicense(grpc_request, metadata=md)  # the account's third
+        status, doc, headers = await post(session.license_uri, clearkey_request(kid), bearer(md))
+        refused(status, doc, 429, "RATE_LIMITED")
+        assert 1 <= int(headers["Retry-After"]) <= 3600
+        refusal = p.license.AcquireLicense(grpc_request, metadata=md)
+        await fails(refusal, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
+        # another account has its own budget (the address has now made 4 requests of its 8)
+        other = p.caller("a2", "p1")
+        other_session = await start(p, other, "accounts/a2/profiles/p1")
+        status, _, _ = await post(other_session.license_uri, clearkey_request(kid), bearer(other))
+        assert status == 200
+        # requests without a valid token still spend the address's budget, and then nobody there gets a licence
+        for _ in range(4):
+            status, doc, _ = await post(other_session.license_uri, clearkey_request(kid))
+            refused(status, doc, 401, "INVALID_TOKEN")
+        status, doc, headers = await post(other_session.license_uri, clearkey_request(kid), bearer(other))
+        refused(status, doc, 429, "RATE_LIMITED")
+        assert "Retry-After" in headers
 
 
 async def test_the_key_service_answers_services_only(playback: Playback) -> None:
