@@ -198,6 +198,20 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A licence request is malformed: not the key system's format (JSON, base64url key ids of 16 bytes), too large."""
     ERROR_REASON_CONTENT_KEYS_NOT_FOUND: _ErrorReason.ValueType  # 58
     """The title has no content keys: it was never packaged protected."""
+    ERROR_REASON_DEVICE_REQUIRED: _ErrorReason.ValueType  # 59
+    """A download needs an access token bound to a device (SelectProfile with a registered device)."""
+    ERROR_REASON_DEVICE_NOT_REGISTERED: _ErrorReason.ValueType  # 60
+    """The access token's device is no longer registered to the account."""
+    ERROR_REASON_DOWNLOAD_LIMIT_REACHED: _ErrorReason.ValueType  # 61
+    """The plan's downloads per device or per account are all in use: release one first."""
+    ERROR_REASON_DOWNLOAD_NOT_FOUND: _ErrorReason.ValueType  # 62
+    """No such download (released, or its record expired)."""
+    ERROR_REASON_DOWNLOAD_REVOKED: _ErrorReason.ValueType  # 63
+    """The download was revoked (the reason in the ErrorInfo metadata): delete it from the device."""
+    ERROR_REASON_DOWNLOAD_EXPIRED: _ErrorReason.ValueType  # 64
+    """The download's licence expired (or its play window ended) before it was renewed."""
+    ERROR_REASON_DOWNLOAD_OTHER_DEVICE: _ErrorReason.ValueType  # 65
+    """The download belongs to another device of the account: only the device that holds it renews or plays it."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Machine-readable reasons carried in google.rpc.ErrorInfo.reason (the value name without the
@@ -307,4 +321,18 @@ ERROR_REASON_LICENSE_REQUEST_INVALID: ErrorReason.ValueType  # 57
 """A licence request is malformed: not the key system's format (JSON, base64url key ids of 16 bytes), too large."""
 ERROR_REASON_CONTENT_KEYS_NOT_FOUND: ErrorReason.ValueType  # 58
 """The title has no content keys: it was never packaged protected."""
+ERROR_REASON_DEVICE_REQUIRED: ErrorReason.ValueType  # 59
+"""A download needs an access token bound to a device (SelectProfile with a registered device)."""
+ERROR_REASON_DEVICE_NOT_REGISTERED: ErrorReason.ValueType  # 60
+"""The access token's device is no longer registered to the account."""
+ERROR_REASON_DOWNLOAD_LIMIT_REACHED: ErrorReason.ValueType  # 61
+"""The plan's downloads per device or per account are all in use: release one first."""
+ERROR_REASON_DOWNLOAD_NOT_FOUND: ErrorReason.ValueType  # 62
+"""No such download (released, or its record expired)."""
+ERROR_REASON_DOWNLOAD_REVOKED: ErrorReason.ValueType  # 63
+"""The download was revoked (the reason in the ErrorInfo metadata): delete it from the device."""
+ERROR_REASON_DOWNLOAD_EXPIRED: ErrorReason.ValueType  # 64
+"""The download's licence expired (or its play window ended) before it was renewed."""
+ERROR_REASON_DOWNLOAD_OTHER_DEVICE: ErrorReason.ValueType  # 65
+"""The download belongs to another device of the account: only the device that holds it renews or plays it."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -18,6 +18,12 @@ class Plan(BaseModel):
     max_concurrent_streams: int = Field(ge=1, le=100)
     max_resolution_height: int = Field(ge=144, le=4320)
     max_devices: int = Field(ge=1, le=10_000)
+    max_downloads: int = Field(25, ge=0, le=10_000, description="offline downloads held at once, all devices")
+    max_downloads_per_device: int = Field(25, ge=0, le=10_000, description="offline downloads held on one device")
+    offline_days: float = Field(30.0, gt=0, le=365, description="days an offline licence lasts without a check-in")
+    offline_play_hours: float = Field(
+        48.0, gt=0, le=24 * 365, description="hours an offline licence lasts once playback starts (then renew)"
+    )
     monthly_price_cents: int = Field(0, ge=0)
     currency: str = "USD"
 
@@ -29,6 +35,8 @@ DEFAULT_PLANS = (
         max_concurrent_streams=1,
         max_resolution_height=720,
         max_devices=2,
+        max_downloads=15,
+        max_downloads_per_device=15,
         monthly_price_cents=799,
     ),
     Plan(
@@ -37,6 +45,8 @@ DEFAULT_PLANS = (
         max_concurrent_streams=2,
         max_resolution_height=1080,
         max_devices=5,
+        max_downloads=100,
+        max_downloads_per_device=50,
         monthly_price_cents=1549,
     ),
     Plan(
@@ -45,6 +55,8 @@ DEFAULT_PLANS = (
         max_concurrent_streams=4,
         max_resolution_height=2160,
         max_devices=10,
+        max_downloads=300,
+        max_downloads_per_device=100,
         monthly_price_cents=2299,
     ),
 )

@@ -136,12 +136,16 @@ class Licenser:
                 )
         return list(dict.fromkeys(key_ids))
 
+    async def admit(self, account_id: str) -> None:
+        """Counts one licence (streaming or offline) against the account's ``per_account`` rate."""
+        await limit(self._limiter, f"license:account:{account_id}", self._config.per_account, "licences")
+
     async def grant(self, principal: Principal, session_name: str, key_ids: Sequence[bytes], region: str) -> Grant:
         """The licence for ``key_ids`` of session ``session_name`` to ``principal`` (a verified access token),
         calling from ``region`` (the server's answer for its address); a typed refusal otherwise."""
         wanted = self.check_key_ids(key_ids)
         session_id = SESSION.parse(session_name, "session")["session"]
-        await limit(self._limiter, f"license:account:{principal.account_id}", self._config.per_account, "licences")
+        await self.admit(principal.account_id)
         row = await self._store.get(SESSIONS, {"session_id": session_id})
         if row is None:
             raise NotFound(f"playback session {session_name} does not exist", reason="SESSION_NOT_FOUND")
@@ -164,7 +168,7 @@ class Licenser:
         title_id = row["title_id"]
         title = await get_title(self._catalog, self._credentials(), title_id)
         check_entitlement(title, title_id, region, principal)
-        keys = await self._title_keys(title_id)
+        keys = await self.title_keys(title_id)
         granted = []
         for kid in wanted:
             found = keys.get(kid)
@@ -183,7 +187,7 @@ class Licenser:
         )
         return Grant(session_id, tuple(granted), now, expire)
 
-    async def _title_keys(self, title_id: str) -> dict[bytes, GrantedKey]:
+    async def title_keys(self, title_id: str) -> dict[bytes, GrantedKey]:
         """The title's content keys by KID, from the encoder."""
         if self._content_keys is None:
             raise FailedPrecondition(

@@ -3,6 +3,9 @@
     GET /sessions/{session}/master.m3u8?token=...   HLS multivariant playlist with EXT-X-CONTENT-STEERING
     GET /sessions/{session}/manifest.mpd?token=...  DASH MPD with ContentSteering (and, for a protected title,
                                                     the session's ClearKey licence URL as dashif:Laurl)
+    GET /downloads/{account}/{profile}/{download}/master.m3u8|manifest.mpd?token=...
+                                                    an offline download's manifests (services/playback/downloads.py):
+                                                    its pathways, no steering, its rendition cap; while it is active
     POST /sessions/{session}/license                the session's ClearKey licences (services/playback/license.py)
 
 Every URI inside carries the request's token (which the edges and steering verify: its content steering
@@ -25,10 +28,11 @@ from services.common.store.port import Store
 from services.playback.config import ManifestHttpConfig
 from services.playback.license import ClearKeyEndpoint
 from services.playback.media import MediaLibrary
-from services.playback.schema import SESSIONS
+from services.playback.schema import DOWNLOADS, SESSIONS
 
 HEADERS = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
 SESSION_ID = "[0-9a-f]{24}"
+NAME_ID = "[A-Za-z0-9_-]{1,64}"
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -83,8 +87,37 @@ def build_app(
             content_type = "application/dash+xml"
         return web.Response(text=text, content_type=content_type, headers=HEADERS)
 
+    async def download_manifest(request: web.Request) -> web.Response:
+        m = request.match_info
+        token = request.query.get(urltokens.TOKEN_PARAM, "")
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        region = geo.region(geo.client_address(request.remote or "", forwarded))
+        refused = urltokens.refusal(keys, token, request.path, m["download"], region)
+        if refused is not None:
+            return _error(*refused)
+        key = {"account_id": m["account"], "profile_id": m["profile"], "download_id": m["download"]}
+        row = await store.get(DOWNLOADS, key)
+        if row is None:
+            return _error(404, "no such download")
+        if row["state"] != "active" or row["expire_time"] <= now_micros():
+            return _error(410, "the download was revoked or its licence expired")
+        presentation = (await media.get(row["media_id"])).presentation
+        pathways = [(p["id"], p["base_uri"]) for p in row["pathways"]]
+        if m["file"] == "master.m3u8":
+            text = presentation.hls_multivariant(token=token, pathways=pathways, max_height=row["max_height"] or None)
+            content_type = "application/vnd.apple.mpegurl"
+        else:
+            text = presentation.dash_mpd(token=token, pathways=pathways, max_height=row["max_height"] or None)
+            content_type = "application/dash+xml"
+        return web.Response(text=text, content_type=content_type, headers=HEADERS)
+
     app = web.Application(client_max_size=1024)
     app.router.add_get(rf"/sessions/{{session:{SESSION_ID}}}/{{file:master\.m3u8|manifest\.mpd}}", manifest)
+    app.router.add_get(
+        rf"/downloads/{{account:{NAME_ID}}}/{{profile:{NAME_ID}}}/{{download:{SESSION_ID}}}"
+        rf"/{{file:master\.m3u8|manifest\.mpd}}",
+        download_manifest,
+    )
     if licenses is not None:
         licenses.add_routes(app, SESSION_ID)
     return app

@@ -13,6 +13,17 @@
     live_sessions((shard), session_id)             the sessions not yet ended, in LIVE_SHARDS partitions, with
                                                    an expiry no later than theirs: what the expiry sweep reads
                                                    to end (and account for) the sessions whose heartbeats stopped
+    downloads((account_id, profile_id), download_id DESC)
+                                                   offline downloads per profile, newest first: the device, the
+                                                   title and rendition cap, the licence's expiry and play start,
+                                                   active or revoked (and why); kept (TTL) a while past expiry
+    download_slots((account_id), slot)             one row per download an account holds (the plan's limits per
+                                                   account and per device), claimed by compare-and-set, taken
+                                                   over once its licence expired, freed by release or revocation
+    download_revocations((account_id), auth_session)
+                                                   when an account's sign-in session ("" for all of them) was
+                                                   revoked: downloads made in it before then are revoked at
+                                                   their next check-in (kept as long as an offline licence lasts)
 
 A session row also holds its QoE totals (qoe_stalled_ms, qoe_playing_ms, qoe_switches: the sums of the reports it
 has sent, added by the same compare-and-set that claims a report's window), whether it has completed its title
@@ -119,6 +130,56 @@ LIVE_SESSIONS = Table(
 )
 
 
+DOWNLOADS = Table(
+    "downloads",
+    columns=(
+        Column("account_id", "text"),
+        Column("profile_id", "text"),
+        Column("download_id", "text"),
+        Column("device_id", "text"),
+        Column("title_id", "text"),
+        Column("media_id", "text"),
+        Column("max_height", "int"),
+        Column("pathways", "json"),
+        Column("regions", "json"),
+        Column("auth_session", "text"),
+        Column("slot", "int"),
+        Column("state", "text"),
+        Column("revoke_reason", "text"),
+        Column("create_time", "int"),
+        Column("expire_time", "int"),
+        Column("play_start_time", "int"),
+    ),
+    partition_key=("account_id", "profile_id"),
+    clustering_key=(("download_id", Order.DESC),),
+    keyspace=KEYSPACE,
+)
+DOWNLOAD_SLOTS = Table(
+    "download_slots",
+    columns=(
+        Column("account_id", "text"),
+        Column("slot", "int"),
+        Column("download_id", "text"),
+        Column("profile_id", "text"),
+        Column("device_id", "text"),
+        Column("auth_session", "text"),
+        Column("expire_time", "int"),
+    ),
+    partition_key=("account_id",),
+    clustering_key=(("slot", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+
+DOWNLOAD_REVOCATIONS = Table(
+    "download_revocations",
+    columns=(Column("account_id", "text"), Column("auth_session", "text"), Column("revoke_time", "int")),
+    partition_key=("account_id",),
+    clustering_key=(("auth_session", Order.ASC),),
+    keyspace=KEYSPACE,
+)
+
+
 def live_shard(session_id: str) -> int:
     """The live_sessions partition of a session."""
     return zlib.crc32(session_id.encode()) % LIVE_SHARDS
@@ -141,5 +202,6 @@ SCHEMA = Schema(
                 ("sessions", COMPLETED),
             ],
         ),
+        Migration(5, create_tables=[DOWNLOADS, DOWNLOAD_SLOTS, DOWNLOAD_REVOCATIONS]),
     ],
 )

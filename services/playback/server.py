@@ -1,6 +1,6 @@
-"""``create_server``: PlaybackService and LicenseService (gRPC), the per-session manifests and ClearKey licences
-(HTTP), and the follower of
-``accounts.revoked`` that ends the playback sessions of revoked access tokens, and (positions on Redis) the
+"""``create_server``: PlaybackService, LicenseService and DownloadService (gRPC), the per-session and per-download
+manifests and ClearKey licences (HTTP), and the follower of ``accounts.revoked`` that ends the playback sessions
+(and revokes the downloads) of revoked access tokens, and (positions on Redis) the
 ``positions-writer`` that persists positions to the store, and the expiry sweep that ends the sessions whose
 heartbeats stopped."""
 
@@ -13,8 +13,10 @@ import grpc
 
 from marquee.v1 import (
     accounts_pb2,
+    accounts_pb2_grpc,
     catalog_pb2_grpc,
     content_keys_pb2_grpc,
+    download_pb2_grpc,
     license_pb2_grpc,
     playback_pb2_grpc,
     steering_pb2_grpc,
@@ -33,6 +35,8 @@ from services.common.server import ServiceBinding, build_server
 from services.common.service import Background, Service
 from services.common.topics import ACCOUNTS_REVOKED
 from services.playback.config import PlaybackConfig
+from services.playback.downloads import SERVICE_NAME as DOWNLOAD_SERVICE_NAME
+from services.playback.downloads import DownloadServicer
 from services.playback.license import SERVICE_NAME as LICENSE_SERVICE_NAME
 from services.playback.license import ClearKeyEndpoint, Licenser, LicenseServicer
 from services.playback.manifests import bind_manifests
@@ -46,14 +50,16 @@ ACCOUNT = NamePattern("accounts/{account}")
 log = logging.getLogger("marquee.playback")
 
 
-async def follow_account_revocations(servicer: PlaybackServicer, bus: EventBus) -> None:
-    """Ends the playback sessions whose access tokens the accounts service revoked (sign-out, every session
-    revoked, password changed, account deleted): their signed URLs are revoked at the edges with them. One
-    consumer group for every replica: ending a session is a store write any of them can make."""
+async def follow_account_revocations(servicer: PlaybackServicer, downloads: DownloadServicer, bus: EventBus) -> None:
+    """Ends the playback sessions, and revokes the downloads, made with access tokens the accounts service revoked
+    (sign-out, every session revoked, password changed, account deleted): their signed URLs are revoked at the
+    edges with them. One consumer group for every replica: ending a session or revoking a download is a
+    compare-and-set any of them can make (applying an event twice changes nothing)."""
 
     async def revoked(event: accounts_pb2.AccessRevokedEvent) -> None:
         account_id = ACCOUNT.parse(event.account, "account")["account"]
         await servicer.end_revoked(account_id, event.session, event.revoke_time.ToMicroseconds())
+        await downloads.revoke_signed_out(account_id, event.session, event.revoke_time.ToMicroseconds())
 
     await follow_topic(
         bus, ACCOUNTS_REVOKED, "playback-revocations", "playback", accounts_pb2.AccessRevokedEvent, revoked
@@ -93,12 +99,15 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     media = MediaLibrary(config.origin or deps.data_dir / "origin")
     keys = urltokens.keyring(deps.url_signing)
     catalog_address, steering_address = deps.address("catalog"), deps.address("steering")
-    # the encoder holds the content keys; without its address (a playback run without one) licences are refused
+    # the encoder holds the content keys; without its address (a playback run without one) licences are refused;
+    # without the accounts service's, downloads are (their devices cannot be checked)
     encoder_address = deps.addresses.get("encoder")
+    accounts_address = deps.addresses.get("accounts")
     credentials = ServiceToken(deps.tokens, "svc-playback")
     catalog_channel: grpc.aio.Channel = connect(catalog_address)
     steering_channel: grpc.aio.Channel = connect(steering_address)
     encoder_channel: grpc.aio.Channel | None = connect(encoder_address) if encoder_address else None
+    accounts_channel: grpc.aio.Channel | None = connect(accounts_address) if accounts_address else None
     catalog = catalog_pb2_grpc.CatalogServiceStub(catalog_channel)
     licenser = Licenser(
         config.license,
@@ -113,8 +122,9 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     async def close_channels() -> None:
         await catalog_channel.close(None)
         await steering_channel.close(None)
-        if encoder_channel is not None:
-            await encoder_channel.close(None)
+        for channel in (encoder_channel, accounts_channel):
+            if channel is not None:
+                await channel.close(None)
 
     try:
         manifests = bind_manifests(deps.store, media, keys, config.http, deps.geo, clearkey)
@@ -142,6 +152,24 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         name=SERVICE_NAME,
         add_to_server=lambda server: playback_pb2_grpc.add_PlaybackServiceServicer_to_server(servicer, server),
     )
+    downloads = DownloadServicer(
+        deps.store,
+        deps.bus,
+        deps.plans,
+        licenser,
+        catalog,
+        steering_pb2_grpc.SteeringServiceStub(steering_channel),
+        accounts_pb2_grpc.AccountServiceStub(accounts_channel) if accounts_channel is not None else None,
+        credentials,
+        keys,
+        lambda: manifests.public_url,
+        deps.page_tokens,
+        deps.geo,
+    )
+    download_binding = ServiceBinding(
+        name=DOWNLOAD_SERVICE_NAME,
+        add_to_server=lambda server: download_pb2_grpc.add_DownloadServiceServicer_to_server(downloads, server),
+    )
     license_servicer = LicenseServicer(licenser, deps.geo)
     license_binding = ServiceBinding(
         name=LICENSE_SERVICE_NAME,
@@ -149,7 +177,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     )
 
     background: list[tuple[str, Background]] = [
-        ("revocations", lambda: follow_account_revocations(servicer, deps.bus)),
+        ("revocations", lambda: follow_account_revocations(servicer, downloads, deps.bus)),
         ("expiry", lambda: sweep_expired(servicer, config.expiry_sweep_interval)),
     ]
     if isinstance(positions, RedisPositions):
@@ -157,7 +185,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         background.append(("positions-writer", lambda: writer.write_behind(f"playback-{new_id()}")))
     try:
         server, port = build_server(
-            config.server, [binding, license_binding], tokens=deps.tokens, denylist=deps.denylist
+            config.server, [binding, license_binding, download_binding], tokens=deps.tokens, denylist=deps.denylist
         )
     except Exception:
         await manifests.stop()

@@ -190,7 +190,7 @@ def test_network_policies_admit_only_callers(rendered: dict[str, list[dict[str, 
     assert all("world" not in _admitted(r) for r in catalog)  # the world never reaches the catalog
     assert [_ports(r) for r in catalog if "namespaces" in _admitted(r)] == [{9464}]  # Prometheus: metrics only
     for service, callers in {
-        "accounts": {"gateway"},
+        "accounts": {"gateway", "playback"},  # playback: downloads check their devices
         "encoder": {"gateway", "playback"},  # playback: the licence service reads content keys
         "steering": {"gateway", "playback", "edge", "shield"},
     }.items():
@@ -373,6 +373,7 @@ def test_the_ingress_routes_the_players_paths(rendered: dict[str, list[dict[str,
     paths = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
     assert paths == {
         "/sessions/": "marquee-playback-http",
+        "/downloads/": "marquee-playback-http",
         "/steering/": "marquee-steering-http",
         "/": "marquee-gateway",
     }

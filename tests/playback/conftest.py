@@ -17,15 +17,19 @@ import pytest
 from edge.config import DataPlaneConfig, DirUpstream, EdgeGeoConfig, EdgeNodeConfig
 from edge.node import EdgeNode
 from marquee.v1 import (
+    accounts_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
+    download_pb2_grpc,
     encoding_pb2,
     license_pb2_grpc,
     playback_pb2_grpc,
     steering_pb2,
     steering_pb2_grpc,
 )
+from services.accounts.config import AccountsConfig
+from services.accounts.server import create_server as create_accounts
 from services.catalog.config import CatalogConfig, DemoCatalogConfig
 from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
@@ -57,6 +61,28 @@ PLANS = Plans(
     [
         Plan(id="basic", display_name="Basic", max_concurrent_streams=1, max_resolution_height=360, max_devices=2),
         Plan(id="premium", display_name="Premium", max_concurrent_streams=2, max_resolution_height=2160, max_devices=9),
+        # small download limits and a licence that lasts seconds (tests/playback/test_downloads.py)
+        Plan(
+            id="offline",
+            display_name="Offline",
+            max_concurrent_streams=1,
+            max_resolution_height=720,
+            max_devices=3,
+            max_downloads=3,
+            max_downloads_per_device=2,
+            offline_days=30,
+            offline_play_hours=1,
+        ),
+        Plan(
+            id="brief",
+            display_name="Brief",
+            max_concurrent_streams=1,
+            max_resolution_height=720,
+            max_devices=3,
+            max_downloads=1,
+            max_downloads_per_device=1,
+            offline_days=2 / 86_400,  # two seconds
+        ),
     ]
 )
 
@@ -75,6 +101,8 @@ class Playback:
     deps: Dependencies  # what the stack's services were built with (a second replica reuses its store, addresses)
     license: Any = None  # LicenseServiceStub on playback's server
     encoder: str = ""  # the encoder's address, when the stack runs one (playback_stack(content_keys=...))
+    download: Any = None  # DownloadServiceStub on playback's server
+    accounts: Any = None  # AccountServiceStub, when the stack runs the accounts service (playback_stack(accounts=True))
 
     def caller(
         self, account: str, profile: str, plan: str = "premium", maturity: int = common_pb2.MATURITY_RATING_ADULT
@@ -129,10 +157,12 @@ async def playback_stack(
     geo_config: GeoConfig | None = None,
     bus: EventBus | None = None,
     content_keys: ContentKeysConfig | None = None,
+    accounts: bool = False,
 ) -> AsyncIterator[Playback]:
     """Catalog, steering, playback and an edge on ``store``, with the encoded title playable; on ``bus`` when
     given (the caller closes it), else an in-process one of its own. With ``content_keys`` (master keys) the
-    encoder runs too, holding them: the key service playback's licences read from."""
+    encoder runs too, holding them: the key service playback's licences read from. With ``accounts`` the accounts
+    service runs too (sign-up, devices: what downloads check)."""
     geo_config = geo_config or GeoConfig()
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
@@ -158,6 +188,10 @@ async def playback_stack(
     catalog_port, steering_port = catalog.grpc_port, steering.grpc_port
     addresses.update(catalog=f"127.0.0.1:{catalog_port}", steering=f"127.0.0.1:{steering_port}")
     stack: list[Service] = [catalog, steering]
+    if accounts:
+        accounts_service = await create_accounts(AccountsConfig(server=quick, default_plan="premium"), deps)
+        addresses["accounts"] = f"127.0.0.1:{accounts_service.grpc_port}"
+        stack.append(accounts_service)
     if content_keys is not None:  # only the encoder holds the master keys
         encoder_config = EncoderConfig(server=quick, origin=tmp_path / "encoder-origin", demo=DemoConfig(enabled=False))
         encoder = await create_encoder(encoder_config, dataclasses.replace(deps, content_keys=content_keys))
@@ -185,6 +219,7 @@ async def playback_stack(
         grpc.aio.insecure_channel(f"127.0.0.1:{port}") as pc,
         grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as cc,
         grpc.aio.insecure_channel(f"127.0.0.1:{steering_port}") as sc,
+        grpc.aio.insecure_channel(addresses.get("accounts", "127.0.0.1:1")) as accounts_channel,
     ):
         p = Playback(
             playback_pb2_grpc.PlaybackServiceStub(pc),
@@ -199,7 +234,10 @@ async def playback_stack(
             deps,
             license_pb2_grpc.LicenseServiceStub(pc),
             addresses.get("encoder", ""),
+            download_pb2_grpc.DownloadServiceStub(pc),
         )
+        if accounts:
+            p.accounts = accounts_pb2_grpc.AccountServiceStub(accounts_channel)
         register = steering_pb2.RegisterEdgeRequest(
             edge_id="edge-a",
             edge=steering_pb2.Edge(

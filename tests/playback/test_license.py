@@ -67,8 +67,10 @@ async def protected_stack(
     geo_config: GeoConfig,
     store_kind: str,
     request: pytest.FixtureRequest,
+    accounts: bool = False,
 ) -> AsyncIterator[Playback]:
-    """The playback stack with the encoder running and the title protected by the keys its key store made."""
+    """The playback stack with the encoder running and the title protected by the keys its key store made (and
+    with ``accounts``, the accounts service)."""
     store = await open_test_store(store_kind, tmp_path, request, "all")
     try:
         # the encoder's key store makes the title's keys (as a protected encode does), and the title is encrypted
@@ -81,7 +83,9 @@ async def protected_stack(
         kinds = {r["id"]: kind for kind in ("video", "audio") for r in doc[kind]}
         doc["protection"] = protect.description("cenc", {r: (kinds[r], e) for r, e in title.encryptors.items()})
         (protected / TITLE / "media.json").write_text(json.dumps(doc))
-        async with playback_stack(tmp_path, protected, config, store, geo_config, content_keys=MASTER) as p:
+        async with playback_stack(
+            tmp_path, protected, config, store, geo_config, content_keys=MASTER, accounts=accounts
+        ) as p:
             yield p
     finally:
         await store.close()

@@ -149,7 +149,7 @@ enabled = {{ $v.demo.enabled }}
 trusted_proxies = {{ $v.gateway.trustedProxies | toJson }}
 
 [services.gateway.routes]
-{{- range $service, $name := dict "marquee.v1.AccountService" "accounts" "marquee.v1.CatalogService" "catalog" "marquee.v1.PlaybackService" "playback" "marquee.v1.LicenseService" "playback" "marquee.v1.RecommendationService" "recommendations" "marquee.v1.SteeringService" "steering" "marquee.v1.EncodingService" "encoder" }}
+{{- range $service, $name := dict "marquee.v1.AccountService" "accounts" "marquee.v1.CatalogService" "catalog" "marquee.v1.PlaybackService" "playback" "marquee.v1.LicenseService" "playback" "marquee.v1.DownloadService" "playback" "marquee.v1.RecommendationService" "recommendations" "marquee.v1.SteeringService" "steering" "marquee.v1.EncodingService" "encoder" }}
 {{ $service | toJson }} = {{ include "marquee.grpcAddress" (dict "root" $ "component" $name) | toJson }}
 {{- end }}
 
