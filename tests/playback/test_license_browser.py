@@ -1,8 +1,8 @@
-"""Headless Chromium: Shaka Player plays a protected title's DASH stream with EME ClearKey, its licence coming from
-the licence service's HTTP endpoint (the URL the session names, the viewer's access token as a bearer token), on
-the real playback stack over loopback (tests/playback/test_license.py's: the encoder holds the keys). With another
-account's token the licence is refused and Shaka reports the refusal (HTTP 403, LICENSE_SESSION_NOT_YOURS): no
-frame is decoded."""
+"""Headless Chromium: Shaka Player and dash.js play a protected title's DASH stream with EME ClearKey, the licence
+coming from the licence service's HTTP endpoint (the URL the session names, the viewer's access token as a bearer
+token), on the real playback stack over loopback (tests/playback/test_license.py's: the encoder holds the keys).
+With another account's token the licence is refused and the player reports the refusal (HTTP 403; Shaka shows
+LICENSE_SESSION_NOT_YOURS from the body): no frame is decoded."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.playback.conftest import Playback
 from tests.playback.test_license import playback  # noqa: F401 - the stack with the encoder and a protected title
 
 SHAKA = PLAYERS / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
+DASHJS = PLAYERS / "node_modules" / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js"
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>ClearKey through the licence service</title></head>
 <body>
@@ -72,6 +73,44 @@ PAGE = """<!doctype html>
 </script>
 </body></html>
 """
+DASHJS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>dash.js: ClearKey through the licence service</title></head>
+<body>
+<video id="v" width="640" height="360" muted playsinline></video>
+<script src="dash.all.min.js"></script>
+<script>
+  window.state = { phase: "starting", error: null, licenceRequests: 0 };
+  const video = document.getElementById("v");
+  window.progress = () => ({
+    ...window.state,
+    currentTime: video.currentTime,
+    decodedFrames: video.getVideoPlaybackQuality().totalVideoFrames,
+  });
+  async function start() {
+    const config = await (await fetch("config.json", { cache: "no-store" })).json();
+    const player = dashjs.MediaPlayer().create();
+    const events = dashjs.MediaPlayer.events;
+    player.on(events.ERROR, (e) => {
+      const err = e.error || {};
+      window.state.error = window.state.error || { code: err.code, message: String(err.message || "") };
+    });
+    // a protection event (ProtectionEvents.LICENSE_REQUEST_SENDING), not one of MediaPlayer.events
+    player.on("public_licenseRequestSending", () => { window.state.licenceRequests += 1; });
+    player.initialize(video, null, true);
+    player.setProtectionData({
+      "org.w3.clearkey": {
+        serverURL: config.license,
+        httpRequestHeaders: { Authorization: `Bearer ${config.token}` },
+        withCredentials: false,  // a bearer token, no cookies: the endpoint answers CORS with "*"
+      },
+    });
+    player.attachSource(config.manifest);
+    window.state.phase = "loading";
+  }
+  start().catch((err) => { window.state.error = { code: null, message: String(err) }; });
+</script>
+</body></html>
+"""
 
 
 @pytest.fixture
@@ -84,9 +123,11 @@ def store_kind() -> str:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """The page and Shaka on a static HTTP server on a free loopback port (a page of its own origin: the licence
     endpoint and the edges answer it through CORS, as they would the web player)."""
-    root = tmp_path_factory.mktemp("shaka-clearkey")
+    root = tmp_path_factory.mktemp("clearkey-players")
     (root / "index.html").write_text(PAGE)
+    (root / "dashjs.html").write_text(DASHJS_PAGE)
     shutil.copy(SHAKA, root / SHAKA.name)
+    shutil.copy(DASHJS, root / DASHJS.name)
     with static_site(root) as base:
         yield root, base
 
@@ -94,8 +135,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     missing = missing_requirements()
-    if missing or not SHAKA.exists():
-        pytest.fail(f"the browser check cannot run: {missing or f'{SHAKA} is missing'}")
+    absent = [p for p in (SHAKA, DASHJS) if not p.exists()]
+    if missing or absent:
+        pytest.fail(f"the browser check cannot run: {missing or f'{absent} missing'}")
     b = Browser()
     try:
         yield b
@@ -103,13 +145,19 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def open_player(browser: Browser, site: tuple[Path, str], session: pb.PlaybackSession, md: Any) -> dict[str, Any]:
+def open_player(
+    browser: Browser,
+    site: tuple[Path, str],
+    session: pb.PlaybackSession,
+    md: Any,
+    page: str = "index.html",
+) -> dict[str, Any]:
     root, base = site
     token = dict(md)["authorization"].removeprefix("Bearer ")
     config = {"manifest": session.manifest_urls.dash_uri, "license": session.license_uri, "token": token}
     (root / "config.json").write_text(json.dumps(config))
     browser.new_page()
-    browser.goto(f"{base}/index.html")
+    browser.goto(f"{base}/{page}")
     browser.wait_for_function(
         "window.state && (window.state.error || (window.progress().currentTime > 1.5"
         " && window.progress().decodedFrames > 10))",
@@ -146,4 +194,25 @@ async def test_shaka_plays_the_protected_stream_with_a_clearkey_licence(
     error = progress["error"]
     assert error is not None and error["code"] == 6007, progress  # LICENSE_REQUEST_FAILED
     assert error["status"] == 403 and "LICENSE_SESSION_NOT_YOURS" in (error["body"] or ""), error
+    assert progress["decodedFrames"] == 0
+
+
+async def test_dashjs_plays_the_protected_stream_with_a_clearkey_licence(
+    playback: Playback,  # noqa: F811
+    site: tuple[Path, str],
+    browser: Browser,
+) -> None:
+    """dash.js takes the same licence endpoint (its ClearKey protection data with the bearer token as a header)."""
+    md = playback.caller("a1", "p1")
+    session = await start(playback, md)
+    progress = await asyncio.to_thread(open_player, browser, site, session, md, "dashjs.html")
+    assert progress["error"] is None, (progress, browser.console())
+    assert progress["licenceRequests"] >= 1
+    assert progress["decodedFrames"] > 10 and progress["currentTime"] > 1.5
+
+    other = playback.caller("a2", "p1")
+    progress = await asyncio.to_thread(open_player, browser, site, session, other, "dashjs.html")
+    error = progress["error"]
+    assert error is not None and error["code"] == 114, progress  # MEDIA_KEY_MESSAGE_LICENSER_ERROR_CODE
+    assert "(403)" in error["message"], error  # dash.js reports the status (not the JSON body's reason)
     assert progress["decodedFrames"] == 0

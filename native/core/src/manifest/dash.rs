@@ -67,7 +67,10 @@ fn segment_template(out: &mut String, r: &Rendition, q: &str, indent: &str) {
 }
 
 /// `ContentProtection` of one adaptation set of a protected title: the Common Encryption scheme with the track
-/// type's `cenc:default_KID`, then ClearKey (W3C) with the licence URL (`dashif:Laurl`) and the common `pssh`.
+/// type's `cenc:default_KID`, then ClearKey (W3C) with the licence URL (`dashif:Laurl`), as DASH-IF IOP 4.3's
+/// ClearKey descriptor has it: without a `cenc:pssh`. The W3C common `pssh` is in every init segment, where the CDM
+/// finds it; inside ClearKey's descriptor it would pose as ClearKey's own (dash.js then hands it to the CDM as
+/// `keyids` init data, which the CDM refuses).
 fn content_protection(out: &mut String, p: &Protection, kind: &str, license_url: Option<&str>) {
     let Some(kid) = p.key_ids.get(kind) else {
         return;
@@ -78,25 +81,17 @@ fn content_protection(out: &mut String, p: &Protection, kind: &str, license_url:
          cenc:default_KID=\"{kid}\"/>",
         p.scheme
     );
-    let pssh = p.pssh.get(kind);
     let _ = write!(
         out,
         "      <ContentProtection schemeIdUri=\"{CLEARKEY_URN}\" value=\"ClearKey1.0\""
     );
-    if license_url.is_none() && pssh.is_none() {
+    let Some(url) = license_url else {
         out.push_str("/>\n");
         return;
-    }
-    out.push_str(">\n");
-    if let Some(url) = license_url {
-        out.push_str("        <dashif:Laurl Lic_type=\"EME-1.0\">");
-        xml_escape(url, out);
-        out.push_str("</dashif:Laurl>\n");
-    }
-    if let Some(pssh) = pssh {
-        let _ = writeln!(out, "        <cenc:pssh>{pssh}</cenc:pssh>");
-    }
-    out.push_str("      </ContentProtection>\n");
+    };
+    out.push_str(">\n        <dashif:Laurl Lic_type=\"EME-1.0\">");
+    xml_escape(url, out);
+    out.push_str("</dashif:Laurl>\n      </ContentProtection>\n");
 }
 
 impl Presentation {
