@@ -91,6 +91,10 @@ class Browser:
     def add_script(self, path: Path) -> None:
         self.call("addScript", path=str(path))
 
+    def set_offline(self, offline: bool) -> None:
+        """Cuts (or restores) the page's network, as a train tunnel would: navigator.onLine follows."""
+        self.call("setOffline", offline=offline)
+
     def reload(self) -> None:
         self.call("reload")
 

@@ -19,6 +19,16 @@ def test_sign_in_search_rate_review_play_seek_and_resume(page: Browser, platform
     title_id = title.name.split("/")[1]
     sign_in(page, platform, "Alex", screenshots)
 
+    # the browser registered itself as a device of the account, and the profile's token is bound to it (the
+    # server writes the device into the token only for a device registered to the account)
+    session = page.evaluate("JSON.parse(localStorage.getItem('marquee.session'))")
+    assert session["device"].startswith(f"{session['account']}/devices/"), session
+    claims = page.evaluate(
+        "JSON.parse(atob(JSON.parse(localStorage.getItem('marquee.session')).tokens.access.split('.')[1]"
+        ".replace(/-/g, '+').replace(/_/g, '/')))"
+    )
+    assert claims["did"] == session["device"].rsplit("/", 1)[1], claims
+
     # home: trending and genre rows from the catalog (recommendations render when their service answers)
     page.wait_for("[data-testid=row-trending] [data-testid=title-card]")
     page.wait_for("[data-testid=row-genre] [data-testid=title-card]")

@@ -49,6 +49,7 @@ function current() {
 const methods = {
   newPage,
   goto: async ({ url }) => (await current().goto(url, { waitUntil: "domcontentloaded" }))?.status() ?? null,
+  setOffline: async ({ offline }) => context.setOffline(offline),
   reload: async () => (await current().reload({ waitUntil: "domcontentloaded" }))?.status() ?? null,
   url: async () => current().url(),
   setContent: async ({ html }) => current().setContent(html),

@@ -6,6 +6,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { DescService } from "@bufbuild/protobuf";
 import { AccountService } from "./gen/marquee/v1/accounts_pb";
 import { CatalogService } from "./gen/marquee/v1/catalog_pb";
+import { DownloadService } from "./gen/marquee/v1/download_pb";
 import { PlaybackService } from "./gen/marquee/v1/playback_pb";
 import { RecommendationService } from "./gen/marquee/v1/recommendations_pb";
 
@@ -57,6 +58,7 @@ function client<S extends DescService>(service: S): Client<S> {
 export const accounts = client(AccountService);
 export const catalog = client(CatalogService);
 export const playback = client(PlaybackService);
+export const downloads = client(DownloadService);
 export const recommendations = client(RecommendationService);
 /** PlaybackService over requests that survive the page being closed or reloaded. */
 export const playbackOnExit = createClient(PlaybackService, lasting);

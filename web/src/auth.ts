@@ -1,12 +1,17 @@
 // The signed-in state: the account, the chosen profile and the current token pair, kept in localStorage so a
 // reload stays signed in. Access tokens are short-lived; they are renewed with the rotating refresh token
 // shortly before they expire (one refresh at a time: a refresh token spent twice revokes the whole session).
+// This browser is a device of the account: registered once per account (RegisterDevice, within the plan's
+// devices) and remembered across sign-outs, its profile tokens are bound to it (SelectProfile with the device),
+// which downloads need. At the plan's device limit the browser still plays, without a device (no downloads).
 
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { accounts, configureAuth } from "./api";
+import { accounts, Code, ConnectError, configureAuth } from "./api";
 import type { Profile, TokenPair } from "./gen/marquee/v1/accounts_pb";
+import { DeviceType } from "./gen/marquee/v1/common_pb";
 
 const STORAGE_KEY = "marquee.session";
+const DEVICES_KEY = "marquee.devices"; // account name -> this browser's device name
 const RENEW_BEFORE_MS = 60_000;
 
 interface Tokens {
@@ -26,6 +31,7 @@ interface SessionState {
   email: string;
   tokens: Tokens;
   profile?: SessionProfile;
+  device?: string; // accounts/{account}/devices/{device}: the one the profile's tokens are bound to
 }
 
 let state: SessionState | null = load();
@@ -90,19 +96,80 @@ export function needsPassword(profile: Profile): boolean {
   return current !== undefined && current.kids && current.name !== profile.name;
 }
 
-/** Issues tokens bound to `profile` (the refresh token is rotated into them: the same session); `password` is the
- * account's, needed to leave a kids profile. */
+/** This browser's device of the signed-in account, when it has one. */
+export function currentDevice(): string {
+  return state?.device ?? "";
+}
+
+function knownDevices(): Record<string, string> {
+  try {
+    return JSON.parse(localStorage.getItem(DEVICES_KEY) ?? "{}") as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+function rememberDevice(account: string, device: string): void {
+  const devices = knownDevices();
+  if (device) devices[account] = device;
+  else delete devices[account];
+  localStorage.setItem(DEVICES_KEY, JSON.stringify(devices));
+}
+
+function browserName(): string {
+  const ua = navigator.userAgent;
+  const browser = /Edg\//.test(ua)
+    ? "Edge"
+    : /Firefox\//.test(ua)
+      ? "Firefox"
+      : /Chrome\//.test(ua)
+        ? "Chrome"
+        : "Safari";
+  return `${browser} browser`;
+}
+
+/** This browser's device of the account: the remembered one, or a new registration; "" when the account may not
+ * register one (its plan's device limit, or a kids profile's token). */
+async function deviceOf(account: string): Promise<string> {
+  const known = knownDevices()[account];
+  if (known) return known;
+  try {
+    const reply = await accounts.registerDevice({
+      parent: account,
+      device: { displayName: browserName(), type: DeviceType.BROWSER },
+    });
+    const name = reply.device?.name ?? "";
+    rememberDevice(account, name);
+    return name;
+  } catch (err) {
+    const code = err instanceof ConnectError ? err.code : undefined;
+    if (code === Code.ResourceExhausted || code === Code.PermissionDenied) return "";
+    throw err;
+  }
+}
+
+/** Issues tokens bound to `profile` and this browser's device (the refresh token is rotated into them: the same
+ * session); `password` is the account's, needed to leave a kids profile. */
 export async function selectProfile(profile: Profile, password = ""): Promise<void> {
   if (!state) throw new Error("not signed in");
-  const reply = await accounts.selectProfile({
-    profile: profile.name,
-    refreshToken: state.tokens.refresh,
-    password,
-  });
+  const select = (device: string) =>
+    accounts.selectProfile({ profile: profile.name, refreshToken: state?.tokens.refresh ?? "", password, device });
+  let device = await deviceOf(state.account);
+  let reply;
+  try {
+    reply = await select(device);
+  } catch (err) {
+    // the remembered device was removed (from another device's settings): register this browser again
+    if (!(device && err instanceof ConnectError && err.code === Code.NotFound)) throw err;
+    rememberDevice(state.account, "");
+    device = await deviceOf(state.account);
+    reply = await select(device);
+  }
   save({
     ...state,
     tokens: tokensOf(reply.tokens),
     profile: { name: profile.name, displayName: profile.displayName, kids: profile.kids },
+    device: device || undefined,
   });
 }
 

@@ -4,6 +4,7 @@ import "./styles.css";
 import { currentProfile, initAuth, onSessionChange, signOut, signedIn } from "./auth";
 import { h, replace } from "./dom";
 import { navigate, render, route, setGuard, startRouter } from "./router";
+import { downloadsView } from "./views/downloads";
 import { homeView } from "./views/home";
 import { profilesView } from "./views/profiles";
 import { searchView } from "./views/search";
@@ -17,6 +18,7 @@ route("/profiles", "Profiles", profilesView);
 route("/search", "Search", searchView);
 route("/title/:id", "Title", titleView);
 route("/watch/:id", "Watch", watchView);
+route("/downloads", "Downloads", downloadsView);
 
 setGuard((path) => {
   const next = encodeURIComponent(path + window.location.search);
@@ -46,6 +48,7 @@ function renderNav(): void {
       {},
       profile ? h("li", {}, h("a", { href: "/" }, "Home")) : null,
       profile ? h("li", {}, h("a", { href: "/search", "data-testid": "nav-search" }, "Search")) : null,
+      profile ? h("li", {}, h("a", { href: "/downloads", "data-testid": "nav-downloads" }, "Downloads")) : null,
       profile
         ? h(
             "li",

@@ -4,6 +4,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, catalog, describeError, playback } from "../api";
 import { currentProfile, profileId } from "../auth";
+import { canDownload, downloadTitle, records } from "../offline";
 import { announce, h, replace } from "../dom";
 import { clock, maturityLabel, runtime, seconds } from "../format";
 import { ReviewState, type RatingSummary, type Review, type Title } from "../gen/marquee/v1/catalog_pb";
@@ -149,6 +150,35 @@ async function resumeAt(titleName: string, profile: string): Promise<number> {
   }
 }
 
+/** "Download" (for this browser's device), its progress, then a link to the Downloads screen. */
+function downloadControl(id: string, title: Title): HTMLElement | null {
+  if (!title.playable || !canDownload()) return null;
+  const status = h("span", { class: "download-status", role: "status", "data-testid": "download-status" });
+  const done = () =>
+    replace(status, h("a", { href: "/downloads", "data-testid": "download-done" }, "Downloaded: see Downloads"));
+  const button = h("button", { type: "button", class: "secondary", "data-testid": "download-button" }, "Download");
+  if (records().some((r) => r.titleId === id)) {
+    button.hidden = true;
+    done();
+  }
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    status.textContent = "Downloading…";
+    try {
+      await downloadTitle(id, title.displayName, (p) => {
+        status.textContent = `Downloading… ${Math.round(p * 100)}%`;
+      });
+      button.hidden = true;
+      done();
+      announce("Downloaded");
+    } catch (err) {
+      status.textContent = describeError(err);
+      button.disabled = false;
+    }
+  });
+  return h("p", { class: "download" }, button, " ", status);
+}
+
 function details(title: Title, resume: number, rating: number): HTMLElement {
   const id = title.name.split("/").pop() ?? "";
   const summary = h("p", { class: "summary", "data-testid": "rating-summary" }, summaryText(title.ratingSummary));
@@ -159,6 +189,7 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
     title.playable ? (resume > 0 ? `Resume from ${clock(resume)}` : "Play") : "Not available yet",
   );
   play.addEventListener("click", () => requestPlay(id));
+  const download = downloadControl(id, title);
   const meta = [
     title.releaseYear ? String(title.releaseYear) : "",
     maturityLabel(title.maturityRating),
@@ -186,6 +217,7 @@ function details(title: Title, resume: number, rating: number): HTMLElement {
         cast.length ? h("p", { class: "people" }, h("span", {}, "Cast: "), cast.join(", ")) : null,
         directors.length ? h("p", { class: "people" }, h("span", {}, "Director: "), directors.join(", ")) : null,
         play,
+        download,
         summary,
         ratingControl(title.name, rating, (_stars, s) => {
           if (s) summary.textContent = summaryText(s);
