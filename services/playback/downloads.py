@@ -24,7 +24,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from marquee.native import TokenKeyring
-from marquee.v1 import accounts_pb2, content_keys_pb2, download_pb2, download_pb2_grpc, playback_pb2, steering_pb2
+from marquee.v1 import accounts_pb2, content_keys_pb2, download_pb2, download_pb2_grpc, playback_pb2
 from services.common.auth import require_profile
 from services.common.bus.port import EventBus
 from services.common.context import Principal
@@ -41,7 +41,7 @@ from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.playback.download_slots import DownloadSlots, Holder
 from services.playback.license import GrantedKey, Licenser
 from services.playback.schema import DOWNLOAD_REVOCATIONS, DOWNLOADS
-from services.playback.servicer import check_entitlement, get_title
+from services.playback.servicer import check_entitlement, get_title, steer
 
 log = logging.getLogger("marquee.playback")
 SERVICE_NAME = download_pb2.DESCRIPTOR.services_by_name["DownloadService"].full_name
@@ -307,20 +307,13 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
         expire = now + int(plan.offline_days * 86_400 * 1_000_000)
         holder = Holder(download_id, profile_id, device_id, principal.session_id or "")
         slot = await self._slots.claim(account_id, holder, plan, expire)
-        try:
-            steering = await self._steering.GetSteering(
-                steering_pb2.GetSteeringRequest(
-                    session=SESSION.format(session=download_id),
-                    title=TITLE.format(title=title_id),
-                    client_address=address,
-                    country=region,
-                    account=f"accounts/{account_id}",
-                ),
-                metadata=self._credentials(),
+        try:  # a download is fetched once: its pathways, without steering's reloads
+            pathways, _ = await steer(
+                self._steering, self._credentials(), download_id, title_id, title, address, region, account_id
             )
-        except grpc.aio.AioRpcError as exc:
+        except Unavailable:
             await self._slots.release(account_id, slot, download_id)
-            raise Unavailable(f"no edge can serve this download now: {exc.details()}") from None
+            raise
         row = {
             "account_id": account_id,
             "profile_id": profile_id,
@@ -329,7 +322,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
             "title_id": title_id,
             "media_id": title.media,
             "max_height": max_height,
-            "pathways": [{"id": p.id, "base_uri": f"{p.base_uri}{title.media}/"} for p in steering.pathways],
+            "pathways": pathways,
             "regions": list(title.licensed_regions),
             "auth_session": principal.session_id or "",
             "slot": slot,

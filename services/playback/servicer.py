@@ -109,6 +109,36 @@ async def get_title(catalog: Any, metadata: tuple[tuple[str, str], ...], title_i
     return title
 
 
+async def steer(
+    steering: Any,
+    metadata: tuple[tuple[str, str], ...],
+    session_id: str,
+    title_id: str,
+    title: catalog_pb2.Title,
+    address: str,
+    region: str,
+    account_id: str,
+) -> tuple[list[dict[str, str]], str]:
+    """The pathways steering gives a session (or a download) of ``title`` for a client at ``address`` (``steering``
+    a SteeringServiceStub), as base URIs of the title's media, and its reload URI; UNAVAILABLE when no edge can
+    serve it."""
+    try:
+        reply = await steering.GetSteering(
+            steering_pb2.GetSteeringRequest(
+                session=SESSION.format(session=session_id),
+                title=TITLE.format(title=title_id),
+                client_address=address,
+                country=region,
+                account=ACCOUNT.format(account=account_id),
+            ),
+            metadata=metadata,
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable(f"no edge can serve this now: {exc.details()}") from None
+    pathways = [{"id": p.id, "base_uri": f"{p.base_uri}{title.media}/"} for p in reply.pathways]
+    return pathways, str(reply.reload_uri)
+
+
 def check_entitlement(title: catalog_pb2.Title, title_id: str, region: str, principal: Principal) -> None:
     """May the caller watch ``title`` now: it is playable, licensed in ``region`` (the server's answer for the
     caller's address) and within the profile's maturity limit (the token's signed ``mat`` claim). StartPlayback
@@ -430,20 +460,12 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
                 reason="STREAM_LIMIT_REACHED",
             )
         try:
-            steering = await self._steering.GetSteering(
-                steering_pb2.GetSteeringRequest(
-                    session=SESSION.format(session=session_id),
-                    title=TITLE.format(title=title_id),
-                    client_address=address,
-                    country=region,
-                    account=ACCOUNT.format(account=account_id),
-                ),
-                metadata=self._credentials(),
+            pathways, reload_uri = await steer(
+                self._steering, self._credentials(), session_id, title_id, title, address, region, account_id
             )
-        except grpc.aio.AioRpcError as exc:
+        except Unavailable:
             await self._streams.release(account_id, slot, session_id)
-            raise Unavailable(f"no edge can serve this session now: {exc.details()}") from None
-        pathways = [{"id": p.id, "base_uri": f"{p.base_uri}{title.media}/"} for p in steering.pathways]
+            raise
         row = {
             "session_id": session_id,
             "account_id": account_id,
@@ -459,7 +481,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             "expire_time": expire,
             "ended": False,
             "pathways": pathways,
-            "steering_uri": steering.reload_uri,
+            "steering_uri": reload_uri,
             "qoe_time": now,
             # the access token's sign-in session (its `sid` claim, when the token has one): a revocation of that
             # session ends this playback session too
@@ -487,7 +509,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             manifest_urls=playback_pb2.ManifestUrls(
                 hls_uri=f"{base}/master.m3u8?token={token}", dash_uri=f"{base}/manifest.mpd?token={token}"
             ),
-            steering_uri=f"{steering.reload_uri}?token={token}" if steering.reload_uri else "",
+            steering_uri=f"{reload_uri}?token={token}" if reload_uri else "",
             resume_position=_ms(resume_ms),
             audio_tracks=[
                 playback_pb2.AudioTrack(

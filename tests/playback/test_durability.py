@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, playback_pb2, playback_pb2_grpc
 from services.catalog.schema import MEDIA
@@ -18,6 +18,7 @@ from services.catalog.schema import SCHEMA as CATALOG
 from services.common.auth import AccessTokens
 from services.common.config import load_config
 from services.common.store.sqlite import SqliteStore
+from services.common.timevalues import timestamp_of
 from services.platform.admin import admin_metadata
 from services.platform.runtime import local_config
 from tests.edge.conftest import TITLE
@@ -40,12 +41,6 @@ def _at(ms: int) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromMilliseconds(ms)
     return d
-
-
-def _ts(micros: int) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromMicroseconds(micros)
-    return t
 
 
 def test_acknowledged_updates_survive_sigkill(tmp_path: Path, origin: Path) -> None:
@@ -83,7 +78,7 @@ def test_acknowledged_updates_survive_sigkill(tmp_path: Path, origin: Path) -> N
                     try:
                         reply = await stub.UpdatePosition(
                             playback_pb2.UpdatePositionRequest(
-                                session=session, position=_at(i * 25), event_time=_ts(base + i * 1000)
+                                session=session, position=_at(i * 25), event_time=timestamp_of(base + i * 1000)
                             ),
                             metadata=md,
                             timeout=5,

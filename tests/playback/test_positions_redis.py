@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -26,6 +26,7 @@ from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.redisclient import redis_client
 from services.common.store.sqlite import SqliteStore
+from services.common.timevalues import timestamp_of
 from services.common.topics import PLAYBACK_UPDATE
 from services.platform.localredis import RedisServer, free_port
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
@@ -45,12 +46,6 @@ def _at(ms: int) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromMilliseconds(ms)
     return d
-
-
-def _ts(micros: int) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromMicroseconds(micros)
-    return t
 
 
 async def lag(positions: RedisPositions) -> int:
@@ -102,7 +97,7 @@ async def test_every_acknowledged_update_survives_redis_sigkill(
                     event_time = base + i * 1000
                     reply = await p.stub.UpdatePosition(
                         playback_pb2.UpdatePositionRequest(
-                            session=session, position=_at(i * 100), event_time=_ts(event_time)
+                            session=session, position=_at(i * 100), event_time=timestamp_of(event_time)
                         ),
                         metadata=md,
                     )
