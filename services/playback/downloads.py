@@ -40,8 +40,9 @@ from services.common.timevalues import duration_of, timestamp_of
 from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.playback.download_slots import DownloadSlots, Holder
 from services.playback.license import GrantedKey, Licenser
+from services.playback.media import MediaLibrary
 from services.playback.schema import DOWNLOAD_REVOCATIONS, DOWNLOADS
-from services.playback.servicer import check_entitlement, get_title, steer
+from services.playback.servicer import check_entitlement, get_title, seconds_up, steer
 
 log = logging.getLogger("marquee.playback")
 SERVICE_NAME = download_pb2.DESCRIPTOR.services_by_name["DownloadService"].full_name
@@ -72,10 +73,6 @@ def download_acl(row: Row) -> list[str]:
     return [f"/v/{row['media_id']}/*", f"{manifest_path(row)}/*"]
 
 
-def _seconds_up(micros: int) -> int:
-    return -(-micros // 1_000_000)
-
-
 class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
     def __init__(
         self,
@@ -91,6 +88,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
         manifest_base: Callable[[], str],
         pages: PageTokens,
         geo: Geo,
+        media: MediaLibrary,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -104,6 +102,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
         self._manifest_base = manifest_base
         self._pages = pages
         self._geo = geo
+        self._media = media
         self._slots = DownloadSlots(store)
 
     # --- helpers ------------------------------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
             d.play_start_time.CopyFrom(timestamp_of(row["play_start_time"]))
         if state == download_pb2.Download.STATE_ACTIVE:
             token = self._keys.sign(
-                download_acl(row), _seconds_up(row["expire_time"]), row["download_id"], row["regions"] or None
+                download_acl(row), seconds_up(row["expire_time"]), row["download_id"], row["regions"] or None
             )
             base = f"{self._manifest_base()}{manifest_path(row)}"
             d.manifest_urls.CopyFrom(
@@ -214,8 +213,11 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
         )
 
     async def _entitled_keys(self, principal: Principal, title_id: str, region: str) -> tuple[Any, list[GrantedKey]]:
+        """The title, checked as StartPlayback checks it, and its content keys (none for a title in the clear)."""
         title = await get_title(self._catalog, self._credentials(), title_id)
         check_entitlement(title, title_id, region, principal)
+        if not (await self._media.get(title.media)).doc.get("protection"):
+            return title, []
         keys = await self._licenser.title_keys(title_id)
         return title, sorted(keys.values(), key=lambda k: k.track_type)
 
@@ -227,7 +229,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
             profile=PROFILE.format(account=row["account_id"], profile=row["profile_id"]),
             reason=playback_pb2.SESSION_END_REASON_REVOKED,
             end_time=timestamp_of(now),
-            url_expire_time=timestamp_pb2.Timestamp(seconds=_seconds_up(max(row["expire_time"], now))),
+            url_expire_time=timestamp_pb2.Timestamp(seconds=seconds_up(max(row["expire_time"], now))),
         )
         await self._bus.publish(PLAYBACK_SESSION_ENDED, ended.SerializeToString(), key=row["download_id"])
 

@@ -165,6 +165,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         lambda: manifests.public_url,
         deps.page_tokens,
         deps.geo,
+        media,
     )
     download_binding = ServiceBinding(
         name=DOWNLOAD_SERVICE_NAME,

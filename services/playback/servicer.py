@@ -89,7 +89,7 @@ def _ms(value: int) -> duration_pb2.Duration:
     return d
 
 
-def _seconds_up(micros: int) -> int:
+def seconds_up(micros: int) -> int:
     """Unix seconds no earlier than ``micros`` (a token must not outlive its lease, nor die before it)."""
     return -(-micros // 1_000_000)
 
@@ -251,7 +251,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         regions (when it has any: the edges check the client's address against them)."""
         acl = urltokens.session_acl(session["session_id"], session["media_id"])
         regions = session.get("regions") or None
-        return self._keys.sign(acl, _seconds_up(expire_micros), session["session_id"], regions)
+        return self._keys.sign(acl, seconds_up(expire_micros), session["session_id"], regions)
 
     def _forget(self, session_id: str) -> None:
         self._rows.pop(session_id, None)
@@ -306,7 +306,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             profile=PROFILE.format(account=session["account_id"], profile=session["profile_id"]),
             reason=reason,
             end_time=timestamp_of(now),
-            url_expire_time=timestamp_pb2.Timestamp(seconds=_seconds_up(expire)),
+            url_expire_time=timestamp_pb2.Timestamp(seconds=seconds_up(expire)),
         )
         await self._bus.publish(PLAYBACK_SESSION_ENDED, ended.SerializeToString(), key=session_id)
         await self._streams.release(session["account_id"], session["slot"], session_id)
