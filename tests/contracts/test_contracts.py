@@ -15,6 +15,7 @@ from marquee.v1 import (
     catalog_pb2,
     common_pb2,
     content_keys_pb2,
+    download_pb2,
     encoding_pb2,
     license_pb2,
     playback_pb2,
@@ -30,6 +31,7 @@ FILES: list[FileDescriptor] = [
         catalog_pb2,
         common_pb2,
         content_keys_pb2,
+        download_pb2,
         encoding_pb2,
         license_pb2,
         playback_pb2,
@@ -67,6 +69,7 @@ def test_the_services_exist() -> None:
             "EncodingService",
             "LicenseService",
             "ContentKeyService",
+            "DownloadService",
         ]
     )
 
