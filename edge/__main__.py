@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--trusted-proxy", action="append", default=[], help="network of a load balancer whose X-Forwarded-For counts"
     )
     p.add_argument("--steering", default=None, help="SteeringService address to register with")
+    p.add_argument(
+        "--key-uri-base",
+        default="",
+        help="playback's public manifest URL: protected titles' HLS media playlists name the session's raw keys there",
+    )
     p.add_argument("--heartbeat-interval", type=float, default=5.0)
     p.add_argument("--ready-file", type=Path, default=None, help="write {'port': N} here once serving")
     p.add_argument("--rate-limit", type=int, default=0, help="per-connection egress cap in bytes/s (0: none)")
@@ -118,6 +123,7 @@ async def serve(args: argparse.Namespace) -> None:
             fill_signing_kid=platform.edge_fill.signing_kid if fill else "",
             geo=EdgeGeoConfig.of(platform.geo, tuple(args.trusted_proxy)),
             rate_limit_bytes_per_sec=args.rate_limit,
+            key_uri_base=args.key_uri_base if players else "",
         ),
     )
     node = await asyncio.to_thread(EdgeNode, config)

@@ -85,6 +85,12 @@ class DataPlaneConfig(Section):
     revoked_capacity: int = Field(1_000_000, ge=1, description="most revoked playback sessions remembered")
     geo: EdgeGeoConfig | None = Field(None, description="where clients are; none: region-bound tokens are refused")
     cors_origin: str = "*"
+    key_uri_base: str = Field(
+        "",
+        pattern=r"^(https?://[^\s\"<>\\]+)?$",
+        description="playback's manifest endpoint (its public URL): protected titles' media playlists then name the"
+        " session's raw keys there (KEYFORMAT identity, how Shaka Player takes ClearKey from HLS); empty: not named",
+    )
 
     @model_validator(mode="after")
     def _disk(self) -> DataPlaneConfig:

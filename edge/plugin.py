@@ -99,6 +99,7 @@ def edge_configs(
                 fill_signing_kid=keys.fill_signing_kid,
                 geo=keys.geo,
                 rate_limit_bytes_per_sec=tier.rate_limit_bytes_per_sec,
+                key_uri_base=tier.key_uri_base,
             ),
         )
         for i, name in enumerate(tier.edges)

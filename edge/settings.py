@@ -36,6 +36,11 @@ class EdgeTierConfig(Section):
         (), description="networks of load balancers in front of the edges, whose X-Forwarded-For is believed"
     )
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats to steering")
+    key_uri_base: str = Field(
+        "",
+        description="playback's manifest URL (e.g. http://127.0.0.1:8096): protected titles' HLS media playlists"
+        " then name the session's raw keys there (KEYFORMAT identity, for Shaka Player); empty: not named",
+    )
     origin: Path | None = Field(None, description="origin store root; default {data_dir}/origin")
 
     @field_validator("edges")

@@ -247,7 +247,7 @@ CORS = {
 HEADERS = {"Cache-Control": "no-store", **CORS}
 PREFLIGHT = {
     **CORS,
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "authorization, content-type, x-request-id",
     "Access-Control-Max-Age": "7200",
 }
@@ -335,7 +335,10 @@ def _refused(err: ServiceError) -> web.Response:
 
 
 class ClearKeyEndpoint:
-    """``POST /sessions/{session}/license`` (and its CORS preflight) on the manifest endpoint's site."""
+    """On the manifest endpoint's site (with their CORS preflights): ``POST /sessions/{session}/license``, the W3C
+    ClearKey licence exchange, and ``GET /sessions/{session}/keys/{kid}``, one key raw (16 bytes): HLS key delivery
+    with ``KEYFORMAT="identity"``, the key URI the edges write into a protected title's media playlists (how Shaka
+    Player takes ClearKey from HLS). Both make every check of a licence."""
 
     def __init__(
         self,
@@ -358,6 +361,9 @@ class ClearKeyEndpoint:
         path = f"/sessions/{{session:{session_pattern}}}/license"
         app.router.add_post(path, self.handle)
         app.router.add_route("OPTIONS", path, self.preflight)
+        key = f"/sessions/{{session:{session_pattern}}}/keys/{{kid:[0-9a-f]{{32}}}}"
+        app.router.add_get(key, self.key)
+        app.router.add_route("OPTIONS", key, self.preflight)
 
     async def preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=PREFLIGHT)
@@ -375,14 +381,26 @@ class ClearKeyEndpoint:
                 raise too_large
         return body
 
-    async def handle(self, request: web.Request) -> web.Response:
-        session_id = request.match_info["session"]
+    async def _caller(self, request: web.Request) -> tuple[Principal, str]:
+        """The verified, unrevoked caller and its region, once its address is within its request rate."""
         forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
         address = self._geo.client_address(request.remote or "", forwarded)
+        await limit(self._limiter, f"license:address:{address}", self._per_address, "licence requests")
+        token = bearer_token(request.headers.get("Authorization", ""))
+        return await authenticate(token, self._tokens, self._denylist), self._geo.region(address)
+
+    @staticmethod
+    def _headers(grant: Grant) -> dict[str, str]:
+        return {
+            **HEADERS,
+            "Marquee-License-Duration": str(grant.duration_micros // 1_000_000),
+            "Marquee-License-Expires": str(grant.expire_micros // 1_000_000),
+        }
+
+    async def handle(self, request: web.Request) -> web.Response:
+        session = SESSION.format(session=request.match_info["session"])
         try:
-            await limit(self._limiter, f"license:address:{address}", self._per_address, "licence requests")
-            token = bearer_token(request.headers.get("Authorization", ""))
-            principal = await authenticate(token, self._tokens, self._denylist)
+            principal, region = await self._caller(request)
             try:
                 body = await self._body(request)
             except InvalidArgument as err:
@@ -390,15 +408,22 @@ class ClearKeyEndpoint:
                 response.set_status(413)
                 return response
             key_ids, kind = parse_clearkey_request(body, self._licenser.max_key_ids)
-            region = self._geo.region(address)
-            grant = await self._licenser.grant(principal, SESSION.format(session=session_id), key_ids, region)
+            grant = await self._licenser.grant(principal, session, key_ids, region)
         except ServiceError as err:
             return _refused(err)
         except StoreUnavailable as exc:
             return _refused(Unavailable(str(exc), reason="STORE_UNAVAILABLE"))
-        headers = {
-            **HEADERS,
-            "Marquee-License-Duration": str(grant.duration_micros // 1_000_000),
-            "Marquee-License-Expires": str(grant.expire_micros // 1_000_000),
-        }
-        return web.json_response(clearkey_licence(grant, kind), headers=headers)
+        return web.json_response(clearkey_licence(grant, kind), headers=self._headers(grant))
+
+    async def key(self, request: web.Request) -> web.Response:
+        session = SESSION.format(session=request.match_info["session"])
+        try:
+            principal, region = await self._caller(request)
+            grant = await self._licenser.grant(principal, session, [bytes.fromhex(request.match_info["kid"])], region)
+        except ServiceError as err:
+            return _refused(err)
+        except StoreUnavailable as exc:
+            return _refused(Unavailable(str(exc), reason="STORE_UNAVAILABLE"))
+        return web.Response(
+            body=grant.keys[0].key, content_type="application/octet-stream", headers=self._headers(grant)
+        )

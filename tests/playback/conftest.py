@@ -212,6 +212,8 @@ async def playback_stack(
                 upstream=DirUpstream(root=origin),
                 token_keys=dict(platform.url_signing.keys),
                 geo=geo,
+                # protected titles' HLS media playlists name the session's raw keys on playback's endpoint
+                key_uri_base=playback.sites["http"].public_url,
             )
         )
     )

@@ -198,6 +198,39 @@ async def test_clearkey_licence_gives_the_stored_keys_and_they_decrypt_the_title
         assert "POST" in r.headers["Access-Control-Allow-Methods"]
 
 
+async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers or {}) as r:
+        return r.status, await r.read(), dict(r.headers)
+
+
+async def test_raw_keys_for_hls_take_the_same_checks(playback: Playback) -> None:
+    """GET /sessions/{session}/keys/{kid}: the key raw (HLS KEYFORMAT "identity"), with every licence check."""
+    md = playback.caller("a1", "p1")
+    session = await start(playback, md)
+    keys = await stored_keys(playback.store)
+    base = session.license_uri.removesuffix("/license")
+    url = f"{base}/keys/{keys['video'].kid.hex()}"
+    status, body, headers = await get(url, bearer(md))
+    assert status == 200 and body == keys["video"].key and headers["Content-Type"] == "application/octet-stream"
+    assert int(headers["Marquee-License-Duration"]) > 0 and headers["Cache-Control"] == "no-store"
+    refusals: list[tuple[str, dict[str, str], int, str]] = [
+        (url, {}, 401, "INVALID_TOKEN"),
+        (url, bearer(playback.caller("a2", "p1")), 403, "LICENSE_SESSION_NOT_YOURS"),
+        (f"{base}/keys/{bytes(16).hex()}", bearer(md), 403, "LICENSE_KEY_NOT_IN_TITLE"),
+    ]
+    for target, auth, want, reason in refusals:
+        status, body, _ = await get(target, auth)
+        refused(status, json.loads(body), want, reason)
+    # a key id that is not 32 hex digits is no key URI at all
+    assert (await get(f"{base}/keys/{keys['video'].kid.hex()[:-1]}", bearer(md)))[0] == 404
+    # the preflight admits the bearer header from any origin
+    async with aiohttp.ClientSession() as s, s.options(url, headers={"Origin": "http://x.example"}) as r:
+        assert r.status == 204 and "GET" in r.headers["Access-Control-Allow-Methods"]
+    await playback.stub.StopPlayback(pb.StopPlaybackRequest(session=session.name), metadata=md)
+    status, body, _ = await get(url, bearer(md))
+    refused(status, json.loads(body), 410, "LICENSE_SESSION_NOT_LIVE")
+
+
 async def test_acquire_license_over_grpc(playback: Playback) -> None:
     md = playback.caller("a1", "p1")
     session = await start(playback, md)

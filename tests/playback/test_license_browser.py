@@ -33,10 +33,11 @@ PAGE = """<!doctype html>
   const video = document.getElementById("v");
   const describe = (e) => {
     const out = { code: e && e.code, message: String((e && e.message) || e) };
-    const inner = e && e.data && e.data[0];  // LICENSE_REQUEST_FAILED wraps the HTTP error
-    if (inner && inner.data) {
-      out.status = inner.data[1];
-      out.body = typeof inner.data[2] === "string" ? inner.data[2] : null;
+    // LICENSE_REQUEST_FAILED wraps the HTTP error (BAD_HTTP_STATUS, 1001); a key request fails with it directly
+    const http = e && e.code === 1001 ? e : e && e.data && e.data[0];
+    if (http && http.data) {
+      out.status = http.data[1];
+      out.body = typeof http.data[2] === "string" ? http.data[2] : null;
     }
     return out;
   };
@@ -53,9 +54,10 @@ PAGE = """<!doctype html>
     player.configure({
       drm: { servers: { "org.w3.clearkey": config.license }, retryParameters: { maxAttempts: 1 } },
     });
-    const LICENSE = shaka.net.NetworkingEngine.RequestType.LICENSE;
+    const { LICENSE, KEY } = shaka.net.NetworkingEngine.RequestType;
     player.getNetworkingEngine().registerRequestFilter((type, request) => {
-      if (type !== LICENSE) return;
+      // licences (DASH) and raw keys (HLS, KEYFORMAT "identity") both take the viewer's access token
+      if (type !== LICENSE && type !== KEY) return;
       window.state.licenceRequests += 1;
       request.headers["Authorization"] = `Bearer ${config.token}`;
     });
@@ -151,10 +153,12 @@ def open_player(
     session: pb.PlaybackSession,
     md: Any,
     page: str = "index.html",
+    protocol: str = "dash",
 ) -> dict[str, Any]:
     root, base = site
     token = dict(md)["authorization"].removeprefix("Bearer ")
-    config = {"manifest": session.manifest_urls.dash_uri, "license": session.license_uri, "token": token}
+    manifest = session.manifest_urls.hls_uri if protocol == "hls" else session.manifest_urls.dash_uri
+    config = {"manifest": manifest, "license": session.license_uri, "token": token}
     (root / "config.json").write_text(json.dumps(config))
     browser.new_page()
     browser.goto(f"{base}/{page}")
@@ -174,25 +178,30 @@ async def start(p: Playback, md: Any) -> pb.PlaybackSession:
     return session
 
 
+@pytest.mark.parametrize("protocol", ["dash", "hls"])
 async def test_shaka_plays_the_protected_stream_with_a_clearkey_licence(
     playback: Playback,  # noqa: F811
     site: tuple[Path, str],
     browser: Browser,
+    protocol: str,
 ) -> None:
+    """DASH: the W3C ClearKey licence exchange. HLS: the raw keys the media playlists name (KEYFORMAT "identity",
+    what Shaka takes for ClearKey from HLS), from the same service with the same checks."""
     md = playback.caller("a1", "p1")
     session = await start(playback, md)
     assert session.license_uri
     # the driver's calls block: in a thread, so the stack (on this event loop) answers the page meanwhile
-    progress = await asyncio.to_thread(open_player, browser, site, session, md)
+    progress = await asyncio.to_thread(open_player, browser, site, session, md, "index.html", protocol)
     assert progress["error"] is None, (progress, browser.console())
     assert progress["licenceRequests"] >= 1
     assert progress["decodedFrames"] > 10 and progress["currentTime"] > 1.5
 
     # another account's token on the same session: the licence is refused, and the player says why
     other = playback.caller("a2", "p1")
-    progress = await asyncio.to_thread(open_player, browser, site, session, other)
+    progress = await asyncio.to_thread(open_player, browser, site, session, other, "index.html", protocol)
     error = progress["error"]
-    assert error is not None and error["code"] == 6007, progress  # LICENSE_REQUEST_FAILED
+    # LICENSE_REQUEST_FAILED for the licence; BAD_HTTP_STATUS for the key request of the HLS parser
+    assert error is not None and error["code"] == (6007 if protocol == "dash" else 1001), progress
     assert error["status"] == 403 and "LICENSE_SESSION_NOT_YOURS" in (error["body"] or ""), error
     assert progress["decodedFrames"] == 0
 

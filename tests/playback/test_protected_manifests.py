@@ -65,10 +65,16 @@ async def test_protected_title_plays_out_encrypted_and_announced(playback: Playb
     status, media_text = await fetch(variant)
     assert status == 200
     media = m3u8.loads(media_text.decode())
-    (key,) = [k for k in media.keys if k is not None]
+    key, identity = [k for k in media.keys if k is not None]
     assert key.method == "SAMPLE-AES-CTR" and key.keyformat == "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b"
     assert f"KEYID=0x{TEST_KEYS['video'][0].hex()}" in media_text.decode()
     assert base64.b64decode(key.uri.removeprefix("data:text/plain;base64,"))[4:8] == b"pssh"
+    # and the session's raw key on playback's endpoint (KEYFORMAT "identity"), for players that take ClearKey so
+    manifests = session.manifest_urls.dash_uri.split("/sessions/")[0]
+    assert identity.method == "SAMPLE-AES-CTR" and identity.keyformat == "identity"
+    assert identity.uri == f"{manifests}/{session.name.replace('playbackSessions', 'sessions')}/keys/" + (
+        TEST_KEYS["video"][0].hex()
+    )
     base = variant.rsplit("/", 1)[0]
     status, init = await fetch(f"{base}/{media.segment_map[0].uri}")
     assert status == 200 and b"encv" in init and b"tenc" in init

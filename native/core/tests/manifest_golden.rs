@@ -43,6 +43,7 @@ fn steered() -> RenderOptions {
         }),
         max_height: None,
         license_url: None,
+        key_uri: None,
     }
 }
 
@@ -198,6 +199,24 @@ fn protected_titles_announce_their_encryption() {
     );
     let cbcs = protected("cbcs").hls_media("720p", &opts).unwrap();
     assert!(cbcs.contains("#EXT-X-KEY:METHOD=SAMPLE-AES,"));
+    // with the session's key URI, a second EXT-X-KEY names the raw key (KEYFORMAT "identity")
+    let keyed = RenderOptions {
+        key_uri: Some("https://play.example/sessions/s1/keys".into()),
+        ..opts.clone()
+    };
+    check(
+        "protected-720p-keys.m3u8",
+        &p.hls_media("720p", &keyed).unwrap(),
+    );
+    let bad = RenderOptions {
+        key_uri: Some("https://play.example/\"keys".into()),
+        ..opts.clone()
+    };
+    assert!(p.hls_media("720p", &bad).is_err());
+    assert!(!sample()
+        .hls_media("720p", &keyed)
+        .unwrap()
+        .contains("EXT-X-KEY"));
     // without a licence URL, ClearKey is still announced (the player is told where to ask by its app)
     let mpd = p.dash_mpd(&RenderOptions::default()).unwrap();
     assert!(

@@ -18,6 +18,7 @@ fn options(
     steering: Option<(String, String)>,
     max_height: Option<u32>,
     license_url: Option<String>,
+    key_uri: Option<String>,
 ) -> RenderOptions {
     RenderOptions {
         token: token.map(|t| (token_param.to_owned(), t)),
@@ -32,6 +33,7 @@ fn options(
         }),
         max_height,
         license_url,
+        key_uri,
     }
 }
 
@@ -92,33 +94,43 @@ impl Presentation {
         steering: Option<(String, String)>,
         max_height: Option<u32>,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, pathways, steering, max_height, None);
+        let opts = options(
+            token,
+            token_param,
+            pathways,
+            steering,
+            max_height,
+            None,
+            None,
+        );
         py.detach(|| self.inner.hls_multivariant(&opts))
             .map_err(to_py)
     }
 
-    #[pyo3(signature = (rendition_id, *, token=None, token_param="token"))]
+    #[pyo3(signature = (rendition_id, *, token=None, token_param="token", key_uri=None))]
     fn hls_media(
         &self,
         py: Python<'_>,
         rendition_id: &str,
         token: Option<String>,
         token_param: &str,
+        key_uri: Option<String>,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, None, None, None, None);
+        let opts = options(token, token_param, None, None, None, None, key_uri);
         py.detach(|| self.inner.hls_media(rendition_id, &opts))
             .map_err(to_py)
     }
 
-    #[pyo3(signature = (rendition_id, *, token=None, token_param="token"))]
+    #[pyo3(signature = (rendition_id, *, token=None, token_param="token", key_uri=None))]
     fn hls_iframes(
         &self,
         py: Python<'_>,
         rendition_id: &str,
         token: Option<String>,
         token_param: &str,
+        key_uri: Option<String>,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, None, None, None, None);
+        let opts = options(token, token_param, None, None, None, None, key_uri);
         py.detach(|| self.inner.hls_iframes(rendition_id, &opts))
             .map_err(to_py)
     }
@@ -142,6 +154,7 @@ impl Presentation {
             steering,
             max_height,
             license_url,
+            None,
         );
         py.detach(|| self.inner.dash_mpd(&opts)).map_err(to_py)
     }

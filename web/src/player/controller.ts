@@ -270,8 +270,9 @@ export class PlaybackController {
     const video = this.video;
     const RequestType = shaka.net.NetworkingEngine.RequestType;
     player.getNetworkingEngine()?.registerRequestFilter((type, request) => {
-      if (type === RequestType.LICENSE) {
-        // the licence endpoint checks the viewer (the access token), not a signed URL
+      if (type === RequestType.LICENSE || type === RequestType.KEY) {
+        // licences (DASH) and raw keys (HLS, KEYFORMAT "identity") check the viewer (the access token), not a
+        // signed URL
         return accessToken().then((token) => {
           request.headers["Authorization"] = `Bearer ${token}`;
         });

@@ -128,6 +128,11 @@ pub struct EdgeConfig {
     /// `Access-Control-Allow-Origin`.
     #[serde(default = "default_cors")]
     pub cors_origin: String,
+    /// Where the playback sessions' raw content keys are (playback's manifest endpoint, e.g.
+    /// `https://play.example`): a protected title's media playlists then also announce
+    /// `{key_uri_base}/sessions/{session}/keys/{kid}` with `KEYFORMAT="identity"`. Empty: not announced.
+    #[serde(default)]
+    pub key_uri_base: String,
 }
 
 impl EdgeConfig {

@@ -372,12 +372,20 @@ async fn route(
         Err(PathError::NotServed) => return plain(StatusCode::NOT_FOUND, "no such object"),
         Err(PathError::Invalid(why)) => return plain(StatusCode::BAD_REQUEST, why),
     };
-    if let Err((status, why)) = authorize(shared, req, &format!("{prefix}{key}"), peer) {
-        return plain(status, &why);
-    }
+    let session = match authorize(shared, req, &format!("{prefix}{key}"), peer) {
+        Ok(session) => session,
+        Err((status, why)) => return plain(status, &why),
+    };
     if let Some((media, rendition, iframes)) = playlist_request(&key) {
         let token = query_param(req.uri().query(), &shared.config.token_param);
-        return playlist(shared, media, rendition, iframes, token, head_only).await;
+        let key_uri = match (shared.config.key_uri_base.as_str(), session) {
+            ("", _) | (_, None) => None,
+            (base, Some(sid)) => Some(format!(
+                "{}/sessions/{sid}/keys",
+                base.trim_end_matches('/')
+            )),
+        };
+        return playlist(shared, media, rendition, iframes, token, key_uri, head_only).await;
     }
     let stats = &shared.stats;
     let (lookup_label, fill_or_obj) = match shared.cache.lookup(&key).await {
@@ -497,13 +505,14 @@ async fn route(
 /// Why a request may not read its path: the status and a message for the client.
 type Refusal = (StatusCode, String);
 
-/// Whether the request may read `path` (see the module's documentation).
+/// Whether the request may read `path` (see the module's documentation); when it may, the playback session its
+/// signed token is bound to (none for fill credentials and session-less tokens).
 fn authorize(
     shared: &Shared,
     req: &Request<Incoming>,
     path: &str,
     peer: IpAddr,
-) -> Result<(), Refusal> {
+) -> Result<Option<String>, Refusal> {
     let now = unix_now();
     let forbidden = |why: String| (StatusCode::FORBIDDEN, why);
     if let Some(fill) = &shared.fill_keyring {
@@ -512,7 +521,7 @@ fn authorize(
                 .to_str()
                 .map_err(|_| forbidden("fill credential refused: not text".into()))?;
             return token::verify(fill, tok, path, now, None)
-                .map(|_| ())
+                .map(|_| None)
                 .map_err(|e| forbidden(format!("fill credential refused: {e}")));
         }
     }
@@ -522,7 +531,7 @@ fn authorize(
                 "this node serves edges only (players are not allowed to fall back to it)".into(),
             ));
         }
-        return Ok(());
+        return Ok(None);
     };
     let Some(tok) = query_param(req.uri().query(), &shared.config.token_param) else {
         return Err(forbidden("a signed token is required".into()));
@@ -536,7 +545,7 @@ fn authorize(
                 }
             }
             if claims.regions.is_empty() {
-                return Ok(());
+                return Ok(claims.session_id);
             }
             let region = shared.geo.as_ref().map_or("", |geo| {
                 let forwarded = req
@@ -546,7 +555,7 @@ fn authorize(
                 geo.region(geo.client(peer, forwarded))
             });
             if token::region_allowed(&claims.regions, region) {
-                Ok(())
+                Ok(claims.session_id)
             } else {
                 let place = if region.is_empty() {
                     "an unknown region"
@@ -585,6 +594,7 @@ async fn playlist(
     rendition: &str,
     iframes: bool,
     token: Option<&str>,
+    key_uri: Option<String>,
     head_only: bool,
 ) -> Response<Body> {
     let description = format!("{media}/media.json");
@@ -628,6 +638,7 @@ async fn playlist(
     };
     let opts = RenderOptions {
         token: token.map(|t| (shared.config.token_param.clone(), t.to_owned())),
+        key_uri,
         ..RenderOptions::default()
     };
     let rendered = if iframes {

@@ -172,8 +172,9 @@ impl Presentation {
 
     /// `EXT-X-KEY` of a protected title's rendition: `SAMPLE-AES-CTR` ('cenc') or `SAMPLE-AES` ('cbcs'), the
     /// W3C common system's `pssh` as a data URI with the track type's KEYID (what EME players, ClearKey among
-    /// them, start a licence request from); none for clear titles.
-    fn key_line(&self, r: &Rendition) -> Option<String> {
+    /// them, start a licence request from), and, given a `key_uri`, the same method with `KEYFORMAT="identity"`
+    /// and the raw key's URI (`{key_uri}/{kid}`, behind the licence checks); none for clear titles.
+    fn key_line(&self, r: &Rendition, key_uri: Option<&str>) -> Option<String> {
         let p = self.protection.as_ref()?;
         let kind = if self.audio.iter().any(|a| a.id == r.id) {
             "audio"
@@ -187,14 +188,21 @@ impl Presentation {
         } else {
             "SAMPLE-AES-CTR"
         };
-        Some(format!(
+        let mut lines = format!(
             "#EXT-X-KEY:METHOD={method},URI=\"data:text/plain;base64,{pssh}\",KEYID=0x{kid},\
              KEYFORMAT=\"{}\",KEYFORMATVERSIONS=\"1\"\n",
             super::model::COMMON_SYSTEM_URN
-        ))
+        );
+        if let Some(base) = key_uri {
+            let _ = writeln!(
+                lines,
+                "#EXT-X-KEY:METHOD={method},URI=\"{base}/{kid}\",KEYFORMAT=\"identity\""
+            );
+        }
+        Some(lines)
     }
 
-    fn media_header(&self, r: &Rendition, out: &mut String, q: &str) {
+    fn media_header(&self, r: &Rendition, out: &mut String, q: &str, key_uri: Option<&str>) {
         let target = r.cache.target_duration;
         let _ = write!(
             out,
@@ -203,7 +211,7 @@ impl Presentation {
             r.start_number
         );
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}{q}\"", r.init);
-        if let Some(key) = self.key_line(r) {
+        if let Some(key) = self.key_line(r, key_uri) {
             out.push_str(&key);
         }
     }
@@ -215,7 +223,7 @@ impl Presentation {
         let q = query(&opts.token);
         let lines = &r.cache.segment_lines;
         let mut out = String::with_capacity(256 + lines.len() + r.segments.len() * (q.len() + 1));
-        self.media_header(r, &mut out, &q);
+        self.media_header(r, &mut out, &q, opts.key_uri.as_deref());
         let mut start = 0;
         for &end in &r.cache.ends {
             out.push_str(&lines[start..end]);
@@ -239,7 +247,7 @@ impl Presentation {
         let q = query(&opts.token);
         let mut out =
             String::with_capacity(256 + r.segments.len() * (64 + r.media.len() + q.len()));
-        self.media_header(r, &mut out, &q);
+        self.media_header(r, &mut out, &q, opts.key_uri.as_deref());
         out.insert_str(
             out.find("#EXT-X-MAP").unwrap_or(out.len()),
             "#EXT-X-I-FRAMES-ONLY\n",

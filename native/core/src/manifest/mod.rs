@@ -39,6 +39,10 @@ pub struct RenderOptions {
     pub max_height: Option<u32>,
     /// Protected titles: where ClearKey players POST licence requests (DASH `dashif:Laurl`); none: not announced.
     pub license_url: Option<String>,
+    /// Protected titles: the base of the session's raw-key URIs, `{key_uri}/{kid}`, announced in HLS media playlists
+    /// as a second `EXT-X-KEY` with `KEYFORMAT="identity"` (how Shaka Player takes ClearKey from HLS); none: not
+    /// announced.
+    pub key_uri: Option<String>,
 }
 
 impl RenderOptions {
@@ -74,6 +78,9 @@ impl RenderOptions {
         }
         if let Some(url) = &self.license_url {
             plain("licence URL", url, 2048)?;
+        }
+        if let Some(url) = &self.key_uri {
+            plain("key URI", url, 2048)?;
         }
         if let Some(s) = &self.steering {
             plain("steering server URI", &s.server_uri, 2048)?;
