@@ -1,6 +1,6 @@
-"""Registers PlaybackService (and LicenseService, on the same server) with the all-in-one platform, after the
-catalog and steering it calls and the encoder it reads content keys from (when it runs: without it, licences are
-refused)."""
+"""Registers PlaybackService (and LicenseService and DownloadService, on the same server) with the all-in-one
+platform, after the catalog and steering it calls and the encoder it reads content keys from (when it runs:
+without it, licences are refused)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ async def start(runtime: Runtime) -> RunningService:
         Endpoint("PlaybackService", f"{config.server.host}:{service.grpc_port}"),
         Endpoint("session manifests", service.sites["http"].public_url, "http"),
         Endpoint("LicenseService", f"{config.server.host}:{service.grpc_port}"),
+        Endpoint("DownloadService", f"{config.server.host}:{service.grpc_port}"),
     ]
     return running(service, config.server.host, endpoints)
 
