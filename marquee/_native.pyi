@@ -89,6 +89,8 @@ class Presentation:
     @property
     def protection_scheme(self) -> str | None: ...
     @property
+    def hls_aes128(self) -> bool: ...
+    @property
     def video_ids(self) -> list[str]: ...
     @property
     def audio_ids(self) -> list[str]: ...
@@ -102,9 +104,16 @@ class Presentation:
         pathways: Sequence[tuple[str, str]] | None = None,
         steering: tuple[str, str] | None = None,
         max_height: int | None = None,
+        aes128: bool = False,
     ) -> str: ...
     def hls_media(
-        self, rendition_id: str, *, token: str | None = None, token_param: str = "token", key_uri: str | None = None
+        self,
+        rendition_id: str,
+        *,
+        token: str | None = None,
+        token_param: str = "token",
+        key_uri: str | None = None,
+        aes128: bool = False,
     ) -> str: ...
     def hls_iframes(
         self, rendition_id: str, *, token: str | None = None, token_param: str = "token", key_uri: str | None = None

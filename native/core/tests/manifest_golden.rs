@@ -44,6 +44,7 @@ fn steered() -> RenderOptions {
         max_height: None,
         license_url: None,
         key_uri: None,
+        aes128: false,
     }
 }
 
@@ -168,8 +169,9 @@ fn bad_descriptions_name_the_field() {
     assert!(Presentation::from_json("[]").is_err());
 }
 
-/// The sample with a `protection` entry (what the encoder writes for a protected title).
-fn protected(scheme: &str) -> Presentation {
+/// The sample with a `protection` entry (what the encoder writes for a protected title), with or without the HLS
+/// AES-128 variant.
+fn protected(scheme: &str, aes128: bool) -> Presentation {
     let text = std::fs::read_to_string(dir().join("sample.json")).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     doc["protection"] = serde_json::json!({
@@ -178,14 +180,15 @@ fn protected(scheme: &str) -> Presentation {
             "video": "5a4d0c2b-9d0e-4d1f-8e1c-7b6a5f4e3d2c",
             "audio": "6b5e1d3c-ae1f-5e2f-9f2d-8c7b6a5f4e3d"
         },
-        "pssh": {"video": "AAAANHBzc2gBAAAAEHfv7MCyTQKs4zweUuL7SwAAAAFaTQwrnQ5NH44ce2pfTj0sAAAAAA==", "audio": "AAAA"}
+        "pssh": {"video": "AAAANHBzc2gBAAAAEHfv7MCyTQKs4zweUuL7SwAAAAFaTQwrnQ5NH44ce2pfTj0sAAAAAA==", "audio": "AAAA"},
+        "hls_aes128": aes128
     });
     Presentation::from_json(&doc.to_string()).unwrap()
 }
 
 #[test]
 fn protected_titles_announce_their_encryption() {
-    let p = protected("cenc");
+    let p = protected("cenc", false);
     let opts = RenderOptions {
         token: steered().token,
         license_url: Some("https://play.example/license/clearkey?token=t".into()),
@@ -197,7 +200,7 @@ fn protected_titles_announce_their_encryption() {
         "protected-audio-en.m3u8",
         &p.hls_media("audio-en", &opts).unwrap(),
     );
-    let cbcs = protected("cbcs").hls_media("720p", &opts).unwrap();
+    let cbcs = protected("cbcs", false).hls_media("720p", &opts).unwrap();
     assert!(cbcs.contains("#EXT-X-KEY:METHOD=SAMPLE-AES,"));
     // with the session's key URI, a second EXT-X-KEY names the raw key (KEYFORMAT "identity")
     let keyed = RenderOptions {
@@ -234,6 +237,55 @@ fn protected_titles_announce_their_encryption() {
 }
 
 #[test]
+fn the_aes128_variant_names_whole_segment_keys_and_no_iframes() {
+    let p = protected("cenc", true);
+    let keyed = RenderOptions {
+        token: steered().token,
+        key_uri: Some("https://play.example/sessions/s1/keys".into()),
+        aes128: true,
+        ..Default::default()
+    };
+    let master = p
+        .hls_multivariant(&RenderOptions {
+            aes128: true,
+            ..steered()
+        })
+        .unwrap();
+    check("aes128-master-steered.m3u8", &master);
+    assert!(!master.contains("I-FRAME"));
+    assert_eq!(
+        master.matches("/index.m3u8").count(),
+        master.matches("/aes128/index.m3u8").count()
+    );
+    check("aes128-720p.m3u8", &p.hls_media("720p", &keyed).unwrap());
+    check(
+        "aes128-audio-en.m3u8",
+        &p.hls_media("audio-en", &keyed).unwrap(),
+    );
+    // the EME variant of the same title is unchanged by it
+    let eme = RenderOptions {
+        aes128: false,
+        ..keyed.clone()
+    };
+    assert_eq!(
+        p.hls_media("720p", &eme).unwrap(),
+        protected("cenc", false).hls_media("720p", &eme).unwrap()
+    );
+    // no key URI, no I-frames, and titles packaged without the variant (or clear) have none
+    let unkeyed = RenderOptions {
+        key_uri: None,
+        ..keyed.clone()
+    };
+    assert!(p.hls_media("720p", &unkeyed).is_err());
+    assert!(p.hls_iframes("720p", &keyed).is_err());
+    for other in [protected("cenc", false), sample()] {
+        let err = other.hls_media("720p", &keyed).unwrap_err().to_string();
+        assert!(err.contains("no HLS AES-128 variant"), "{err}");
+        assert!(other.hls_multivariant(&keyed).is_err());
+    }
+}
+
+#[test]
 fn malformed_protection_is_refused() {
     let text = std::fs::read_to_string(dir().join("sample.json")).unwrap();
     let base: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -258,5 +310,5 @@ fn malformed_protection_is_refused() {
         license_url: Some("http://x/\"><y".into()),
         ..Default::default()
     };
-    assert!(protected("cenc").dash_mpd(&opts).is_err());
+    assert!(protected("cenc", false).dash_mpd(&opts).is_err());
 }

@@ -34,6 +34,7 @@ fn options(
         max_height,
         license_url,
         key_uri,
+        aes128: false,
     }
 }
 
@@ -64,6 +65,12 @@ impl Presentation {
         self.inner.protection.as_ref().map(|p| p.scheme.clone())
     }
 
+    /// Whether a protected title was packaged with the HLS AES-128 variant (for players without EME).
+    #[getter]
+    fn hls_aes128(&self) -> bool {
+        self.inner.protection.as_ref().is_some_and(|p| p.hls_aes128)
+    }
+
     #[getter]
     fn video_ids(&self) -> Vec<String> {
         self.inner.video.iter().map(|r| r.id.clone()).collect()
@@ -84,7 +91,9 @@ impl Presentation {
             .collect()
     }
 
-    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None))]
+    /// `aes128`: the multivariant playlist of the AES-128 variant (an error if the title has none).
+    #[pyo3(signature = (*, token=None, token_param="token", pathways=None, steering=None, max_height=None, aes128=false))]
+    #[allow(clippy::too_many_arguments)]
     fn hls_multivariant(
         &self,
         py: Python<'_>,
@@ -93,21 +102,26 @@ impl Presentation {
         pathways: Option<Vec<(String, String)>>,
         steering: Option<(String, String)>,
         max_height: Option<u32>,
+        aes128: bool,
     ) -> PyResult<String> {
-        let opts = options(
-            token,
-            token_param,
-            pathways,
-            steering,
-            max_height,
-            None,
-            None,
-        );
+        let opts = RenderOptions {
+            aes128,
+            ..options(
+                token,
+                token_param,
+                pathways,
+                steering,
+                max_height,
+                None,
+                None,
+            )
+        };
         py.detach(|| self.inner.hls_multivariant(&opts))
             .map_err(to_py)
     }
 
-    #[pyo3(signature = (rendition_id, *, token=None, token_param="token", key_uri=None))]
+    /// `aes128`: the media playlist of the rendition's AES-128 variant (needs `key_uri`).
+    #[pyo3(signature = (rendition_id, *, token=None, token_param="token", key_uri=None, aes128=false))]
     fn hls_media(
         &self,
         py: Python<'_>,
@@ -115,8 +129,12 @@ impl Presentation {
         token: Option<String>,
         token_param: &str,
         key_uri: Option<String>,
+        aes128: bool,
     ) -> PyResult<String> {
-        let opts = options(token, token_param, None, None, None, None, key_uri);
+        let opts = RenderOptions {
+            aes128,
+            ..options(token, token_param, None, None, None, None, key_uri)
+        };
         py.detach(|| self.inner.hls_media(rendition_id, &opts))
             .map_err(to_py)
     }

@@ -40,7 +40,7 @@ use super::path::{cache_key, PathError};
 use super::range::{parse_range, RangeOutcome};
 use super::revoked::RevokedSessions;
 use super::stats::Stats;
-use crate::manifest::{Presentation, RenderOptions};
+use crate::manifest::{Presentation, RenderOptions, AES128_DIR};
 use crate::token::{self, Keyring};
 use crate::Error;
 
@@ -376,7 +376,7 @@ async fn route(
         Ok(session) => session,
         Err((status, why)) => return plain(status, &why),
     };
-    if let Some((media, rendition, iframes)) = playlist_request(&key) {
+    if let Some((media, rendition, kind)) = playlist_request(&key) {
         let token = query_param(req.uri().query(), &shared.config.token_param);
         let key_uri = match (shared.config.key_uri_base.as_str(), session) {
             ("", _) | (_, None) => None,
@@ -385,7 +385,14 @@ async fn route(
                 base.trim_end_matches('/')
             )),
         };
-        return playlist(shared, media, rendition, iframes, token, key_uri, head_only).await;
+        if kind == Playlist::Aes128 && key_uri.is_none() {
+            // the variant's key URI names the session's licence endpoint: without it the playlist cannot play
+            return plain(
+                StatusCode::NOT_FOUND,
+                "the AES-128 variant needs key_uri_base and a session token",
+            );
+        }
+        return playlist(shared, media, rendition, kind, token, key_uri, head_only).await;
     }
     let stats = &shared.stats;
     let (lookup_label, fill_or_obj) = match shared.cache.lookup(&key).await {
@@ -570,19 +577,27 @@ fn authorize(
     }
 }
 
-/// `{media}/{rendition}/index.m3u8` or `.../iframes.m3u8`: media playlists the edge renders itself (they are not
-/// files in the origin), so that every segment URI carries the request's token.
-fn playlist_request(key: &str) -> Option<(&str, &str, bool)> {
+/// `{media}/{rendition}/index.m3u8`, `.../iframes.m3u8` or `.../aes128/index.m3u8`: media playlists the edge renders
+/// itself (they are not files in the origin), so that every segment URI carries the request's token.
+fn playlist_request(key: &str) -> Option<(&str, &str, Playlist)> {
     let mut parts = key.split('/');
     let (media, rendition, file) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    match file {
-        "index.m3u8" => Some((media, rendition, false)),
-        "iframes.m3u8" => Some((media, rendition, true)),
-        _ => None,
-    }
+    let kind = match (file, parts.next(), parts.next()) {
+        ("index.m3u8", None, _) => Playlist::Media,
+        ("iframes.m3u8", None, _) => Playlist::IFrames,
+        (dir, Some("index.m3u8"), None) if dir == AES128_DIR => Playlist::Aes128,
+        _ => return None,
+    };
+    Some((media, rendition, kind))
+}
+
+/// Which playlist of a rendition a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Playlist {
+    Media,
+    IFrames,
+    /// The media playlist of the rendition's HLS AES-128 variant (`{rendition}/aes128/index.m3u8`).
+    Aes128,
 }
 
 /// Most parsed media descriptions kept (a new one replaces all when full).
@@ -592,7 +607,7 @@ async fn playlist(
     shared: &Arc<Shared>,
     media: &str,
     rendition: &str,
-    iframes: bool,
+    kind: Playlist,
     token: Option<&str>,
     key_uri: Option<String>,
     head_only: bool,
@@ -639,9 +654,10 @@ async fn playlist(
     let opts = RenderOptions {
         token: token.map(|t| (shared.config.token_param.clone(), t.to_owned())),
         key_uri,
+        aes128: kind == Playlist::Aes128,
         ..RenderOptions::default()
     };
-    let rendered = if iframes {
+    let rendered = if kind == Playlist::IFrames {
         presentation.hls_iframes(rendition, &opts)
     } else {
         presentation.hls_media(rendition, &opts)
@@ -650,6 +666,9 @@ async fn playlist(
         Ok(t) => t,
         Err(Error::InvalidArgument(m)) if m.contains("rendition") => {
             return plain(StatusCode::NOT_FOUND, "no such rendition")
+        }
+        Err(Error::InvalidArgument(m)) if m.contains("no HLS AES-128 variant") => {
+            return plain(StatusCode::NOT_FOUND, &m)
         }
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };

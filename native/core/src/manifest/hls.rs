@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Presentation, PresentationCache, Rendition};
+use super::model::{Presentation, PresentationCache, Protection, Rendition, AES128_DIR};
 use super::uri::{base, query};
 use super::{Pathway, RenderOptions};
 use crate::error::Result;
@@ -89,9 +89,16 @@ pub(crate) fn multivariant_cache(p: &Presentation) -> PresentationCache {
 }
 
 impl Presentation {
-    /// The multivariant (master) playlist.
+    /// The multivariant (master) playlist; with `opts.aes128`, the AES-128 variant's (its media playlists, no
+    /// I-frame playlists: a byte range of a whole-encrypted segment cannot be decrypted alone).
     pub fn hls_multivariant(&self, opts: &RenderOptions) -> Result<String> {
         opts.check()?;
+        let media_playlist = if opts.aes128 {
+            self.aes128_protection()?;
+            format!("/{AES128_DIR}/index.m3u8")
+        } else {
+            "/index.m3u8".to_owned()
+        };
         let q = query(&opts.token);
         let videos = self.video_indexes_under(opts.max_height);
         let relative = [Pathway {
@@ -140,7 +147,7 @@ impl Presentation {
                 out.push_str("\",");
                 out.push_str(attrs);
                 out.push_str(",URI=\"");
-                push_uri(&mut out, &a.id, "/index.m3u8");
+                push_uri(&mut out, &a.id, &media_playlist);
                 out.push_str("\"\n");
             }
             for &i in &videos {
@@ -153,10 +160,10 @@ impl Presentation {
                 }
                 push_pathway(&mut out);
                 out.push('\n');
-                push_uri(&mut out, &self.video[i].id, "/index.m3u8");
+                push_uri(&mut out, &self.video[i].id, &media_playlist);
                 out.push('\n');
             }
-            for &i in &videos {
+            for &i in videos.iter().filter(|_| !opts.aes128) {
                 if let Some(attrs) = &cache.iframe_attrs[i] {
                     out.push_str("#EXT-X-I-FRAME-STREAM-INF:");
                     out.push_str(attrs);
@@ -176,11 +183,7 @@ impl Presentation {
     /// and the raw key's URI (`{key_uri}/{kid}`, behind the licence checks); none for clear titles.
     fn key_line(&self, r: &Rendition, key_uri: Option<&str>) -> Option<String> {
         let p = self.protection.as_ref()?;
-        let kind = if self.audio.iter().any(|a| a.id == r.id) {
-            "audio"
-        } else {
-            "video"
-        };
+        let kind = self.track_kind(r);
         let pssh = p.pssh.get(kind)?;
         let kid = p.kid_hex(kind)?;
         let method = if p.scheme == "cbcs" {
@@ -202,7 +205,50 @@ impl Presentation {
         Some(lines)
     }
 
-    fn media_header(&self, r: &Rendition, out: &mut String, q: &str, key_uri: Option<&str>) {
+    fn track_kind(&self, r: &Rendition) -> &'static str {
+        if self.audio.iter().any(|a| a.id == r.id) {
+            "audio"
+        } else {
+            "video"
+        }
+    }
+
+    /// The title's protection when it was packaged with the AES-128 variant.
+    fn aes128_protection(&self) -> Result<&Protection> {
+        match &self.protection {
+            Some(p) if p.hls_aes128 => Ok(p),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "title {} has no HLS AES-128 variant",
+                self.title_id
+            ))),
+        }
+    }
+
+    /// `EXT-X-KEY` of a rendition's AES-128 variant: the track type's raw key at `{key_uri}/{kid}` (behind the
+    /// licence checks) and no `IV` attribute, so each segment's IV is its media sequence number (RFC 8216 5.2), as
+    /// the encoder encrypted it. The line follows `EXT-X-MAP`, which keeps the init segment (codec parameters, no
+    /// samples) outside the key's scope.
+    fn aes128_key_line(&self, r: &Rendition, key_uri: Option<&str>) -> Result<String> {
+        let p = self.aes128_protection()?;
+        let kid = p.kid_hex(self.track_kind(r)).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!("rendition {:?} has no key id", r.id))
+        })?;
+        let base = key_uri.ok_or_else(|| {
+            crate::Error::InvalidArgument("the AES-128 variant needs a key URI".into())
+        })?;
+        Ok(format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{base}/{kid}\"\n"))
+    }
+
+    /// The key lines of a media playlist: the AES-128 variant's, or the Common Encryption ones (none if clear).
+    fn key_lines(&self, r: &Rendition, opts: &RenderOptions) -> Result<Option<String>> {
+        if opts.aes128 {
+            self.aes128_key_line(r, opts.key_uri.as_deref()).map(Some)
+        } else {
+            Ok(self.key_line(r, opts.key_uri.as_deref()))
+        }
+    }
+
+    fn media_header(&self, r: &Rendition, out: &mut String, q: &str, key: Option<String>) {
         let target = r.cache.target_duration;
         let _ = write!(
             out,
@@ -211,19 +257,21 @@ impl Presentation {
             r.start_number
         );
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}{q}\"", r.init);
-        if let Some(key) = self.key_line(r, key_uri) {
+        if let Some(key) = key {
             out.push_str(&key);
         }
     }
 
-    /// The media playlist of one rendition: every segment with its exact duration.
+    /// The media playlist of one rendition: every segment with its exact duration (with `opts.aes128`, of its
+    /// AES-128 variant: the same names, relative to the variant's directory).
     pub fn hls_media(&self, rendition_id: &str, opts: &RenderOptions) -> Result<String> {
         opts.check()?;
         let r = self.rendition(rendition_id)?;
+        let key = self.key_lines(r, opts)?;
         let q = query(&opts.token);
         let lines = &r.cache.segment_lines;
         let mut out = String::with_capacity(256 + lines.len() + r.segments.len() * (q.len() + 1));
-        self.media_header(r, &mut out, &q, opts.key_uri.as_deref());
+        self.media_header(r, &mut out, &q, key);
         let mut start = 0;
         for &end in &r.cache.ends {
             out.push_str(&lines[start..end]);
@@ -244,10 +292,15 @@ impl Presentation {
                 "rendition {rendition_id:?} has no keyframe byte ranges"
             )));
         }
+        if opts.aes128 {
+            return Err(crate::Error::InvalidArgument(
+                "the AES-128 variant has no I-frame playlists".into(),
+            ));
+        }
         let q = query(&opts.token);
         let mut out =
             String::with_capacity(256 + r.segments.len() * (64 + r.media.len() + q.len()));
-        self.media_header(r, &mut out, &q, opts.key_uri.as_deref());
+        self.media_header(r, &mut out, &q, self.key_line(r, opts.key_uri.as_deref()));
         out.insert_str(
             out.find("#EXT-X-MAP").unwrap_or(out.len()),
             "#EXT-X-I-FRAMES-ONLY\n",

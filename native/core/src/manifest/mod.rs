@@ -10,7 +10,9 @@ mod hls;
 mod model;
 mod uri;
 
-pub use model::{Presentation, Protection, Rendition, Segment, CLEARKEY_URN, COMMON_SYSTEM_URN};
+pub use model::{
+    Presentation, Protection, Rendition, Segment, AES128_DIR, CLEARKEY_URN, COMMON_SYSTEM_URN,
+};
 
 /// A content-steering pathway: an edge (or shield, or origin) and the base URI of the title on it, ending in
 /// `/` (e.g. `http://edge-a.example/v/bbb/`).
@@ -43,6 +45,9 @@ pub struct RenderOptions {
     /// as a second `EXT-X-KEY` with `KEYFORMAT="identity"` (how Shaka Player takes ClearKey from HLS); none: not
     /// announced.
     pub key_uri: Option<String>,
+    /// HLS of a protected title for players without EME: the AES-128 variant (whole segments, `METHOD=AES-128`
+    /// with the raw key at `{key_uri}/{kid}`); an error for a title packaged without it.
+    pub aes128: bool,
 }
 
 impl RenderOptions {

@@ -158,14 +158,22 @@ pub struct Trickplay {
 pub const COMMON_SYSTEM_URN: &str = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b";
 pub const CLEARKEY_URN: &str = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e";
 
+/// The directory, inside each rendition's, of a protected title's HLS AES-128 variant: the clear init segment and
+/// every media segment whole-encrypted (RFC 8216 `METHOD=AES-128`), under the same names as the rendition's own.
+pub const AES128_DIR: &str = "aes128";
+
 /// How a protected title's media is encrypted (media.json's `protection`; docs/drm.md): the Common Encryption
-/// scheme and, per track type (`video`, `audio`), the key id as a UUID and the common `pssh` box in base64.
+/// scheme and, per track type (`video`, `audio`), the key id as a UUID and the common `pssh` box in base64; and
+/// whether the encoder also packaged the HLS AES-128 variant (in [`AES128_DIR`], with the same keys) for players
+/// without EME.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Protection {
     pub scheme: String,
     pub key_ids: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub pssh: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub hls_aes128: bool,
 }
 
 impl Protection {
