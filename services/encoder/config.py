@@ -32,4 +32,9 @@ class EncoderConfig(BaseModel):
         " key system plays; 'cbcs': AES-CBC 1:9 pattern, FairPlay-shaped); keys per title and track type, wrapped"
         " by [content_keys]; 'none' publishes clear media",
     )
+    hls_aes128: bool = Field(
+        True,
+        description="with protection on, also package each rendition's HLS AES-128 variant (RFC 8216 whole-segment"
+        " AES-128-CBC, same keys) for players without EME; costs a second copy of the title's media",
+    )
     demo: DemoConfig = DemoConfig()

@@ -53,10 +53,13 @@ class Scheduler:
         preset: str,
         threads: int,
         protection: tuple[str, ContentKeys] | None = None,
+        hls_aes128: bool = True,
     ) -> None:
-        """``protection``: (scheme, the content key table) to encrypt every title packaged (None: clear)."""
+        """``protection``: (scheme, the content key table) to encrypt every title packaged (None: clear), with the
+        HLS AES-128 variant too unless ``hls_aes128`` is off."""
         self._jobs = jobs
         self._protection = protection
+        self._hls_aes128 = hls_aes128
         self._bus = bus
         self._origin = origin
         self._workers = workers
@@ -94,7 +97,7 @@ class Scheduler:
         if self._protection is None:
             return None
         scheme, keys = self._protection
-        return Protection(scheme, as_encryptor_keys(await keys.get_or_create(title_id)))
+        return Protection(scheme, as_encryptor_keys(await keys.get_or_create(title_id)), self._hls_aes128)
 
     async def _run(self, job: Job) -> None:
         try:

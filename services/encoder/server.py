@@ -38,6 +38,7 @@ async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
         preset=config.preset,
         threads=config.threads,
         protection=protection,
+        hls_aes128=config.hls_aes128,
     )
     servicer = EncodingServicer(jobs, scheduler, deps.page_tokens, config.max_source_uri)
     binding = ServiceBinding(

@@ -1,6 +1,7 @@
 """Protected packaging: encode_title with a Protection publishes only encrypted media (PyAV cannot decode it), which
 the independent reference decryption (tests/protect/reference.py, the `cryptography` package) with the title's
-keys turns back into exactly what the clear encode of the same source decodes to; and EncodingService with
+keys turns back into exactly what the clear encode of the same source decodes to, as its HLS AES-128 variant does
+with RFC 8216's whole-segment decryption; and EncodingService with
 ``protection = "cenc"`` encrypts every title it packages with the keys it stored wrapped."""
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from services.encoder.server import create_server
 from tests.encoder.conftest import make_source
 from tests.encoder.test_service import Harness
 from tests.protect import reference
-from tests.protect.titles import TEST_KEYS
+from tests.protect.titles import TEST_KEYS, protect_title
 
 LADDER = (Rung("360p", 360, 600_000),)
 MASTER = ContentKeysConfig(keys={"m1": SecretStr("encoder-master-key-0123456789abcdef012345")}, wrapping_kid="m1")
@@ -121,6 +122,42 @@ def test_encrypted_media_does_not_decode_without_the_key_and_does_with_it(
         decrypted = [reference.decrypt_segment(s, parsed, keys) for s in segments]
         assert decrypted == clear_segments  # byte for byte the clear packaging
         assert frames(reference.clear_init(init) + b"".join(decrypted), kind) == expected
+
+
+def test_the_hls_aes128_variant_decrypts_to_the_clear_packaging(
+    clear: EncodedTitle, protected: EncodedTitle, tmp_path: Path
+) -> None:
+    """Each rendition's AES-128 variant (aes128/): the clear init segment, and every media segment whole-encrypted
+    with the track type's key, its IV the segment number (the media sequence number its playlist gives it), never
+    longer than the Common Encryption segment (so the announced bandwidths bound it)."""
+    doc = protected.description
+    assert doc["protection"]["hls_aes128"] is True
+    pres = Presentation.from_json(json.dumps(doc))
+    assert pres.hls_aes128
+    for kind, rendition in by_kind(doc).items():
+        clear_init, clear_segments = files(clear.path, by_kind(clear.description)[kind])
+        variant = protected.path / rendition["id"] / "aes128"
+        assert (variant / "init.mp4").read_bytes() == clear_init
+        kid, key = TEST_KEYS[kind]
+        encrypted = [(variant / f"seg-{n}.m4s").read_bytes() for n in range(1, len(clear_segments) + 1)]
+        for n, (data, plain, entry) in enumerate(zip(encrypted, clear_segments, rendition["segments"], strict=True), 1):
+            assert len(plain) < len(data) <= len(plain) + 16 and len(data) <= entry["size"]
+            assert reference.hls_aes128_decrypt(data, key, n.to_bytes(16, "big")) == plain
+        assert frames(clear_init + b"".join(encrypted), kind) != frames(clear_init + b"".join(clear_segments), kind)
+        # its playlist (as the edge renders it) names the raw key of the track type and the segments in the variant
+        playlist = m3u8.loads(
+            pres.hls_media(rendition["id"], token="abc", key_uri="https://k.example/keys", aes128=True)
+        )
+        (ext_key,) = playlist.keys
+        assert ext_key is not None and ext_key.method == "AES-128" and ext_key.iv is None
+        assert ext_key.uri == f"https://k.example/keys/{kid.hex()}"
+        assert playlist.media_sequence == 1 and playlist.segment_map[0].uri == "init.mp4?token=abc"
+        assert [s.uri for s in playlist.segments] == [f"seg-{n}.m4s?token=abc" for n in range(1, len(encrypted) + 1)]
+    # packaged without the variant (hls_aes128 off), a title has none and its manifests offer none
+    off = protect_title(clear.path, tmp_path / "film", "cenc")
+    assert not list(off.path.rglob("aes128"))
+    with pytest.raises(ValueError, match="no HLS AES-128 variant"):
+        Presentation.from_json(json.dumps(clear.description)).hls_multivariant(aes128=True)
 
 
 def test_protection_never_shows_its_keys() -> None:

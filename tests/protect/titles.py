@@ -36,9 +36,15 @@ class ProtectedTitle:
 
 
 def protect_title(
-    title_dir: Path, out_dir: Path, scheme: str, keys: dict[str, tuple[bytes, bytes]] | None = None
+    title_dir: Path,
+    out_dir: Path,
+    scheme: str,
+    keys: dict[str, tuple[bytes, bytes]] | None = None,
+    *,
+    hls_aes128: bool = False,
 ) -> ProtectedTitle:
-    """Copy the title at `title_dir` to `out_dir` (a title directory of an origin) with its media encrypted."""
+    """Copy the title at `title_dir` to `out_dir` (a title directory of an origin) with its media encrypted (and its
+    HLS AES-128 variant, as the encoder packages it)."""
     keys = keys or TEST_KEYS
     doc = json.loads((title_dir / "media.json").read_text())
     if out_dir.exists():
@@ -48,6 +54,8 @@ def protect_title(
     for kind, renditions in (("video", doc["video"]), ("audio", doc["audio"])):
         for rendition in renditions:
             rid = rendition["id"]
-            encryptors[rid] = protect_rendition(title_dir / rid, out_dir / rid, rendition, kind, scheme, keys)
+            encryptors[rid] = protect_rendition(
+                title_dir / rid, out_dir / rid, rendition, kind, scheme, keys, hls_aes128=hls_aes128
+            )
     (out_dir / "media.json").write_text(json.dumps(doc, indent=1))
     return ProtectedTitle(out_dir, scheme, dict(keys), encryptors)

@@ -4,8 +4,9 @@
     {origin}/{title}/{rendition}/init.mp4, seg-1.m4s, seg-2.m4s, ...
 
 With ``protection`` (docs/drm.md), each rendition is split into clear CMAF files in the work directory, then
-encrypted (Common Encryption, ``cenc`` or ``cbcs``) into the staged title, so only encrypted media is published;
-media.json then has a ``protection`` entry (scheme, KIDs and ``pssh`` per track type, never keys).
+encrypted (Common Encryption, ``cenc`` or ``cbcs``, and the HLS AES-128 variant in ``{rendition}/aes128/`` unless
+turned off) into the staged title, so only encrypted media is published; media.json then has a ``protection`` entry
+(scheme, KIDs and ``pssh`` per track type, never keys).
 
 Everything is written under {origin}/.staging/ first and renamed into place only when complete, so a failed or
 cancelled encode leaves nothing visible and a re-run replaces the title whole.
@@ -91,7 +92,13 @@ def encode_title(
             if protection is not None:
                 rid = desc["id"]
                 encryptor = protect.protect_rendition(
-                    clear_root / rid, staging / rid, desc, kind, protection.scheme, protection.keys
+                    clear_root / rid,
+                    staging / rid,
+                    desc,
+                    kind,
+                    protection.scheme,
+                    protection.keys,
+                    hls_aes128=protection.hls_aes128,
                 )
                 encryptors[rid] = (kind, encryptor)
             return desc
@@ -130,7 +137,7 @@ def encode_title(
             title_id, SEGMENT_SECONDS, video_desc, audio_desc, thumbnail=thumb_name, trickplay=trickplay
         )
         if protection is not None:
-            doc["protection"] = protect.description(protection.scheme, encryptors)
+            doc["protection"] = protect.description(protection.scheme, encryptors, hls_aes128=protection.hls_aes128)
         shutil.rmtree(work)
         (staging / "media.json").write_text(json.dumps(doc, indent=1))
         _publish(staging, final)
