@@ -129,17 +129,24 @@ class ManifestUrls(_message.Message):
 
     HLS_URI_FIELD_NUMBER: _builtins.int
     DASH_URI_FIELD_NUMBER: _builtins.int
+    HLS_AES128_URI_FIELD_NUMBER: _builtins.int
     hls_uri: _builtins.str
     dash_uri: _builtins.str
+    hls_aes128_uri: _builtins.str
+    """A protected title's HLS for players without EME: every segment whole-encrypted (METHOD=AES-128), its key at
+    the session's raw-key URI behind the licence checks (the viewer's access token as a bearer token). Empty for
+    clear titles and titles packaged without the variant.
+    """
     def __init__(
         self,
         *,
         hls_uri: _builtins.str = ...,
         dash_uri: _builtins.str = ...,
+        hls_aes128_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dash_uri", b"dash_uri", "hls_uri", b"hls_uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dash_uri", b"dash_uri", "hls_aes128_uri", b"hls_aes128_uri", "hls_uri", b"hls_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

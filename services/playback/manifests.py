@@ -3,6 +3,9 @@
     GET /sessions/{session}/master.m3u8?token=...   HLS multivariant playlist with EXT-X-CONTENT-STEERING
     GET /sessions/{session}/manifest.mpd?token=...  DASH MPD with ContentSteering (and, for a protected title,
                                                     the session's ClearKey licence URL as dashif:Laurl)
+    GET /sessions/{session}/master-aes128.m3u8?token=...
+                                                    a protected title's HLS AES-128 variant (players without
+                                                    EME; its media playlists name the session's raw keys)
     GET /downloads/{account}/{profile}/{download}/master.m3u8|manifest.mpd?token=...
                                                     an offline download's manifests (services/playback/downloads.py):
                                                     its pathways, no steering, its rendition cap; while it is active
@@ -67,12 +70,16 @@ def build_app(
         default = pathways[0][0] if pathways else None
         signed = f"?{urltokens.TOKEN_PARAM}={quote(token, safe='')}"
         hls_steering = f"{row['steering_uri']}{signed}" if row["steering_uri"] else ""
-        if kind == "master.m3u8":
+        if kind.endswith(".m3u8"):
+            aes128 = kind == "master-aes128.m3u8"
+            if aes128 and not presentation.hls_aes128:
+                return _error(404, "this title has no HLS AES-128 variant")
             text = presentation.hls_multivariant(
                 token=token,
                 pathways=pathways,
                 steering=(hls_steering, default) if hls_steering and default else None,
                 max_height=row["max_height"] or None,
+                aes128=aes128,
             )
             content_type = "application/vnd.apple.mpegurl"
         else:
@@ -112,7 +119,9 @@ def build_app(
         return web.Response(text=text, content_type=content_type, headers=HEADERS)
 
     app = web.Application(client_max_size=1024)
-    app.router.add_get(rf"/sessions/{{session:{SESSION_ID}}}/{{file:master\.m3u8|manifest\.mpd}}", manifest)
+    app.router.add_get(
+        rf"/sessions/{{session:{SESSION_ID}}}/{{file:master\.m3u8|master-aes128\.m3u8|manifest\.mpd}}", manifest
+    )
     app.router.add_get(
         rf"/downloads/{{account:{NAME_ID}}}/{{profile:{NAME_ID}}}/{{download:{SESSION_ID}}}"
         rf"/{{file:master\.m3u8|manifest\.mpd}}",

@@ -507,7 +507,9 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             profile=PROFILE.format(account=account_id, profile=profile_id),
             device=request.device,
             manifest_urls=playback_pb2.ManifestUrls(
-                hls_uri=f"{base}/master.m3u8?token={token}", dash_uri=f"{base}/manifest.mpd?token={token}"
+                hls_uri=f"{base}/master.m3u8?token={token}",
+                dash_uri=f"{base}/manifest.mpd?token={token}",
+                hls_aes128_uri=f"{base}/master-aes128.m3u8?token={token}" if media.presentation.hls_aes128 else "",
             ),
             steering_uri=f"{reload_uri}?token={token}" if reload_uri else "",
             resume_position=_ms(resume_ms),

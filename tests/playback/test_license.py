@@ -78,10 +78,11 @@ async def protected_stack(
         await store.migrate(encoder_schema.SCHEMA)
         keys = await ContentKeys(store, MasterKeys(MASTER)).get_or_create(TITLE)
         protected = tmp_path / "protected-origin"
-        title = protect_title(origin / TITLE, protected / TITLE, "cenc", as_encryptor_keys(keys))
+        title = protect_title(origin / TITLE, protected / TITLE, "cenc", as_encryptor_keys(keys), hls_aes128=True)
         doc = title.description  # announced as the encoder announces it (media.json's protection entry)
         kinds = {r["id"]: kind for kind in ("video", "audio") for r in doc[kind]}
-        doc["protection"] = protect.description("cenc", {r: (kinds[r], e) for r, e in title.encryptors.items()})
+        encryptors = {r: (kinds[r], e) for r, e in title.encryptors.items()}
+        doc["protection"] = protect.description("cenc", encryptors, hls_aes128=True)
         (protected / TITLE / "media.json").write_text(json.dumps(doc))
         async with playback_stack(
             tmp_path, protected, config, store, geo_config, content_keys=MASTER, accounts=accounts
