@@ -52,8 +52,7 @@ def build_app(
     async def manifest(request: web.Request) -> web.Response:
         session_id, kind = request.match_info["session"], request.match_info["file"]
         token = request.query.get(urltokens.TOKEN_PARAM, "")
-        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-        region = geo.region(geo.client_address(request.remote or "", forwarded))
+        _, region = geo.http_client(request)
         refused = urltokens.refusal(keys, token, request.path, session_id, region)
         if refused is not None:
             return _error(*refused)
@@ -90,8 +89,7 @@ def build_app(
     async def download_manifest(request: web.Request) -> web.Response:
         m = request.match_info
         token = request.query.get(urltokens.TOKEN_PARAM, "")
-        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-        region = geo.region(geo.client_address(request.remote or "", forwarded))
+        _, region = geo.http_client(request)
         refused = urltokens.refusal(keys, token, request.path, m["download"], region)
         if refused is not None:
             return _error(*refused)
