@@ -19,7 +19,7 @@ from marquee.v1 import playback_pb2 as pb
 from tests.e2e.browser import PLAYERS, Browser, missing_requirements, static_site
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import Playback
-from tests.playback.test_license import playback  # noqa: F401 - the stack with the encoder and a protected title
+from tests.playback.test_license import protected_playback  # noqa: F401 - 'playback': the encoder, a protected title
 
 SHAKA = PLAYERS / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
 DASHJS = PLAYERS / "node_modules" / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js"
@@ -180,7 +180,7 @@ async def start(p: Playback, md: Any) -> pb.PlaybackSession:
 
 @pytest.mark.parametrize("protocol", ["dash", "hls"])
 async def test_shaka_plays_the_protected_stream_with_a_clearkey_licence(
-    playback: Playback,  # noqa: F811
+    playback: Playback,
     site: tuple[Path, str],
     browser: Browser,
     protocol: str,
@@ -207,7 +207,7 @@ async def test_shaka_plays_the_protected_stream_with_a_clearkey_licence(
 
 
 async def test_dashjs_plays_the_protected_stream_with_a_clearkey_licence(
-    playback: Playback,  # noqa: F811
+    playback: Playback,
     site: tuple[Path, str],
     browser: Browser,
 ) -> None:
