@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import maxminddb
 
 from services.common.config import LOOPBACK, GeoConfig
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,6 +132,13 @@ class Geo:
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """The client's address from the transport ``peer`` and an ``x-forwarded-for`` chain (see above)."""
         return self._forwarded.client(peer, forwarded_for)
+
+    def http_client(self, request: web.BaseRequest) -> tuple[str, str]:
+        """The address and region of an HTTP request's client: its transport peer and its ``x-forwarded-for``
+        headers (every one, in order, as one chain), read as :meth:`client_address` reads them."""
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        address = self.client_address(request.remote or "", forwarded)
+        return address, self.region(address)
 
     def region(self, address: str) -> str:
         """The ISO 3166-1 alpha-2 region of ``address`` ("" when unknown)."""

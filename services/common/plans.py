@@ -3,7 +3,7 @@ limits), shared so no service reads another's configuration."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +74,12 @@ class Plans:
 
     def get(self, plan_id: str) -> Plan | None:
         return self._by_id.get(plan_id)
+
+    def effective(self, plan_id: str, by: Callable[[Plan], tuple[float, ...]]) -> Plan:
+        """The plan ``plan_id`` (an access token's); when it names none (a token without a plan), the most
+        restrictive one: the least by ``by``, the limits a service enforces (the first of equals)."""
+        plan = self._by_id.get(plan_id)
+        return plan if plan is not None else min(self._plans, key=by)
 
     def __contains__(self, plan_id: object) -> bool:
         return plan_id in self._by_id

@@ -108,10 +108,9 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
     # --- helpers ------------------------------------------------------------------------------------------------
 
     def _plan(self, principal: Principal) -> Plan:
-        plan = self._plans.get(principal.plan)
-        if plan is None:  # no plan in the token: the most restrictive one
-            plan = min(self._plans, key=lambda p: (p.max_downloads, p.max_downloads_per_device, p.offline_days))
-        return plan
+        return self._plans.effective(
+            principal.plan, by=lambda p: (p.max_downloads, p.max_downloads_per_device, p.offline_days)
+        )
 
     @staticmethod
     def _device(principal: Principal) -> str:

@@ -383,11 +383,10 @@ class ClearKeyEndpoint:
 
     async def _caller(self, request: web.Request) -> tuple[Principal, str]:
         """The verified, unrevoked caller and its region, once its address is within its request rate."""
-        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-        address = self._geo.client_address(request.remote or "", forwarded)
+        address, region = self._geo.http_client(request)
         await limit(self._limiter, f"license:address:{address}", self._per_address, "licence requests")
         token = bearer_token(request.headers.get("Authorization", ""))
-        return await authenticate(token, self._tokens, self._denylist), self._geo.region(address)
+        return await authenticate(token, self._tokens, self._denylist), region
 
     @staticmethod
     def _headers(grant: Grant) -> dict[str, str]:

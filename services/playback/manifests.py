@@ -27,7 +27,7 @@ from services.common import urltokens
 from services.common.geo import Geo
 from services.common.http import HttpSite, bind_site
 from services.common.ids import now_micros
-from services.common.store.port import Store
+from services.common.store.port import Row, Store
 from services.playback.config import ManifestHttpConfig
 from services.playback.license import ClearKeyEndpoint
 from services.playback.media import MediaLibrary
@@ -52,26 +52,29 @@ def build_app(
 ) -> web.Application:
     """The manifests (and, with ``licenses``, the ClearKey licence endpoint) served at ``public_url``."""
 
-    async def manifest(request: web.Request) -> web.Response:
-        session_id, kind = request.match_info["session"], request.match_info["file"]
+    def refusal(request: web.Request, bound_to: str) -> web.Response | None:
+        """The request's refusal (403; 410 for an expired token), or None when its token grants its path, is bound
+        to ``bound_to`` (the session's or the download's id) and, when bound to licensed regions, names the
+        client's."""
+        _, region = geo.http_client(request)
+        refused = urltokens.refusal(keys, request.query.get(urltokens.TOKEN_PARAM, ""), request.path, bound_to, region)
+        return _error(*refused) if refused is not None else None
+
+    async def render(
+        request: web.Request, row: Row, steering_uri: str = "", license_url: str | None = None
+    ) -> web.Response:
+        """The manifest the request asks for (``file``) of a live session's or download's ``row``: its media, its
+        pathways and its rendition cap, every URI carrying the request's token; steered by ``steering_uri`` (the
+        HLS form; none for a download) and, in DASH, naming ``license_url``."""
         token = request.query.get(urltokens.TOKEN_PARAM, "")
-        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-        region = geo.region(geo.client_address(request.remote or "", forwarded))
-        refused = urltokens.refusal(keys, token, request.path, session_id, region)
-        if refused is not None:
-            return _error(*refused)
-        row = await store.get(SESSIONS, {"session_id": session_id})
-        if row is None:
-            return _error(404, "no such session")
-        if row["ended"] or row["expire_time"] <= now_micros():
-            return _error(410, "the session has ended")
         presentation = (await media.get(row["media_id"])).presentation
         pathways = [(p["id"], p["base_uri"]) for p in row["pathways"]]
         default = pathways[0][0] if pathways else None
         signed = f"?{urltokens.TOKEN_PARAM}={quote(token, safe='')}"
-        hls_steering = f"{row['steering_uri']}{signed}" if row["steering_uri"] else ""
-        if kind.endswith(".m3u8"):
-            aes128 = kind == "master-aes128.m3u8"
+        hls_steering = f"{steering_uri}{signed}" if steering_uri else ""
+        file = request.match_info["file"]
+        if file.endswith(".m3u8"):
+            aes128 = file == "master-aes128.m3u8"
             if aes128 and not presentation.hls_aes128:
                 return _error(404, "this title has no HLS AES-128 variant")
             text = presentation.hls_multivariant(
@@ -89,34 +92,36 @@ def build_app(
                 pathways=pathways,
                 steering=(dash_steering, default) if dash_steering and default else None,
                 max_height=row["max_height"] or None,
-                license_url=f"{public_url}/sessions/{session_id}/license" if licenses is not None else None,
+                license_url=license_url,
             )
             content_type = "application/dash+xml"
         return web.Response(text=text, content_type=content_type, headers=HEADERS)
 
+    async def manifest(request: web.Request) -> web.Response:
+        session_id = request.match_info["session"]
+        refused = refusal(request, session_id)
+        if refused is not None:
+            return refused
+        row = await store.get(SESSIONS, {"session_id": session_id})
+        if row is None:
+            return _error(404, "no such session")
+        if row["ended"] or row["expire_time"] <= now_micros():
+            return _error(410, "the session has ended")
+        license_url = f"{public_url}/sessions/{session_id}/license" if licenses is not None else None
+        return await render(request, row, row["steering_uri"], license_url)
+
     async def download_manifest(request: web.Request) -> web.Response:
         m = request.match_info
-        token = request.query.get(urltokens.TOKEN_PARAM, "")
-        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
-        region = geo.region(geo.client_address(request.remote or "", forwarded))
-        refused = urltokens.refusal(keys, token, request.path, m["download"], region)
+        refused = refusal(request, m["download"])
         if refused is not None:
-            return _error(*refused)
+            return refused
         key = {"account_id": m["account"], "profile_id": m["profile"], "download_id": m["download"]}
         row = await store.get(DOWNLOADS, key)
         if row is None:
             return _error(404, "no such download")
         if row["state"] != "active" or row["expire_time"] <= now_micros():
             return _error(410, "the download was revoked or its licence expired")
-        presentation = (await media.get(row["media_id"])).presentation
-        pathways = [(p["id"], p["base_uri"]) for p in row["pathways"]]
-        if m["file"] == "master.m3u8":
-            text = presentation.hls_multivariant(token=token, pathways=pathways, max_height=row["max_height"] or None)
-            content_type = "application/vnd.apple.mpegurl"
-        else:
-            text = presentation.dash_mpd(token=token, pathways=pathways, max_height=row["max_height"] or None)
-            content_type = "application/dash+xml"
-        return web.Response(text=text, content_type=content_type, headers=HEADERS)
+        return await render(request, row)
 
     app = web.Application(client_max_size=1024)
     app.router.add_get(

@@ -44,7 +44,7 @@ from services.playback.media import MediaLibrary
 from services.playback.positions import Positions
 from services.playback.positions_redis import RedisPositions
 from services.playback.schema import SCHEMA
-from services.playback.servicer import SERVICE_NAME, PlanLimits, PlaybackServicer
+from services.playback.servicer import SERVICE_NAME, PlaybackServicer
 
 ACCOUNT = NamePattern("accounts/{account}")
 log = logging.getLogger("marquee.playback")
@@ -131,7 +131,6 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     except BaseException:
         await close_channels()
         raise
-    plans = {p.id: PlanLimits(p.max_concurrent_streams, p.max_resolution_height) for p in deps.plans}
     positions = open_positions(config, deps)
     servicer = PlaybackServicer(
         config,
@@ -142,7 +141,7 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
         steering_pb2_grpc.SteeringServiceStub(steering_channel),
         credentials,
         keys,
-        plans,
+        deps.plans,
         lambda: manifests.public_url,
         deps.page_tokens,
         deps.geo,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -51,6 +50,7 @@ from services.common.ids import new_id, now_micros
 from services.common.names import NamePattern
 from services.common.paging import PageTokens, page_size, query_fingerprint
 from services.common.peer import caller_address
+from services.common.plans import Plan, Plans
 from services.common.store.port import MAX_QUERY_LIMIT, Row, Store
 from services.common.timevalues import duration_ms, event_time_micros, timestamp_of
 from services.common.topics import PLAYBACK_SESSION_ENDED, PLAYBACK_UPDATE, PLAYBACK_VIEWED
@@ -75,12 +75,6 @@ POSITION_SLACK_MS = 1_000  # positions may pass the runtime by this much (roundi
 MAX_CACHED_SESSIONS = 100_000
 QOE_ATTEMPTS = 3  # a final report (StopPlayback) retries its window's compare-and-set this often
 SWEEP_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class PlanLimits:
-    max_concurrent_streams: int
-    max_resolution_height: int
 
 
 def _ms(value: int) -> duration_pb2.Duration:
@@ -170,7 +164,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         steering: Any,  # SteeringServiceStub on a grpc.aio channel
         service_credentials: Callable[[], tuple[tuple[str, str], ...]],
         url_keys: TokenKeyring,
-        plans: dict[str, PlanLimits],
+        plans: Plans,
         manifest_base: Callable[[], str],
         page_tokens: PageTokens,
         geo: Geo,
@@ -206,11 +200,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
             raise PermissionDenied(f"{field} is not the caller's profile (select that profile first)")
         return ids["account"], ids["profile"]
 
-    def _plan(self, principal: Principal) -> PlanLimits:
-        plan = self._plans.get(principal.plan)
-        if plan is None:  # no plan in the token: the most restrictive one
-            plan = min(self._plans.values(), key=lambda p: (p.max_concurrent_streams, p.max_resolution_height))
-        return plan
+    def _plan(self, principal: Principal) -> Plan:
+        return self._plans.effective(principal.plan, by=lambda p: (p.max_concurrent_streams, p.max_resolution_height))
 
     async def _title(self, title_id: str) -> catalog_pb2.Title:
         return await get_title(self._catalog, self._credentials(), title_id)

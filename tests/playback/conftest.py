@@ -132,17 +132,24 @@ def geo_config() -> GeoConfig:
 
 
 @pytest.fixture
+def with_accounts() -> bool:
+    """Whether the ``playback`` fixture's stack runs the accounts service too (a module overrides this)."""
+    return False
+
+
+@pytest.fixture
 async def playback(
     tmp_path: Path,
     origin: Path,  # noqa: F811
     playback_config: PlaybackConfig,
     geo_config: GeoConfig,
+    with_accounts: bool,
     store_kind: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Playback]:
     store = await open_test_store(store_kind, tmp_path, request, "all")
     try:
-        async with playback_stack(tmp_path, origin, playback_config, store, geo_config) as p:
+        async with playback_stack(tmp_path, origin, playback_config, store, geo_config, accounts=with_accounts) as p:
             yield p
     finally:
         await store.close()

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,12 +24,13 @@ from google.protobuf import field_mask_pb2
 
 from marquee.v1 import accounts_pb2, catalog_pb2, common_pb2
 from marquee.v1 import download_pb2 as dl
-from services.common.config import GeoConfig
 from services.common.errors import error_info
-from services.playback.config import PlaybackConfig
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import Playback
-from tests.playback.test_license import protected_stack, stored_keys
+from tests.playback.test_license import (
+    protected_playback,  # noqa: F401 - the fixture 'playback'
+    stored_keys,
+)
 from tests.playback.test_playback import fails
 
 PASSWORD = "correct horse battery"
@@ -40,16 +39,8 @@ ACTIVE, REVOKED, EXPIRED = dl.Download.STATE_ACTIVE, dl.Download.STATE_REVOKED, 
 
 
 @pytest.fixture
-async def playback(
-    tmp_path: Path,
-    origin: Path,
-    playback_config: PlaybackConfig,
-    geo_config: GeoConfig,
-    store_kind: str,
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[Playback]:
-    async with protected_stack(tmp_path, origin, playback_config, geo_config, store_kind, request, accounts=True) as p:
-        yield p
+def with_accounts() -> bool:
+    return True  # downloads check the device with the accounts service
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -11,7 +11,9 @@ import aiohttp
 import grpc
 import m3u8
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from google.protobuf import field_mask_pb2
+from multidict import CIMultiDict
 
 from marquee.v1 import catalog_pb2
 from marquee.v1 import playback_pb2 as pb
@@ -114,3 +116,11 @@ def test_untrusted_peers_cannot_forward_and_fallbacks_apply(tmp_path: Path) -> N
         ]
     finally:
         geo.close()
+
+
+def test_an_http_requests_client_is_its_peer_or_its_forwarded_chain() -> None:
+    geo = Geo(GeoConfig(networks={"FR": ["198.51.100.0/24"]}, trusted_proxies=("10.0.0.0/8",)))
+    headers = CIMultiDict([("X-Forwarded-For", FRANCE), ("X-Forwarded-For", "10.9.9.9")])  # two headers: one chain
+    request = make_mocked_request("GET", "/", headers=headers)
+    assert geo.http_client(request.clone(remote="10.1.2.3")) == (FRANCE, "FR")
+    assert geo.http_client(request.clone(remote="192.0.2.1")) == ("192.0.2.1", ""), "an untrusted peer's header"

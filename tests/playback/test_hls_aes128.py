@@ -27,7 +27,7 @@ from tests.playback.test_license import (
     bearer,
     fetch,
     get,
-    playback,  # noqa: F401 - the stack with the encoder and a protected title
+    protected_playback,  # noqa: F401 - 'playback': the encoder, a protected title
     refused,
     start,
     stored_keys,
@@ -50,7 +50,7 @@ def decoded_frames(url: str, headers: dict[str, str]) -> int:
 
 
 async def test_a_player_without_eme_plays_the_aes128_variant_through_the_licence_checks(
-    playback: Playback,  # noqa: F811
+    playback: Playback,
     origin: Path,
 ) -> None:
     md = playback.caller("a1", "p1")
@@ -89,7 +89,7 @@ async def test_a_player_without_eme_plays_the_aes128_variant_through_the_licence
 
 
 async def test_the_variant_is_offered_only_where_it_can_play(
-    playback: Playback,  # noqa: F811
+    playback: Playback,
     tmp_path: Path,
     origin: Path,
     playback_config: PlaybackConfig,

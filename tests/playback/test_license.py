@@ -92,16 +92,21 @@ async def protected_stack(
         await store.close()
 
 
-@pytest.fixture
-async def playback(
+@pytest.fixture(name="playback")
+async def protected_playback(
     tmp_path: Path,
     origin: Path,
     playback_config: PlaybackConfig,
     geo_config: GeoConfig,
+    with_accounts: bool,
     store_kind: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Playback]:
-    async with protected_stack(tmp_path, origin, playback_config, geo_config, store_kind, request) as p:
+    """The protected stack as the ``playback`` fixture, here and where it is imported (test_downloads.py,
+    test_license_browser.py); the accounts service runs too when ``with_accounts`` (conftest.py) says so."""
+    async with protected_stack(
+        tmp_path, origin, playback_config, geo_config, store_kind, request, accounts=with_accounts
+    ) as p:
         yield p
 
 

@@ -30,7 +30,7 @@ from marquee.v1 import playback_pb2 as pb
 from tests.e2e.browser import PLAYERS, Browser, missing_requirements, static_site
 from tests.edge.conftest import TITLE
 from tests.playback.conftest import Playback
-from tests.playback.test_license import playback  # noqa: F401 - the stack with the encoder and a protected title
+from tests.playback.test_license import protected_playback  # noqa: F401 - 'playback': the encoder, a protected title
 
 SHAKA = PLAYERS / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
 DASHJS = PLAYERS / "node_modules" / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js"
@@ -297,7 +297,7 @@ async def start(p: Playback, md: Any) -> pb.PlaybackSession:
 
 @pytest.mark.parametrize("kind", list(PLAYER_KINDS))
 async def test_the_players_play_with_a_licence_and_report_every_refusal(
-    playback: Playback,  # noqa: F811
+    playback: Playback,
     site: tuple[Path, str],
     browser: Browser,
     kind: str,

@@ -26,7 +26,6 @@ export interface OfflineRecord {
   expireMs: number; // when the licence ends
   playWindowMs: number; // how long it lasts once offline playback starts
   playStartMs?: number; // the first offline play, once there was one
-  playReported?: boolean; // StartOfflinePlayback was told
   revoked?: string; // why it was revoked (DEVICE_REMOVED, SIGNED_OUT, GEO_BLOCKED, ...)
 }
 
@@ -67,7 +66,6 @@ function withLicence(record: OfflineRecord, licence: OfflineLicense | undefined)
     expireMs: licence.expireTime ? timestampMs(licence.expireTime) : record.expireMs,
     playWindowMs: licence.playWindow ? Number(licence.playWindow.seconds) * 1000 : record.playWindowMs,
     playStartMs: undefined,
-    playReported: undefined,
     revoked: undefined,
   };
 }
@@ -163,12 +161,12 @@ export async function deleteDownload(r: OfflineRecord): Promise<void> {
   }
 }
 
-/** Online: renews the licence of a download of this device, or learns that it was revoked. */
+/** Online: renews the licence of a download of this device, or learns that it was revoked. A renewal is a new
+ * licence, its play window unstarted (RenewDownload resets it), so an unreported offline play is not reported first. */
 export async function checkIn(r: OfflineRecord): Promise<OfflineRecord> {
   if (!navigator.onLine || r.revoked) return r;
   let next = r;
   try {
-    if (r.playStartMs && !r.playReported) await downloads.startOfflinePlayback({ name: r.download });
     const reply = await downloads.renewDownload({ name: r.download });
     next = withLicence(r, reply.license);
   } catch (err) {
@@ -189,13 +187,12 @@ export async function checkIn(r: OfflineRecord): Promise<OfflineRecord> {
 /** Marks the first offline play (the play window starts) and tells the service when online. */
 export async function startedPlaying(r: OfflineRecord): Promise<OfflineRecord> {
   if (r.playStartMs) return r;
-  let next: OfflineRecord = { ...r, playStartMs: Date.now() };
+  const next: OfflineRecord = { ...r, playStartMs: Date.now() };
   if (navigator.onLine) {
     try {
       await downloads.startOfflinePlayback({ name: r.download });
-      next = { ...next, playReported: true };
     } catch {
-      // told at the next check-in
+      // left unreported: the next check-in's renewal starts a new licence, its play window unstarted
     }
   }
   put(next);
