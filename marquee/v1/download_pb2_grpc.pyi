@@ -52,14 +52,14 @@ class DownloadServiceStub:
     released or their licence's expiry passes.
     """
     RenewDownload: _grpc.UnaryUnaryMultiCallable[_download_pb2.RenewDownloadRequest, _download_pb2.RenewDownloadResponse]
-    """The device checks in: a new licence (expiry moved forward, never past the play window once playback started)
-    for an active download; FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
+    """The device checks in: a new licence for an active download (its expiry the plan's offline days from now, the
+    play window reset: the device is online and the title entitled again); FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
     DOWNLOAD_EXPIRED otherwise. Only from the device that holds the download (PERMISSION_DENIED
     DOWNLOAD_OTHER_DEVICE).
     """
     StartOfflinePlayback: _grpc.UnaryUnaryMultiCallable[_download_pb2.StartOfflinePlaybackRequest, _download_pb2.StartOfflinePlaybackResponse]
-    """Offline playback started (reported when the device is next online, or before it plays): from then the
-    licence lasts at most the plan's play window. Idempotent: the first start counts.
+    """Offline playback started (reported by a device that starts playing while online): from then the licence lasts
+    at most the plan's play window. Idempotent: the first start counts; the next RenewDownload resets it.
     """
     ReleaseDownload: _grpc.UnaryUnaryMultiCallable[_download_pb2.ReleaseDownloadRequest, _download_pb2.ReleaseDownloadResponse]
     """Deletes the download: frees its place in the plan's limits and ends its signed URLs."""
@@ -88,14 +88,14 @@ class DownloadServiceAsyncStub(DownloadServiceStub):
     released or their licence's expiry passes.
     """
     RenewDownload: _aio.UnaryUnaryMultiCallable[_download_pb2.RenewDownloadRequest, _download_pb2.RenewDownloadResponse]  # type: ignore[assignment]
-    """The device checks in: a new licence (expiry moved forward, never past the play window once playback started)
-    for an active download; FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
+    """The device checks in: a new licence for an active download (its expiry the plan's offline days from now, the
+    play window reset: the device is online and the title entitled again); FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
     DOWNLOAD_EXPIRED otherwise. Only from the device that holds the download (PERMISSION_DENIED
     DOWNLOAD_OTHER_DEVICE).
     """
     StartOfflinePlayback: _aio.UnaryUnaryMultiCallable[_download_pb2.StartOfflinePlaybackRequest, _download_pb2.StartOfflinePlaybackResponse]  # type: ignore[assignment]
-    """Offline playback started (reported when the device is next online, or before it plays): from then the
-    licence lasts at most the plan's play window. Idempotent: the first start counts.
+    """Offline playback started (reported by a device that starts playing while online): from then the licence lasts
+    at most the plan's play window. Idempotent: the first start counts; the next RenewDownload resets it.
     """
     ReleaseDownload: _aio.UnaryUnaryMultiCallable[_download_pb2.ReleaseDownloadRequest, _download_pb2.ReleaseDownloadResponse]  # type: ignore[assignment]
     """Deletes the download: frees its place in the plan's limits and ends its signed URLs."""
@@ -145,8 +145,8 @@ class DownloadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _download_pb2.RenewDownloadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_download_pb2.RenewDownloadResponse, _abc.Awaitable[_download_pb2.RenewDownloadResponse]]:
-        """The device checks in: a new licence (expiry moved forward, never past the play window once playback started)
-        for an active download; FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
+        """The device checks in: a new licence for an active download (its expiry the plan's offline days from now, the
+        play window reset: the device is online and the title entitled again); FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
         DOWNLOAD_EXPIRED otherwise. Only from the device that holds the download (PERMISSION_DENIED
         DOWNLOAD_OTHER_DEVICE).
         """
@@ -157,8 +157,8 @@ class DownloadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _download_pb2.StartOfflinePlaybackRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_download_pb2.StartOfflinePlaybackResponse, _abc.Awaitable[_download_pb2.StartOfflinePlaybackResponse]]:
-        """Offline playback started (reported when the device is next online, or before it plays): from then the
-        licence lasts at most the plan's play window. Idempotent: the first start counts.
+        """Offline playback started (reported by a device that starts playing while online): from then the licence lasts
+        at most the plan's play window. Idempotent: the first start counts; the next RenewDownload resets it.
         """
 
     @_abc_1.abstractmethod

@@ -478,8 +478,8 @@ export const DownloadService: GenService<{
     output: typeof ListDownloadsResponseSchema;
   },
   /**
-   * The device checks in: a new licence (expiry moved forward, never past the play window once playback started)
-   * for an active download; FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
+   * The device checks in: a new licence for an active download (its expiry the plan's offline days from now, the
+   * play window reset: the device is online and the title entitled again); FAILED_PRECONDITION DOWNLOAD_REVOKED (the reason in ErrorInfo metadata) or
    * DOWNLOAD_EXPIRED otherwise. Only from the device that holds the download (PERMISSION_DENIED
    * DOWNLOAD_OTHER_DEVICE).
    *
@@ -491,8 +491,8 @@ export const DownloadService: GenService<{
     output: typeof RenewDownloadResponseSchema;
   },
   /**
-   * Offline playback started (reported when the device is next online, or before it plays): from then the
-   * licence lasts at most the plan's play window. Idempotent: the first start counts.
+   * Offline playback started (reported by a device that starts playing while online): from then the licence lasts
+   * at most the plan's play window. Idempotent: the first start counts; the next RenewDownload resets it.
    *
    * @generated from rpc marquee.v1.DownloadService.StartOfflinePlayback
    */
