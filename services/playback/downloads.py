@@ -217,7 +217,7 @@ class DownloadServicer(download_pb2_grpc.DownloadServiceServicer):
         check_entitlement(title, title_id, region, principal)
         if not (await self._media.get(title.media)).doc.get("protection"):
             return title, []
-        keys = await self._licenser.title_keys(title_id)
+        keys = await self._licenser.media_keys(title.media)
         return title, sorted(keys.values(), key=lambda k: k.track_type)
 
     async def _end_urls(self, row: Row) -> None:

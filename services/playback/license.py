@@ -168,7 +168,9 @@ class Licenser:
         title_id = row["title_id"]
         title = await get_title(self._catalog, self._credentials(), title_id)
         check_entitlement(title, title_id, region, principal)
-        keys = await self.title_keys(title_id)
+        # keys belong to the media the session plays (the encoder makes them per encoded title), which several
+        # catalog titles may share
+        keys = await self.media_keys(row["media_id"])
         granted = []
         for kid in wanted:
             found = keys.get(kid)
@@ -187,14 +189,14 @@ class Licenser:
         )
         return Grant(session_id, tuple(granted), now, expire)
 
-    async def title_keys(self, title_id: str) -> dict[bytes, GrantedKey]:
-        """The title's content keys by KID, from the encoder."""
+    async def media_keys(self, media_id: str) -> dict[bytes, GrantedKey]:
+        """The content keys of a title's media (the encoder's title: ``Title.media``) by KID, from the encoder."""
         if self._content_keys is None:
             raise FailedPrecondition(
                 "no key service is known to this playback service (set addresses.encoder)",
                 reason="CONTENT_KEY_UNAVAILABLE",
             )
-        request = content_keys_pb2.GetContentKeysRequest(name=CONTENT_KEYS.format(title=title_id))
+        request = content_keys_pb2.GetContentKeysRequest(name=CONTENT_KEYS.format(title=media_id))
         try:
             reply = await self._content_keys.GetContentKeys(request, metadata=self._credentials())
         except grpc.aio.AioRpcError as exc:
@@ -202,7 +204,7 @@ class Licenser:
                 return {}
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise FailedPrecondition(
-                    f"the content keys of titles/{title_id} are unavailable: {exc.details()}",
+                    f"the content keys of media {media_id} are unavailable: {exc.details()}",
                     reason="CONTENT_KEY_UNAVAILABLE",
                 ) from None
             raise Unavailable(f"the key service (encoder) did not answer: {exc.details()}") from None

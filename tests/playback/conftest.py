@@ -30,6 +30,8 @@ from marquee.v1 import (
 )
 from services.accounts.config import AccountsConfig
 from services.accounts.server import create_server as create_accounts
+from services.catalog import schema as catalog_schema
+from services.catalog.availability import Availability
 from services.catalog.config import CatalogConfig, DemoCatalogConfig
 from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
@@ -44,7 +46,7 @@ from services.common.ratelimit import InMemoryRateLimiter
 from services.common.service import Service
 from services.common.store.port import Store
 from services.common.tasks import cancel_all
-from services.common.topics import ENCODING_DONE
+from services.common.topics import CATALOG_TITLE, ENCODING_DONE
 from services.encoder.config import DemoConfig, EncoderConfig
 from services.encoder.server import create_server as create_encoder
 from services.platform.runtime import local_config
@@ -119,6 +121,29 @@ async def add_title(p: Playback, title_id: str, **fields: Any) -> None:
         **fields,
     )
     await p.catalog.CreateTitle(catalog_pb2.CreateTitleRequest(title=title, title_id=title_id), metadata=p.admin)
+
+
+async def add_title_on_media(p: Playback, title_id: str, media_id: str) -> None:
+    """A catalog title playing another title's media, linked as the demo catalog's importer links its titles
+    (CreateTitle links a title to the media of its own id)."""
+    await add_title(p, title_id)
+    await p.store.update(catalog_schema.TITLES, {"title_id": title_id}, {"media_id": media_id})
+    await p.store.insert(catalog_schema.TITLES_BY_MEDIA, {"media_id": media_id, "title_id": title_id})
+    await Availability(p.store).refresh(media_id)
+    # the catalog's view follows its titles' change events, as on every replica
+    changed = catalog_pb2.TitleChangedEvent(title=f"titles/{title_id}")
+    await p.bus.publish(CATALOG_TITLE, changed.SerializeToString(), key=title_id)
+    await wait_playable(p, title_id)
+
+
+async def wait_playable(p: Playback, title_id: str) -> None:
+    """Until the catalog reports the title playable (it follows encoding.done of its media on its own time)."""
+    for _ in range(500):
+        got = await p.catalog.GetTitle(catalog_pb2.GetTitleRequest(name=f"titles/{title_id}"), metadata=p.admin)
+        if got.title.playable:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"titles/{title_id} did not become playable")
 
 
 @pytest.fixture
@@ -258,11 +283,7 @@ async def playback_stack(
         done = encoding_pb2.EncodingDoneEvent(title=f"titles/{TITLE}", media_path=TITLE)
         await bus.publish(ENCODING_DONE, done.SerializeToString())
         await add_title(p, TITLE, genres=["Drama"])
-        for _ in range(200):
-            got = await p.catalog.GetTitle(catalog_pb2.GetTitleRequest(name=f"titles/{TITLE}"), metadata=admin)
-            if got.title.playable:
-                break
-            await asyncio.sleep(0.02)
+        await wait_playable(p, TITLE)
         yield p
     edge.stop()
     for service in reversed(stack):

@@ -26,7 +26,7 @@ from marquee.v1 import accounts_pb2, catalog_pb2, common_pb2
 from marquee.v1 import download_pb2 as dl
 from services.common.errors import error_info
 from tests.edge.conftest import TITLE
-from tests.playback.conftest import Playback
+from tests.playback.conftest import Playback, add_title_on_media
 from tests.playback.test_license import (
     protected_playback,  # noqa: F401 - the fixture 'playback'
     stored_keys,
@@ -78,8 +78,10 @@ async def device(p: Playback, viewer: Viewer, name: str = "train tablet") -> tup
     return registered.device.name, bearer(selected.tokens.access_token)
 
 
-async def create(p: Playback, viewer: Viewer, md: Any, max_height: int = 0) -> dl.CreateDownloadResponse:
-    request = dl.CreateDownloadRequest(parent=viewer.profile, title=f"titles/{TITLE}", max_height=max_height)
+async def create(
+    p: Playback, viewer: Viewer, md: Any, max_height: int = 0, title: str = TITLE
+) -> dl.CreateDownloadResponse:
+    request = dl.CreateDownloadRequest(parent=viewer.profile, title=f"titles/{title}", max_height=max_height)
     response: dl.CreateDownloadResponse = await p.download.CreateDownload(request, metadata=md)
     return response
 
@@ -168,6 +170,16 @@ async def test_a_download_carries_the_titles_keys_terms_and_manifests(playback: 
     assert (await fetch(d.manifest_urls.dash_uri))[0] == 404
     listed = await playback.download.ListDownloads(dl.ListDownloadsRequest(parent=viewer.profile), metadata=md)
     assert list(listed.downloads) == []
+
+
+async def test_a_title_sharing_protected_media_downloads_with_its_medias_keys(playback: Playback) -> None:
+    """Keys belong to the media (the encoder's title), which catalog titles share."""
+    await add_title_on_media(playback, "pattern-directors-cut", TITLE)
+    viewer = await sign_up(playback, "lin@example.com")
+    _, md = await device(playback, viewer)
+    made = await create(playback, viewer, md, title="pattern-directors-cut")
+    keys = await stored_keys(playback.store)
+    assert {(k.track_type, k.key_id, k.key) for k in made.license.keys} == {(t, k.kid, k.key) for t, k in keys.items()}
 
 
 async def test_limits_per_device_and_per_account_hold_under_racing_requests(playback: Playback) -> None:

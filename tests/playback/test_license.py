@@ -39,7 +39,7 @@ from services.encoder.media import protect
 from services.playback.config import LicenseConfig, PlaybackConfig
 from tests.cql import open_test_store
 from tests.edge.conftest import TITLE
-from tests.playback.conftest import Playback, playback_stack
+from tests.playback.conftest import Playback, add_title_on_media, playback_stack
 from tests.playback.test_playback import fails
 from tests.protect import reference
 from tests.protect.titles import protect_title
@@ -202,6 +202,19 @@ async def test_clearkey_licence_gives_the_stored_keys_and_they_decrypt_the_title
         assert r.status == 204
         assert "authorization" in r.headers["Access-Control-Allow-Headers"]
         assert "POST" in r.headers["Access-Control-Allow-Methods"]
+
+
+async def test_a_title_sharing_protected_media_gets_its_medias_keys(playback: Playback) -> None:
+    """Keys belong to the media (the encoder's title), which catalog titles share (the demo catalog's do): a session
+    of another title on the same media gets the media's keys."""
+    await add_title_on_media(playback, "pattern-directors-cut", TITLE)
+    md = playback.caller("a1", "p1")
+    request = pb.StartPlaybackRequest(title="titles/pattern-directors-cut", profile=PROFILE)
+    session = (await playback.stub.StartPlayback(request, metadata=md)).session
+    keys = await stored_keys(playback.store)
+    status, doc, _ = await post(session.license_uri, clearkey_request(keys["video"].kid), bearer(md))
+    assert status == 200, doc
+    assert doc["keys"] == [{"kty": "oct", "kid": b64url(keys["video"].kid), "k": b64url(keys["video"].key)}]
 
 
 async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
