@@ -35,6 +35,8 @@ export interface PlayerSnapshot {
   switches: number;
   errors: number;
   lastPositionSent: number;
+  /** Why playback stopped (state "error"), fit for the viewer, e.g. the licence service's refusal; "" if unknown. */
+  stopReason: string;
 }
 
 export interface ControllerOptions {
@@ -106,6 +108,7 @@ export class PlaybackController {
       switches: 0,
       errors: 0,
       lastPositionSent: -1,
+      stopReason: "",
     };
   }
 
@@ -312,7 +315,10 @@ export class PlaybackController {
       const fatal = detail.severity === shaka.util.Error.Severity.CRITICAL;
       this.qoe.error(String(detail.code), shakaMessage(detail), fatal);
       // (a network failure is retried by retryStreaming, which Shaka calls right after this event)
-      if (fatal && !this.retryable(detail)) this.snapshot.state = "error";
+      if (fatal && !this.retryable(detail)) {
+        this.snapshot.state = "error";
+        this.snapshot.stopReason = licenceRefusal(detail) ?? "";
+      }
       this.emit();
     });
     this.on(video, "playing", () => {

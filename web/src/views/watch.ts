@@ -98,7 +98,9 @@ export const watchView: View = (main, params, query) => {
     d.resumedAt = String(s.resumedAt);
     d.positionSent = String(s.lastPositionSent);
     if (s.state === "error" && !message.textContent) {
-      message.textContent = "Playback stopped: the video could not be fetched. Reload the page to try again.";
+      message.textContent = s.stopReason
+        ? `Playback stopped: ${s.stopReason}`
+        : "Playback stopped: the video could not be fetched. Reload the page to try again.";
     }
     if (!stats.hidden) {
       replace(
