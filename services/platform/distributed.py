@@ -46,7 +46,7 @@ REPLICAS: dict[str, int | None] = {
     "catalog": None,
     "playback": None,
     "recommendations": None,
-    "steering": 1,  # edges and problem reports are shared on Redis, but a player's session lives in one replica
+    "steering": 1,  # edges, problem reports and sessions are shared on Redis; 1 until the chaos run covers two
     "encoder": 1,  # a worker: at start it requeues every RUNNING job, so one until jobs carry leases
 }
 # Processes that are not replicated gRPC backends: one each, as `marquee up` runs them.

@@ -54,4 +54,10 @@ class SteeringConfig(Section):
         description='with [state] kind = "redis": seconds between refreshes of the local snapshot of the edges and'
         " problem reports every replica shares (how stale another replica's writes may be here)",
     )
+    session_refresh_interval: float = Field(
+        5.0,
+        gt=0,
+        description='with [state] kind = "redis": most seconds between rewrites of a steered session in the session'
+        " directory every replica shares (its reloads in between write nothing)",
+    )
     min_throughput_bps: int = Field(200_000, ge=0, description="a player measuring less demotes its pathway")

@@ -7,7 +7,10 @@
 Every manifest request carries the session's signed URL token (403 when missing, tampered or another session's;
 410 once expired), and the RELOAD-URI it answers with carries the same token. 200 with the JSON manifest; 400
 bad parameters; 404 unknown session; 410 ended session; 429 with Retry-After when over the configured request
-rate; 503 when no pathway can serve the session."""
+rate; 503 with Retry-After when no pathway can serve the session, or the session directory (Redis) is unreachable.
+
+Any replica answers for any live session: one it does not hold is looked up in the session directory first
+(services/steering/sessions.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ from aiohttp import web
 
 from marquee.native import TokenKeyring
 from services.common import urltokens
+from services.common.errors import Unavailable
 from services.common.http import HttpSite, bind_site
 from services.common.ratelimit import Rate, RateLimiter
 from services.steering.config import HttpConfig
+from services.steering.sessions import SharedSessions
 from services.steering.steerer import (
     BadInput,
     NoPathway,
@@ -70,8 +75,9 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 
 def build_app(
-    steering: Steering, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring, public_url: str
+    sessions: SharedSessions, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring, public_url: str
 ) -> web.Application:
+    steering: Steering = sessions.steering
     rate = Rate(limit=config.max_requests_per_second, period=1.0)
 
     def reload_uri(kind: str, session_id: str, token: str) -> str:
@@ -97,8 +103,8 @@ def build_app(
             for pathway, value in pairs[:-1]:
                 # earlier pathways of a DASH report: a poor measurement still counts against that pathway
                 if value is not None and value < steering.config.min_throughput_bps:
-                    steering.steer(session_id, current_pathway=pathway, throughput_bps=value)
-            decision = steering.steer(
+                    await sessions.steer(session_id, current_pathway=pathway, throughput_bps=value)
+            decision = await sessions.steer(
                 session_id,
                 current_pathway=current,
                 throughput_bps=throughput,
@@ -114,6 +120,8 @@ def build_app(
             return _error(429, str(exc), **{"Retry-After": str(steering.config.ttl_seconds)})
         except NoPathway as exc:
             return _error(503, str(exc), **{"Retry-After": str(steering.config.ttl_seconds)})
+        except Unavailable as exc:
+            return _error(503, str(exc), **{"Retry-After": str(math.ceil(exc.retry_after or 1))})
         uri = reload_uri(kind, session_id, token)
         doc = steering.hls_manifest(decision, uri) if kind == "hls" else steering.dash_manifest(decision, uri)
         return web.Response(
@@ -131,10 +139,10 @@ def build_app(
     return app
 
 
-def bind_http(steering: Steering, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring) -> HttpSite:
+def bind_http(sessions: SharedSessions, config: HttpConfig, limiter: RateLimiter, keys: TokenKeyring) -> HttpSite:
     """The steering manifests' endpoint, bound (it serves once started); RELOAD-URIs use its public URL."""
     return bind_site(
-        lambda public: build_app(steering, config, limiter, keys, public), config.host, config.port, config.public_url
+        lambda public: build_app(sessions, config, limiter, keys, public), config.host, config.port, config.public_url
     )
 
 

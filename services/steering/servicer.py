@@ -27,6 +27,7 @@ from services.steering.evidence import Report
 from services.steering.policy import Reason
 from services.steering.registry import EdgeRecord, Edges, Heartbeat, LocalEdges, Role
 from services.steering.revocations import RevocationFeed
+from services.steering.sessions import SharedSessions
 from services.steering.steerer import (
     BadInput,
     NoPathway,
@@ -102,7 +103,7 @@ def _check_edge(edge: pb.Edge, edge_id: str) -> EdgeRecord:
 class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
     def __init__(
         self,
-        steering: Steering,
+        sessions: SharedSessions,
         page_tokens: PageTokens,
         reload_uri: Callable[[str, str], str],
         revocations: RevocationFeed,
@@ -110,12 +111,13 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         edges: Edges | None = None,
         share_report: Callable[[str, str, Report], Awaitable[None]] | None = None,
     ) -> None:
-        self.steering = steering
+        self.sessions = sessions  # steering's sessions, local and in the directory every replica shares
+        self.steering: Steering = sessions.steering
         self.page_tokens = page_tokens
         self.reload_uri = reload_uri  # ("hls" | "dash", session id) -> the manifest URL
         self.revocations = revocations
         # where edge writes go (Redis when shared) and how a problem report reaches the other replicas
-        self.edges: Edges = edges if edges is not None else LocalEdges(steering.registry)
+        self.edges: Edges = edges if edges is not None else LocalEdges(self.steering.registry)
         self.share_report = share_report
 
     def _interval(self) -> duration_pb2.Duration:
@@ -208,7 +210,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
             raise InvalidArgument("client_address is required", field_name="client_address")
         account = ACCOUNT.parse(request.account, "account")["account"] if request.account else ""
         try:
-            decision = self.steering.steer(
+            decision = await self.sessions.steer(
                 session_id,
                 title_id=title_id,
                 client=request.client_address,
@@ -237,7 +239,7 @@ class SteeringServicer(steering_pb2_grpc.SteeringServiceServicer):
         if request.kind == pb.PATHWAY_PROBLEM_KIND_UNSPECIFIED:
             raise InvalidArgument("kind must be STALL or ERROR", field_name="kind")
         try:
-            zone, report = self.steering.report_problem(session_id, request.pathway_id, request.count or 1)
+            zone, report = await self.sessions.report_problem(session_id, request.pathway_id, request.count or 1)
         except SteeringError as exc:
             _raise(exc)
             raise

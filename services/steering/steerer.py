@@ -88,6 +88,8 @@ class Session:
     edge_id: str | None = None
     demoted_until: dict[str, float] = field(default_factory=dict)
     last_seen: float = 0.0
+    shared_at: float | None = None  # when this replica last wrote it to the session directory (None: not yet)
+    shared_pathways: bool = False  # whether that write carried its known pathways
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,27 @@ class Decision:
     ttl: int
 
 
+def check_session_id(session_id: str) -> str:
+    """The session id, once it is one steering takes (before any key or lookup is built from it)."""
+    if not SESSION_ID.match(session_id):
+        raise BadInput("session", "session id must be 1-128 characters of [A-Za-z0-9._~-]")
+    return session_id
+
+
 class Steering:
     def __init__(
-        self, config: SteeringConfig, zones: CoverageZones, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: SteeringConfig,
+        zones: CoverageZones,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        shared_sessions: bool = False,
     ) -> None:
+        """``shared_sessions``: sessions live in a directory every replica shares (services/steering/sessions.py),
+        so ``sessions`` is a cache: a session idle here is dropped from it, not ended (another replica may be
+        steering it; the directory tells when it went idle everywhere)."""
         self.config = config
+        self.shared_sessions = shared_sessions
         self.zones = zones
         self.clock = clock
         self.registry = Registry(config.heartbeat_timeout, clock)
@@ -134,28 +152,39 @@ class Steering:
             oldest = next(iter(self.sessions.values()))
             if now - oldest.last_seen <= self.config.session_idle_timeout:
                 break
-            self.end(oldest.session_id)
+            if self.shared_sessions:
+                self._drop(oldest.session_id)
+            else:
+                self.end(oldest.session_id)
         while self.ended and now - next(iter(self.ended.values())) > self.config.ended_session_memory:
             self.ended.popitem(last=False)
         SESSIONS.set(len(self.sessions))
 
-    def end(self, session_id: str) -> bool:
-        """Ends a session (playback stopped it, or it went idle); later requests for it get 410, whether steering
-        had seen it or not. True when it was being steered."""
+    def _drop(self, session_id: str) -> Session | None:
         s = self.sessions.pop(session_id, None)
         if s is not None and s.edge_id is not None:
             self.assigned[s.edge_id] -= 1
+        return s
+
+    def end(self, session_id: str) -> bool:
+        """Ends a session (playback stopped it, or it went idle); later requests for it get 410, whether steering
+        had seen it or not. True when it was being steered."""
+        s = self._drop(session_id)
         self.ended[session_id] = self.clock()
         self.ended.move_to_end(session_id)
         while len(self.ended) > self.config.max_sessions:
             self.ended.popitem(last=False)
         return s is not None
 
+    def holds(self, session_id: str) -> bool:
+        """Whether this replica knows the session (steers it, or knows it ended) without asking the directory."""
+        self._expire()  # a copy gone idle here is not held: the directory knows whether it lives on elsewhere
+        return session_id in self.sessions or session_id in self.ended
+
     def _session(
         self, session_id: str, title_id: str | None, client: str | None, country: str, account: str = ""
     ) -> Session:
-        if not SESSION_ID.match(session_id):
-            raise BadInput("session", "session id must be 1-128 characters of [A-Za-z0-9._~-]")
+        check_session_id(session_id)
         if session_id in self.ended:
             raise SessionEnded(f"session {session_id} has ended")
         s = self.sessions.get(session_id)
@@ -165,6 +194,9 @@ class Steering:
             return s
         if title_id is None or client is None:
             raise UnknownSession(f"no steering session {session_id}")
+        return self._start(session_id, title_id, client, country, account)
+
+    def _start(self, session_id: str, title_id: str, client: str, country: str, account: str) -> Session:
         if len(self.sessions) >= self.config.max_sessions:
             raise Overloaded(f"steering holds its limit of {self.config.max_sessions} sessions")
         if country and not COUNTRY.match(country):
@@ -182,6 +214,28 @@ class Steering:
         )
         s.last_seen = self.clock()  # idle from now: a first call that finds no pathway must not end it at the next
         self.sessions[session_id] = s
+        return s
+
+    def adopt(
+        self,
+        session_id: str,
+        *,
+        title_id: str,
+        client: str,
+        country: str,
+        account: str,
+        known_pathways: dict[str, str],
+    ) -> Session:
+        """Takes in a session another replica started (its facts from the session directory): its zone is matched
+        here again, as at its start; its soft state (demotions, assigned edge) starts afresh."""
+        check_session_id(session_id)
+        if session_id in self.ended:
+            raise SessionEnded(f"session {session_id} has ended")
+        held = self.sessions.get(session_id)
+        if held is not None:
+            return held
+        s = self._start(session_id, title_id, client, country, account)
+        s.known_pathways = dict(known_pathways)
         return s
 
     # --- decisions ------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Two steering replicas on one Redis (``[state] kind = "redis"``), sharing nothing else but the bus (on the same
 Redis): an edge registered with one heartbeats to the other, both answer alike, player problem evidence split
-between them demotes as one, and a session playback ends is refused by a real edge following either replica."""
+between them demotes as one, a session started through one is steered by the other (the session directory), and a
+session playback ends is refused by a real edge following either replica."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ BOUND = 30.0  # only a guard against a hang: every wait polls what the replicas 
 class Replica:
     stub: Any
     address: str
+    http: str  # the public URL of its steering manifests
 
 
 @dataclass
@@ -126,7 +128,7 @@ async def pair(
             stack.push_async_callback(service.stop)
             address = f"127.0.0.1:{service.grpc_port}"
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
-            return Replica(steering_pb2_grpc.SteeringServiceStub(channel), address)
+            return Replica(steering_pb2_grpc.SteeringServiceStub(channel), address, service.sites["http"].public_url)
 
         a, b = await start(), await start()
         yield Pair(a, b, admin_metadata(platform), bus, platform.url_signing, start)
@@ -336,6 +338,10 @@ async def test_unreachable_shared_state_is_unavailable_not_internal(pair: Pair) 
         cut_off.stub.RegisterEdge(edge_request("e9", 9009), metadata=p.metadata),
         cut_off.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/e9", healthy=True), metadata=p.metadata),
         cut_off.stub.DeregisterEdge(pb.DeregisterEdgeRequest(name="edges/e9"), metadata=p.metadata),
+        cut_off.stub.GetSteering(  # a session start: the directory cannot be asked whether it exists elsewhere
+            pb.GetSteeringRequest(session="playbackSessions/s", title="titles/t", client_address="10.0.0.1"),
+            metadata=p.metadata,
+        ),
     ]
     for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -343,3 +349,127 @@ async def test_unreachable_shared_state_is_unavailable_not_internal(pair: Pair) 
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         info = error_info(err.value)
         assert info is not None and info.reason == "STEERING_STATE_UNAVAILABLE"
+    async with aiohttp.ClientSession() as http:  # a player's reload of a session it does not hold: 503, not 500
+        status, _ = await manifest(http, cut_off, p, "hls", "elsewhere")
+        assert status == 503
+
+
+async def manifest(http: aiohttp.ClientSession, r: Replica, p: Pair, kind: str, session: str) -> tuple[int, Any]:
+    """A player's steering manifest reload from ``r``, with the session's signed URL token."""
+    acl = urltokens.session_acl(session, "any-media")
+    token = urltokens.keyring(p.url_signing).sign(acl, int(time.time()) + 300, session)
+    async with http.get(f"{r.http}/steering/{kind}/{session}", params={"token": token}) as reply:
+        return reply.status, await reply.json()
+
+
+async def test_a_session_started_on_one_replica_is_steered_by_the_other(
+    pair: Pair, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    p = pair
+    for edge_id, port in (("e1", 9001), ("e2", 9002)):
+        await p.a.stub.RegisterEdge(edge_request(edge_id, port), metadata=p.metadata)
+
+    async def b_knows_both() -> bool:
+        return set(await states(p.b, p)) == {"e1", "e2"}
+
+    await until(b_knows_both)
+    started = await pathways(p.a, p, "play-1", "acct-1")  # playback's StartPlayback, through A
+    await pathways(p.a, p, "play-2", "acct-2")
+    async with aiohttp.ClientSession() as http:
+        # the player's reloads reach B, which never saw the session: it looks it up and steers it
+        status, doc = await manifest(http, p.b, p, "hls", "play-1")
+        assert status == 200, doc
+        assert sorted(doc["PATHWAY-PRIORITY"]) == sorted(started)
+        assert f"{p.b.http}/steering/hls/play-1?token=" in doc["RELOAD-URI"]
+        status, doc = await manifest(http, p.b, p, "dash", "play-1")
+        assert status == 200 and sorted(doc["SERVICE-LOCATION-PRIORITY"]) == sorted(started)
+
+        # a problem report through B for a session only A has steered (the pathway is one its manifests list)
+        report = pb.ReportPathwayProblemRequest(
+            session="playbackSessions/play-2", pathway_id=started[0], kind=pb.PATHWAY_PROBLEM_KIND_STALL, count=1
+        )
+        await p.b.stub.ReportPathwayProblem(report, metadata=p.metadata)
+
+        # the same session under another title is still refused, by the replica that adopted it
+        request = pb.GetSteeringRequest(
+            session="playbackSessions/play-2", title="titles/other", client_address="10.0.0.1"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await p.b.stub.GetSteering(request, metadata=p.metadata)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        # unknown to both replicas: 404 on B, over HTTP and gRPC
+        assert (await manifest(http, p.b, p, "hls", "never-started"))[0] == 404
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await p.b.stub.ReportPathwayProblem(
+                pb.ReportPathwayProblemRequest(
+                    session="playbackSessions/never-started", pathway_id="e1", kind=pb.PATHWAY_PROBLEM_KIND_STALL
+                ),
+                metadata=p.metadata,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+        # playback ends play-1 (one event on the bus): B, which holds it, answers 410; so does A, and the directory
+        # marks it ended for any replica that never saw it
+        event = playback_pb2.SessionEndedEvent(
+            session="playbackSessions/play-1", url_expire_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 300)
+        )
+        await p.bus.publish(PLAYBACK_SESSION_ENDED, event.SerializeToString(), key="play-1")
+
+        async def ended_on_b() -> bool:
+            return (await manifest(http, p.b, p, "hls", "play-1"))[0] == 410
+
+        await until(ended_on_b)
+        assert (await manifest(http, p.a, p, "dash", "play-1"))[0] == 410
+        assert await redis_client.exists(f"{redis_prefix}steering:ended:play-1") == 1
+        late = await p.start()  # a replica that never held either session
+
+        async def late_steers_play_2() -> bool:  # once its first refresh of the edges is in
+            return (await manifest(http, late, p, "hls", "play-2"))[0] == 200
+
+        await until(late_steers_play_2)
+        assert (await manifest(http, late, p, "hls", "play-1"))[0] == 410
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"{not json",
+        b"[]",
+        b'{"session": "someone-else", "title": "t", "client": "10.0.0.1", "country": "", "zone": "",'
+        b' "account": "", "pathways": {}}',
+        b'{"session": "bad", "title": "t", "client": "not an address", "country": "", "zone": "",'
+        b' "account": "", "pathways": {}}',
+        b'{"session": "bad", "title": "t", "client": "10.0.0.1", "country": "", "zone": "",'
+        b' "account": "", "pathways": {"e1": 5}}',
+        b"[" * 20_000 + b"]" * 20_000,
+        b"x" * 100_000,
+    ],
+    ids=["not-json", "not-an-object", "another-session", "bad-address", "bad-pathways", "deep", "too-large"],
+)
+async def test_a_corrupt_directory_record_is_an_unknown_session(
+    pair: Pair, redis_client: aioredis.Redis, redis_prefix: str, record: bytes
+) -> None:
+    p = pair
+    await p.a.stub.RegisterEdge(edge_request("e1", 9001), metadata=p.metadata)
+    now_ms = int(time.time() * 1000)
+    await redis_client.hset(f"{redis_prefix}steering:session:bad", mapping={"facts": record, "seen": now_ms})
+    good = b'{"session": "good", "title": "t", "client": "10.0.0.1", "country": "", "zone": "", "account": "",'
+    good += b' "pathways": {}}'
+    await redis_client.hset(f"{redis_prefix}steering:session:good", mapping={"facts": good, "seen": now_ms})
+    async with aiohttp.ClientSession() as http:
+        status, doc = await manifest(http, p.b, p, "hls", "bad")
+        assert status == 404, doc
+
+        async def good_is_steered() -> bool:  # the same layout, well formed (once B's snapshot has the edge)
+            return (await manifest(http, p.b, p, "hls", "good"))[0] == 200
+
+        await until(good_is_steered)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await p.b.stub.ReportPathwayProblem(
+            pb.ReportPathwayProblemRequest(
+                session="playbackSessions/bad", pathway_id="e1", kind=pb.PATHWAY_PROBLEM_KIND_ERROR
+            ),
+            metadata=p.metadata,
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
