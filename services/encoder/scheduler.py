@@ -171,6 +171,9 @@ class Scheduler:
         except BaseException:
             self._release_slot(job)
             raise
+        if active.lost:  # taken back while its keys were read
+            self._release_slot(job)
+            return
         ctx = worker.context()
         messages = ctx.Queue()
         active.cancel = ctx.Event()
@@ -185,10 +188,10 @@ class Scheduler:
         log.info("job %s started (title %s, attempt %d, owner %s)", job.job_id, job.title_id, job.attempt, self.owner)
         try:  # the lease is renewed until the worker has exited
             outcome = await self._follow(active, process, messages)
-            await self._reap_worker(process)
+            await self._join_worker(process)
         except asyncio.CancelledError:
             active.cancel.set()
-            await self._reap_worker(process)
+            await self._join_worker(process)
             raise
         finally:
             self._release_slot(job)
@@ -237,7 +240,7 @@ class Scheduler:
         return None
 
     @staticmethod
-    async def _reap_worker(process: Any) -> None:
+    async def _join_worker(process: Any) -> None:
         """Wait for the worker to exit (it stops between frames once cancelled), killing it if it does not."""
         await asyncio.to_thread(process.join, WORKER_EXIT_SECONDS)
         if process.is_alive():

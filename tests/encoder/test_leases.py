@@ -173,3 +173,18 @@ async def test_a_lost_lease_stops_the_encode_and_records_nothing(encoders: Encod
     assert after == seen and (after.state, after.lease_owner, after.end_time) == (RUNNING, "encoder-other", 0)
     assert not (encoders.origin / "taken").exists()
     assert await events.next(timeout=0.1) is None
+
+
+async def test_of_two_reapers_one_requeues(encoders: Encoders, small_source: Path) -> None:
+    job = await encoders.submit("contested", small_source)
+    dead = await encoders.jobs.claim("encoder-dead", 0.001)
+    assert dead is not None
+    await asyncio.sleep((dead.lease_expire - now_micros()) / 1e6 + 0.01)  # until the lease has run out
+    other = Jobs(encoders.store)  # another replica's view of the same store
+    assert sorted(await asyncio.gather(encoders.jobs.reap_expired(), other.reap_expired())) == [0, 1]
+    requeued = await encoders.jobs.get(job.job_id)
+    assert (requeued.state, requeued.lease_owner, requeued.attempt) == (QUEUED, "", 1)
+    queue = await encoders.store.query(schema.QUEUE, {"shard": "default"}, limit=10)
+    assert [row["job_id"] for row in queue.rows] == [job.job_id]
+    again = await encoders.jobs.claim("encoder-b", LEASE)
+    assert again is not None and (again.job_id, again.attempt, again.lease_owner) == (job.job_id, 2, "encoder-b")
