@@ -47,7 +47,7 @@ REPLICAS: dict[str, int | None] = {
     "playback": None,
     "recommendations": None,
     "steering": 1,  # edges and problem reports are shared on Redis, but a player's session lives in one replica
-    "encoder": 1,  # a worker: at start it requeues every RUNNING job, so one until jobs carry leases
+    "encoder": 1,  # leased jobs let any number share the queue, but on one machine a second only splits its cores
 }
 # Processes that are not replicated gRPC backends: one each, as `marquee up` runs them.
 SINGLE = ("edge", "gateway")
