@@ -26,6 +26,14 @@ class EncoderConfig(BaseModel):
     preset: str = Field("veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow)$")
     threads: int = Field(0, ge=0, le=64, description="x264 threads per encoder (0: automatic)")
     max_source_uri: int = 2048
+    lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=600,
+        description="how long a running job stays leased to its encoder without a renewal (renewed every third of"
+        " it): after an encoder dies, another redoes its jobs within this; keep it well above store latency and"
+        " clock skew between replicas",
+    )
     protection: Literal["none", "cenc", "cbcs"] = Field(
         "none",
         description="encrypt every title packaged from now on with Common Encryption ('cenc': AES-CTR, what every EME"

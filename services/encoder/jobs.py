@@ -1,7 +1,14 @@
-"""Encoding jobs in the store: submit (idempotent), claim in priority order, progress, finish, cancel, list."""
+"""Encoding jobs in the store: submit (idempotent), claim in priority order, progress, finish, cancel, list.
+
+A RUNNING job is leased: ``lease_owner`` (the scheduler instance running it) holds it until ``lease_expire``
+(microseconds) and renews it while it works. Every write of a running job is a compare-and-set on its lease
+(state RUNNING, that owner, that attempt), so an encoder that lost its lease can neither report progress nor
+record an outcome; a lease left to expire (its encoder died) is reaped: the job goes back to the queue.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +42,8 @@ class Job:
     attempt: int = 0
     request_id: str = ""
     cancel_requested: bool = False
+    lease_owner: str = ""
+    lease_expire: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -89,8 +98,9 @@ class Jobs:
             raise NotFound(f"encoding job encodingJobs/{job_id} does not exist", reason="JOB_NOT_FOUND")
         return job
 
-    async def claim(self) -> Job | None:
-        """The highest-priority queued job, now RUNNING (a compare-and-set, so two workers never share one)."""
+    async def claim(self, owner: str, lease_seconds: float) -> Job | None:
+        """The highest-priority queued job, now RUNNING and leased to ``owner`` for ``lease_seconds`` (one
+        compare-and-set, so two workers never share one)."""
         while True:
             page = await self._store.query(schema.QUEUE, {"shard": SHARD}, limit=16)
             if not page.rows:
@@ -101,10 +111,18 @@ class Jobs:
                 if job is None or job.state != QUEUED:
                     await self._store.delete(schema.QUEUE, key)
                     continue
+                now = now_micros()
                 claimed = await self._store.update(
                     schema.JOBS,
                     {"job_id": job.job_id},
-                    {"state": RUNNING, "start_time": now_micros(), "attempt": job.attempt + 1, "percent": 0.0},
+                    {
+                        "state": RUNNING,
+                        "start_time": now,
+                        "attempt": job.attempt + 1,
+                        "percent": 0.0,
+                        "lease_owner": owner,
+                        "lease_expire": now + _micros(lease_seconds),
+                    },
                     if_={"state": QUEUED},
                 )
                 await self._store.delete(schema.QUEUE, key)
@@ -113,12 +131,20 @@ class Jobs:
                     return await self.get(job.job_id)
             # every entry seen was stale; look again
 
-    async def progress(self, job_id: str, percent: float, rung: str, speed: float) -> None:
-        await self._store.update(
-            schema.JOBS, {"job_id": job_id}, {"percent": percent, "rung": rung, "speed": speed}, if_={"state": RUNNING}
+    async def renew(self, job: Job, lease_seconds: float) -> bool:
+        """Extend the lease of ``job`` (as claimed); False: the lease is lost (the job was reaped, or ended)."""
+        return await self._store.update(
+            schema.JOBS, {"job_id": job.job_id}, {"lease_expire": now_micros() + _micros(lease_seconds)}, if_=_held(job)
         )
 
-    async def finish(self, job: Job, state: str, *, reason: str = "", message: str = "") -> Job:
+    async def progress(self, job: Job, percent: float, rung: str, speed: float) -> bool:
+        """Record progress while ``job`` (as claimed) still holds its lease."""
+        return await self._store.update(
+            schema.JOBS, {"job_id": job.job_id}, {"percent": percent, "rung": rung, "speed": speed}, if_=_held(job)
+        )
+
+    async def finish(self, job: Job, state: str, *, reason: str = "", message: str = "") -> bool:
+        """End ``job`` (as claimed) in ``state``; False (nothing written) when its lease was lost meanwhile."""
         values: dict[str, Any] = {
             "state": state,
             "end_time": now_micros(),
@@ -127,31 +153,59 @@ class Jobs:
         }
         if state == SUCCEEDED:
             values["percent"] = 100.0
-        if await self._store.update(schema.JOBS, {"job_id": job.job_id}, values, if_={"state": RUNNING}):
-            await self._move(job, RUNNING, state)
-        return await self.get(job.job_id)
+        if not await self._store.update(schema.JOBS, {"job_id": job.job_id}, values, if_=_held(job)):
+            return False
+        await self._move(job, RUNNING, state)
+        return True
 
-    async def requeue_running(self) -> int:
-        """After a restart: jobs left RUNNING by a dead worker go back to the queue (redone from scratch)."""
+    async def reap_expired(self) -> int:
+        """Jobs whose lease expired (their encoder died, or predates leases) go back to the queue; the count."""
+        now = now_micros()
+        return await self._requeue_where(lambda row: _expiry(row) < now)
+
+    async def release(self, owner: str) -> int:
+        """On a graceful stop: the jobs ``owner`` holds go back to the queue at once; the count."""
+        return await self._requeue_where(lambda row: row.get("lease_owner") == owner)
+
+    async def live_attempts(self) -> set[tuple[str, int]]:
+        """(job id, attempt) of every RUNNING job under an unexpired lease."""
+        now = now_micros()
+        return {(row["job_id"], row["attempt"]) async for row in self._running_rows() if _expiry(row) >= now}
+
+    async def _requeue_where(self, wanted: Callable[[dict[str, Any]], bool]) -> int:
         count = 0
+        async for row in self._running_rows():
+            if wanted(row) and await self._requeue(row):
+                count += 1
+        return count
+
+    async def _requeue(self, row: dict[str, Any]) -> bool:
+        """Back to the queue (redone from scratch), if the lease is still the one seen in ``row``: of two reapers
+        (or a reaper and a renewal) only one write lands."""
+        observed = {k: row.get(k) for k in ("state", "attempt", "lease_owner", "lease_expire")}
+        if not await self._store.update(
+            schema.JOBS,
+            {"job_id": row["job_id"]},
+            {"state": QUEUED, "percent": 0.0, "rung": "", "lease_owner": "", "lease_expire": 0},
+            if_=observed,
+        ):
+            return False
+        job = Job.from_row(row)
+        await self._move(job, RUNNING, QUEUED)
+        await self._enqueue(job)
+        return True
+
+    async def _running_rows(self) -> AsyncIterator[dict[str, Any]]:
+        """The stored rows (as read: no defaults filled in) of the jobs in the RUNNING index still RUNNING."""
         after = None
         while True:
             page = await self._store.query(schema.JOB_INDEX, {"bucket": RUNNING}, limit=200, after=after)
             for entry in page.rows:
-                job = await self.find(entry["job_id"])
-                if job is None or job.state != RUNNING:
-                    continue
-                if await self._store.update(
-                    schema.JOBS,
-                    {"job_id": job.job_id},
-                    {"state": QUEUED, "percent": 0.0, "rung": ""},
-                    if_={"state": RUNNING},
-                ):
-                    await self._move(job, RUNNING, QUEUED)
-                    await self._enqueue(job)
-                    count += 1
+                row = await self._store.get(schema.JOBS, {"job_id": entry["job_id"]})
+                if row is not None and row.get("state") == RUNNING:
+                    yield dict(row)
             if page.next is None:
-                return count
+                return
             after = page.next
 
     async def cancel(self, job_id: str) -> Job:
@@ -171,3 +225,17 @@ class Jobs:
         page = await self._store.query(schema.JOB_INDEX, {"bucket": state or "all"}, limit=limit, after=after)
         jobs = [j for j in [await self.find(e["job_id"]) for e in page.rows] if j is not None]
         return jobs, page
+
+
+def _held(job: Job) -> dict[str, Any]:
+    """The compare-and-set condition of a write by the holder of ``job``'s lease."""
+    return {"state": RUNNING, "lease_owner": job.lease_owner, "attempt": job.attempt}
+
+
+def _expiry(row: dict[str, Any]) -> int:
+    """A row's lease expiry; a job RUNNING from before leases has none: expired."""
+    return int(row.get("lease_expire") or 0)
+
+
+def _micros(seconds: float) -> int:
+    return int(seconds * 1_000_000)

@@ -1,6 +1,7 @@
 """The encoding keyspace.
 
-    jobs((job_id))                                  the job
+    jobs((job_id))                                  the job; lease_owner/lease_expire: the encoder running it
+                                                    and until when (migration 3; services/encoder/jobs.py)
     job_requests((request_id))                      idempotency: request id -> job (insert IF NOT EXISTS)
     queue((shard), priority DESC, seq ASC, job_id)  runnable jobs, highest priority first, then oldest
     job_index((bucket), seq DESC, job_id)           listing newest first; bucket "all" and one per state
@@ -60,6 +61,10 @@ JOB_INDEX = Table(
     keyspace=KEYSPACE,
 )
 
+# a RUNNING job's lease: the scheduler instance running it, and until when (microseconds) unless renewed
+LEASE_OWNER = Column("lease_owner", "text")
+LEASE_EXPIRE = Column("lease_expire", "int")
+
 CONTENT_KEYS = Table(
     "content_keys",
     columns=(
@@ -77,5 +82,9 @@ CONTENT_KEYS = Table(
 
 SCHEMA = Schema(
     KEYSPACE,
-    [Migration(1, create_tables=[JOBS, JOB_REQUESTS, QUEUE, JOB_INDEX]), Migration(2, create_tables=[CONTENT_KEYS])],
+    [
+        Migration(1, create_tables=[JOBS, JOB_REQUESTS, QUEUE, JOB_INDEX]),
+        Migration(2, create_tables=[CONTENT_KEYS]),
+        Migration(3, add_columns=[("jobs", LEASE_OWNER), ("jobs", LEASE_EXPIRE)]),
+    ],
 )

@@ -19,7 +19,7 @@ from services.encoder.servicer import SERVICE_NAME, EncodingServicer
 
 async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
     """Build the service (not started); its scheduler starts with it, and stopping it stops the workers (their
-    jobs go back to the queue)."""
+    jobs go back to the queue at once; another replica's are left to it)."""
     await deps.store.migrate(schema.SCHEMA)
     origin = config.origin or deps.data_dir / "origin"
     jobs = Jobs(deps.store)
@@ -39,6 +39,7 @@ async def create_server(config: EncoderConfig, deps: Dependencies) -> Service:
         threads=config.threads,
         protection=protection,
         hls_aes128=config.hls_aes128,
+        lease_seconds=config.lease_seconds,
     )
     servicer = EncodingServicer(jobs, scheduler, deps.page_tokens, config.max_source_uri)
     binding = ServiceBinding(

@@ -33,6 +33,8 @@ class WorkOrder:
     threads: int
     # the title's content keys, unwrapped by the scheduler, handed over the spawn pipe (never written to disk)
     protection: Protection | None = None
+    # the staging directory under {origin}/.staging/: {job_id}.{attempt} (services/encoder/staging.py)
+    staging_name: str | None = None
 
 
 def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
@@ -58,6 +60,7 @@ def run(order: WorkOrder, messages: Any, cancel: Any) -> None:
             on_progress=report,
             should_cancel=cancel.is_set,
             protection=order.protection,
+            staging_name=order.staging_name,
             **kwargs,
         )
         desc = done.description

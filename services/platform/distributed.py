@@ -47,7 +47,7 @@ REPLICAS: dict[str, int | None] = {
     "playback": None,
     "recommendations": None,
     "steering": 1,  # edges, problem reports and sessions are shared on Redis; 1 until the chaos run covers two
-    "encoder": 1,  # a worker: at start it requeues every RUNNING job, so one until jobs carry leases
+    "encoder": 1,  # leased jobs let any number share the queue, but on one machine a second only splits its cores
 }
 # Processes that are not replicated gRPC backends: one each, as `marquee up` runs them.
 SINGLE = ("edge", "gateway")

@@ -183,22 +183,30 @@ async def test_bad_source_fails_with_a_reason(harness: Harness, tmp_path: Path) 
 async def test_restart_redoes_an_interrupted_job_once(
     tmp_path: Path, small_source: Path, store_kind: str, request: pytest.FixtureRequest
 ) -> None:
+    """A job left RUNNING by an encoder of before job leases (no lease: expired) is redone once, and staging
+    leftovers go: the dead attempt's and an old one of the former naming; a fresh one of that naming stays."""
     h = Harness(tmp_path, await open_test_store(store_kind, tmp_path, request, "enc"))
     await h.store.migrate(schema.SCHEMA)
     from services.encoder.jobs import Jobs
 
     jobs = Jobs(h.store)
     job = await jobs.submit("again", str(small_source), 0, [], "req-1")
-    claimed = await jobs.claim()  # a worker took it ... and its process died: the row says RUNNING
+    claimed = await jobs.claim("old-encoder", 60)  # a worker took it ... and its process died: the row says RUNNING
     assert claimed is not None and claimed.state == "RUNNING"
-    (h.origin / ".staging" / "again-dead").mkdir(parents=True)  # half-written output of the dead worker
+    await h.store.update(schema.JOBS, {"job_id": job.job_id}, {"lease_owner": None, "lease_expire": None})
+    staging = h.origin / ".staging"
+    (staging / f"{job.job_id}.1").mkdir(parents=True)  # half-written output of the dead worker
+    (staging / "again-0123abcd").mkdir()  # the former naming: removed only once old
+    os.utime(staging / "again-0123abcd", (0, 0))
+    (staging / "other-4567cdef").mkdir()  # ... which this one is not (it may belong to a running older encoder)
     await h.start()
     try:
         final = await h.wait(f"encodingJobs/{job.job_id}")
         assert final.state == S.ENCODING_JOB_STATE_SUCCEEDED and final.attempt == 2
         listed = await h.stub.ListEncodingJobs(S.ListEncodingJobsRequest(), metadata=ADMIN)
         assert len(listed.jobs) == 1
-        assert sorted(p.name for p in h.origin.iterdir()) == ["again"]
+        assert sorted(p.name for p in h.origin.iterdir()) == [".staging", "again"]
+        assert [p.name for p in staging.iterdir()] == ["other-4567cdef"]
     finally:
         await h.stop()
         await h.bus.close()

@@ -308,6 +308,7 @@ def test_the_rendered_toml_is_what_every_service_reads(
         config = load_config(path)
         assert (config.store.kind, config.bus.kind, config.limits.kind, config.state.kind) == ("cql", *["redis"] * 3)
         assert config.metrics.host == "0.0.0.0" and config.metrics.port == 9464
+        assert config.service("encoder", EncoderConfig).lease_seconds == 30
         for name, model in models.items():
             section = config.service(name, model)
             port = section.http.port if name == "gateway" else section.server.port
@@ -458,11 +459,13 @@ def test_encoders_scale_on_their_queue_with_keda(tools: K8sTools, cluster: Clust
     keda = {
         "encoder.autoscaling.enabled": "true",
         "encoder.autoscaling.keda.enabled": "true",
-        "encoder.autoscaling.maxReplicas": "1",
+        "encoder.autoscaling.maxReplicas": "6",
         "externalScylla.existingSecret": "marquee-cql",
     }
     objects = render(tools, [CI_VALUES["external"]], keda)
     scaled = find(objects, "ScaledObject", "marquee-encoder")
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 6)  # jobs are leased
+    assert "strategy" not in find(objects, "Deployment", "marquee-encoder")["spec"]  # rolling: stops hand jobs back
     assert not of_kind(objects, "HorizontalPodAutoscaler")  # KEDA makes its own
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "cassandra"

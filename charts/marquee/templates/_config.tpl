@@ -135,6 +135,7 @@ public_url = {{ $public | toJson }}
 [services.encoder]
 origin = {{ $v.origin.mountPath | toJson }}
 workers = {{ int $v.encoder.workers }}
+lease_seconds = {{ $v.encoder.leaseSeconds }}
 preset = {{ $v.encoder.preset | toJson }}
 protection = {{ $v.encoder.protection | toJson }}
 

@@ -23,10 +23,6 @@ spec:
   replicas: {{ $v.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
-  {{- if eq $name "encoder" }}
-  strategy:
-    type: Recreate  # never two encoders at once: a starting one requeues the running jobs of the other
-  {{- end }}
   selector:
     matchLabels:
       {{- include "marquee.selectorLabels" $ctx | nindent 6 }}

@@ -8,8 +8,9 @@ encrypted (Common Encryption, ``cenc`` or ``cbcs``, and the HLS AES-128 variant 
 turned off) into the staged title, so only encrypted media is published; media.json then has a ``protection`` entry
 (scheme, KIDs and ``pssh`` per track type, never keys).
 
-Everything is written under {origin}/.staging/ first and renamed into place only when complete, so a failed or
-cancelled encode leaves nothing visible and a re-run replaces the title whole.
+Everything is written under {origin}/.staging/{staging_name}/ first and renamed into place only when complete, so
+a failed or cancelled encode leaves nothing visible and a re-run replaces the title whole. The encoder names the
+staging directory after the job and attempt (services/encoder/staging.py), so leftovers can be tied to their job.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from services.encoder.media.transcode import Progress, probe, transcode
 SEGMENT_SECONDS = 4.0
 TITLE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STAGING = ".staging"
+OLD_SUFFIX = "-old"  # the title replaced by a publish, set aside in .staging/{staging_name}-old until removed
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,15 @@ def encode_title(
     on_progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     protection: protect.Protection | None = None,
+    staging_name: str | None = None,
 ) -> EncodedTitle:
+    """``staging_name``: the directory under {origin}/.staging/ to build the title in (default a fresh
+    ``{title}-{random}``); it must be unique to this encode."""
     if not TITLE_ID_RE.match(title_id):
         raise ValueError(f"title id {title_id!r} must match {TITLE_ID_RE.pattern}")
     info = probe(source)
     planned = select_ladder(info.width, info.height, ladder)
-    staging = origin / STAGING / f"{title_id}-{uuid.uuid4().hex[:8]}"
+    staging = origin / STAGING / (staging_name or f"{title_id}-{uuid.uuid4().hex[:8]}")
     work = staging / ".work"
     final = origin / title_id
     try:
@@ -155,10 +160,11 @@ def encode_title(
 
 
 def _publish(staging: Path, final: Path) -> None:
-    """Swap the staged title into place: old version aside, new one in, old one removed."""
+    """Swap the staged title into place: old version aside (next to the staging directory, named after it), new
+    one in, old one removed."""
     old = None
     if final.exists():
-        old = final.parent / STAGING / f"{final.name}-old-{uuid.uuid4().hex[:8]}"
+        old = staging.with_name(f"{staging.name}{OLD_SUFFIX}")
         final.rename(old)
     staging.rename(final)
     if old is not None:
