@@ -80,9 +80,10 @@ def shield_config(
 
 
 def edge_configs(
-    tier: EdgeTierConfig, *, data_dir: Path, shield_url: str, keys: TierKeys, ephemeral: bool
+    tier: EdgeTierConfig, *, data_dir: Path, shield_url: str, keys: TierKeys, ephemeral: bool, key_uri_base: str = ""
 ) -> list[EdgeNodeConfig]:
-    """The edges, in front of the shield at ``shield_url``: verifying signed URLs, filling with a credential."""
+    """The edges, in front of the shield at ``shield_url``: verifying signed URLs, filling with a credential; naming
+    the raw keys of protected titles at ``key_uri_base`` (playback's manifest URL) unless the tier sets its own."""
     return [
         EdgeNodeConfig(
             zone=tier.zone,
@@ -99,7 +100,7 @@ def edge_configs(
                 fill_signing_kid=keys.fill_signing_kid,
                 geo=keys.geo,
                 rate_limit_bytes_per_sec=tier.rate_limit_bytes_per_sec,
-                key_uri_base=tier.key_uri_base,
+                key_uri_base=tier.key_uri_base or key_uri_base,
             ),
         )
         for i, name in enumerate(tier.edges)
@@ -139,7 +140,15 @@ async def start(runtime: Runtime) -> RunningService:
             EdgeNode, shield_config(tier, data_dir=data_dir, origin=origin, keys=keys, ephemeral=ephemeral)
         )
         nodes.append(shield)
-        for config in edge_configs(tier, data_dir=data_dir, shield_url=shield.base_url, keys=keys, ephemeral=ephemeral):
+        configs = edge_configs(
+            tier,
+            data_dir=data_dir,
+            shield_url=shield.base_url,
+            keys=keys,
+            ephemeral=ephemeral,
+            key_uri_base=runtime.http_urls.get("playback", ""),  # started before the edges when it runs here
+        )
+        for config in configs:
             nodes.append(await asyncio.to_thread(EdgeNode, config))
     except Exception:
         for node in nodes:
@@ -178,4 +187,5 @@ async def _nothing() -> None:
     return None
 
 
-PLUGIN = ServicePlugin(name=NAME, start=start, order=18, default_port=8081)
+# after playback, whose manifest URL the edges name for protected titles' keys; before the gateway
+PLUGIN = ServicePlugin(name=NAME, start=start, order=26, default_port=8081)

@@ -39,7 +39,8 @@ class EdgeTierConfig(Section):
     key_uri_base: str = Field(
         "",
         description="playback's manifest URL (e.g. http://127.0.0.1:8096): protected titles' HLS media playlists"
-        " then name the session's raw keys there (KEYFORMAT identity, for Shaka Player); empty: not named",
+        " then name the session's raw keys there (KEYFORMAT identity for Shaka Player, and the AES-128 variant);"
+        " empty: playback's when it runs in the same process (marquee up), else not named",
     )
     origin: Path | None = Field(None, description="origin store root; default {data_dir}/origin")
 

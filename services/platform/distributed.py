@@ -183,6 +183,7 @@ def plan_children(
     base = [sys.executable, "-m", "services.platform.cli", "--config", str(config_path), "--data-dir", str(data_dir)]
     waves: list[list[Child]] = []
     addresses: dict[str, str] = {}
+    sites: dict[str, str] = {}  # the first replica's HTTP site per service (playback's: where edges name keys)
     ports = PortPlan(HOST)
     for plugin in plugins:
         wave: list[Child] = []
@@ -196,11 +197,15 @@ def plan_children(
             elif plugin.name == "edge":
                 if ephemeral:
                     env.update({f"{prefix}SHIELD_PORT": "0", f"{prefix}FIRST_EDGE_PORT": "0"})
+                if "playback" in sites:  # protected titles' keys: any playback replica serves any session's
+                    env[f"{prefix}KEY_URI_BASE"] = sites["playback"]
             else:
                 port = ports.take()
                 env[f"{prefix}SERVER__PORT"] = str(port)
                 if plugin.name in ("playback", "steering"):  # their HTTP sites (manifests), one per replica
-                    env[f"{prefix}HTTP__PORT"] = str(ports.take())
+                    http_port = ports.take()
+                    env[f"{prefix}HTTP__PORT"] = str(http_port)
+                    sites.setdefault(plugin.name, f"http://{HOST}:{http_port}")
                 if index > 1 and plugin.name in DEMO_SEEDERS:  # the first replica seeds the demo content
                     env[f"{prefix}DEMO__ENABLED"] = "false"
             name = f"{plugin.name}-{index}"

@@ -44,6 +44,7 @@ class Runtime:
     deps: Dependencies
     ephemeral_ports: bool = False
     addresses: dict[str, str] = field(default_factory=dict)
+    http_urls: dict[str, str] = field(default_factory=dict)  # a started service's first HTTP endpoint (its site)
     redis: aioredis.Redis | None = None  # the client the Redis adapters share, when any is configured
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # the runtime's own background work
 

@@ -89,6 +89,9 @@ class Platform:
                 log.info("starting %s", plugin.name)
                 svc = await plugin.start(self.runtime)
                 self.running.append(svc)
+                site = next((e.address for e in svc.endpoints if e.kind == "http"), None)
+                if site is not None:
+                    self.runtime.http_urls[svc.name] = site
                 if svc.grpc_address:
                     await wait_healthy(svc.grpc_address, ("", *svc.health_services))
                     self.runtime.addresses[svc.name] = svc.grpc_address

@@ -1,5 +1,6 @@
-"""Browser tests: the real platform (`marquee up` with its demo content and edge processes) and headless
-Chromium driving the web player the gateway serves. Screenshots of the main screens go to build/screenshots/."""
+"""Browser tests: the real platform (`marquee up` with its demo content, packaged protected, and edge processes) and
+headless Chromium driving the web player the gateway serves. Screenshots of the main screens go to
+build/screenshots/."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.browser import Browser, missing_requirements
-from tests.e2e.harness import ROOT, Platform, start_platform
+from tests.e2e.harness import PROTECTED_ENV, ROOT, Platform, start_platform
 
 SCREENSHOTS = ROOT / "build" / "screenshots"
 
@@ -19,7 +20,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     missing = missing_requirements()
     if missing:
         pytest.fail(f"the browser tests cannot run: {missing}")
-    running = start_platform(tmp_path_factory.mktemp("e2e"))
+    running = start_platform(tmp_path_factory.mktemp("e2e"), PROTECTED_ENV)
     try:
         yield running
     finally:

@@ -54,6 +54,9 @@ PLATFORM_ENV = {
     "MARQUEE_SERVICES__GATEWAY__LIMITS__REQUESTS_PER_SECOND": "1000",
     "MARQUEE_SERVICES__GATEWAY__LIMITS__BURST": "1000",
 }
+# The browser tests' platform packages its demo titles protected (Common Encryption with ClearKey licences from
+# playback, docs/drm.md), so the web player is tested on the harder path: EME, licences, encrypted downloads.
+PROTECTED_ENV = {"MARQUEE_SERVICES__ENCODER__PROTECTION": "cenc"}
 
 
 @dataclass
@@ -132,6 +135,8 @@ class Platform:
         args = ["--data-dir", str(self.data_dir), "--name", name, "--upstream", str(self.origin)]
         args += ["--host", EDGES[name], "--steering", self.address("steering"), "--heartbeat-interval", "0.5"]
         args += ["--commands-on-stdin", "--ready-file", str(ready)]
+        # protected titles' HLS media playlists name the session's raw keys on playback's manifest site
+        args += ["--key-uri-base", self.address("playback", "session manifests")]
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge", *args],
             stdin=subprocess.PIPE,

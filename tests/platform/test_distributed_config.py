@@ -50,6 +50,10 @@ def test_every_process_reads_the_users_settings_and_the_distributed_ones(tmp_pat
     assert len(addresses["accounts"].split(",")) == 3 and "," not in addresses["steering"]
     ports = [c.port for wave in waves for c in wave if c.port is not None]
     assert len(ports) == len(set(ports)), "every replica on a port of its own"
+    # the edges name protected titles' raw keys on the first playback replica's manifest site
+    children = {f"{c.service}-{c.index}": c for wave in waves for c in wave}
+    playback_site = f"http://127.0.0.1:{children['playback-1'].env['MARQUEE_SERVICES__PLAYBACK__HTTP__PORT']}"
+    assert children["edge-1"].env["MARQUEE_SERVICES__EDGE__KEY_URI_BASE"] == playback_site
     path = write_config(config, user, addresses, "redis://127.0.0.1:6390/0")
     written = load_config(path)
     assert written.auth.access_token_ttl == 600 and written.services["accounts"]["max_profiles"] == 3
