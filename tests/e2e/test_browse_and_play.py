@@ -1,6 +1,7 @@
 """A viewer's path through the web player in headless Chromium, against the real platform: sign in, pick a
-profile, home rows, search as you type, the title page (rate, review), play to the first frame, seek, reload
-and resume where they were, and find the title in continue watching."""
+profile, home rows, search as you type, the title page (rate, review), play to the first frame (the title is
+protected: ClearKey licences from playback), seek, reload and resume where they were, and find the title in continue
+watching."""
 
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def test_sign_in_search_rate_review_play_seek_and_resume(page: Browser, platform
     print(f"start-up (play request to first frame): {startup_ms:.0f} ms, {player['height']}p on {player['pathway']}")
     assert player["session"].startswith("playbackSessions/")
     wait_playing_past(page, 2)
+    # the title is protected (this platform packages with Common Encryption): it plays through ClearKey licences
+    assert requested(page, "/license") >= 1
     page.screenshot(screenshots / "6-player.png")
 
     # seek, play on a little, then reload: the player resumes where the viewer was
@@ -121,6 +124,15 @@ def test_the_hls_manifest_plays_too(page: Browser, platform: Platform) -> None:
     print(f"HLS: start-up {player['startupMs']} ms, {player['height']}p on {player['pathway']}")
     assert player["protocol"] == "hls" and player["pathway"] in platform.edges
     assert int(player["stalls"]) == 0
+    assert requested(page, "/keys/") >= 1  # the protected title's raw keys, which the edges' playlists name
+
+
+def requested(page: Browser, path: str) -> int:
+    """How many requests the page made to URLs containing ``path`` (the browser's resource timing)."""
+    count: int = page.evaluate(
+        f"performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.includes({path!r})).length"
+    )
+    return count
 
 
 def wait_for_metric(platform: Platform, name: str, above: float, timeout: float = 15) -> None:
