@@ -46,7 +46,7 @@ REPLICAS: dict[str, int | None] = {
     "catalog": None,
     "playback": None,
     "recommendations": None,
-    "steering": 1,  # edges, problem reports and sessions are shared on Redis; 1 until the chaos run covers two
+    "steering": None,  # edges, problem reports and sessions are shared on Redis: any replica steers any session
     "encoder": 1,  # leased jobs let any number share the queue, but on one machine a second only splits its cores
 }
 # Processes that are not replicated gRPC backends: one each, as `marquee up` runs them.
