@@ -241,6 +241,39 @@ def test_every_pod_is_restricted(rendered: dict[str, list[dict[str, Any]]], valu
                 assert {"/tmp", "/var/cache/marquee", "/var/lib/marquee", "/etc/marquee"} <= mounts, name
 
 
+@pytest.mark.parametrize("values", ["default", "minimal"])
+def test_pods_spread_over_zones_unless_turned_off(rendered: dict[str, list[dict[str, Any]]], values: str) -> None:
+    """Every service's pods spread over zones (each constraint selecting that service's own pods); the minimal
+    values set turns it off."""
+    deployments = of_kind(rendered[values], "Deployment")
+    assert len(deployments) >= 7
+    for deployment in deployments:
+        name, spec = deployment["metadata"]["name"], deployment["spec"]
+        constraints = spec["template"]["spec"].get("topologySpreadConstraints", [])
+        if values == "minimal":
+            assert constraints == [], name
+            continue
+        [zone] = constraints
+        assert (zone["topologyKey"], zone["maxSkew"]) == ("topology.kubernetes.io/zone", 1), name
+        assert zone["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"], name
+
+
+def test_an_existing_secret_replaces_the_generated_keys(tools: K8sTools, tmp_path: Path) -> None:
+    """``secrets.existingSecret``: no keys Secret is rendered, and every key reaches the pods from the named one."""
+
+    def key_refs(objects: list[dict[str, Any]]) -> set[str]:
+        env = [e for _, spec in pod_specs(objects) for c in spec["containers"] for e in c.get("env", [])]
+        return {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
+
+    generated = render(tools)
+    assert "marquee-keys" in {s["metadata"]["name"] for s in of_kind(generated, "Secret")}
+    assert "marquee-keys" in key_refs(generated)
+    mine = render(tools, values={"secrets": {"existingSecret": "my-keys"}}, tmp=tmp_path)
+    assert "marquee-keys" not in {s["metadata"]["name"] for s in of_kind(mine, "Secret")}
+    refs = key_refs(mine)
+    assert "my-keys" in refs and "marquee-keys" not in refs
+
+
 def _secret_values(objects: list[dict[str, Any]]) -> list[str]:
     return [base64.b64decode(v).decode() for s in of_kind(objects, "Secret") for v in s.get("data", {}).values()]
 
