@@ -79,8 +79,12 @@ async def test_a_node_killed_mid_stream_loses_no_acknowledged_call(
         request_timeout=6.0,
     )
     store = CqlStore(config)
+    # sessions outlive the node's restart however long a busy machine takes (no heartbeat is sent meanwhile):
+    # this test is about the store, not leases
     playback_config = PlaybackConfig(
-        server=ServerConfig(port=0, drain_delay=0, grace_period=1), http=ManifestHttpConfig(port=0)
+        server=ServerConfig(port=0, drain_delay=0, grace_period=1),
+        http=ManifestHttpConfig(port=0),
+        session_timeout=3600,
     )
     try:
         async with playback_stack(tmp_path, origin, playback_config, store) as p:
