@@ -80,6 +80,10 @@ async def test_manifests_carry_tokens_the_edge_accepts(playback: Playback, origi
         assert await r.read() == (origin / TITLE / "360p" / "seg-1.m4s").read_bytes()
     status, mpd = await fetch(session.manifest_urls.dash_uri)
     assert status == 200 and "<ContentSteering" in mpd and 'height="480"' not in mpd
+    # a clear title's session names no HLS AES-128 variant, and asking for it anyway is 404
+    assert session.manifest_urls.hls_aes128_uri == ""
+    status, body = await fetch(session.manifest_urls.hls_uri.replace("/master.m3u8", "/master-aes128.m3u8"))
+    assert status == 404 and "no HLS AES-128 variant" in body
     tampered = session.manifest_urls.hls_uri[:-4] + "AAAA"
     assert (await fetch(tampered))[0] == 403
     other = session.manifest_urls.hls_uri.replace(session.name.split("/")[1], "0" * 24)

@@ -161,17 +161,25 @@ async def states(r: Replica, p: Pair) -> dict[str, int]:
     return {e.pathway_id: e.state for e in reply.edges}
 
 
-async def test_an_edge_registered_on_one_replica_heartbeats_on_the_other(pair: Pair) -> None:
-    p = pair
+async def register_both(p: Pair) -> None:
+    """Edges e1 and e2, registered through replica A."""
     for edge_id, port in (("e1", 9001), ("e2", 9002)):
         await p.a.stub.RegisterEdge(edge_request(edge_id, port), metadata=p.metadata)
-    # straight away: the record is on Redis, so B takes the heartbeat instead of answering NOT_FOUND
-    await p.b.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/e1", healthy=True), metadata=p.metadata)
 
+
+async def until_b_knows_both(p: Pair) -> None:
     async def b_knows_both() -> bool:
         return set(await states(p.b, p)) == {"e1", "e2"}
 
     await until(b_knows_both)
+
+
+async def test_an_edge_registered_on_one_replica_heartbeats_on_the_other(pair: Pair) -> None:
+    p = pair
+    await register_both(p)
+    # straight away: the record is on Redis, so B takes the heartbeat instead of answering NOT_FOUND
+    await p.b.stub.Heartbeat(pb.HeartbeatRequest(edge="edges/e1", healthy=True), metadata=p.metadata)
+    await until_b_knows_both(p)
     assert await pathways(p.a, p, "s-1") == await pathways(p.b, p, "s-1")
 
     # e2 says, through B, that it is unhealthy: A stops listing it too
@@ -203,13 +211,8 @@ async def test_an_edge_registered_on_one_replica_heartbeats_on_the_other(pair: P
 
 async def test_problem_evidence_split_across_replicas_demotes_as_one(pair: Pair) -> None:
     p = pair
-    for edge_id, port in (("e1", 9001), ("e2", 9002)):
-        await p.a.stub.RegisterEdge(edge_request(edge_id, port), metadata=p.metadata)
-
-    async def b_knows_both() -> bool:
-        return set(await states(p.b, p)) == {"e1", "e2"}
-
-    await until(b_knows_both)
+    await register_both(p)
+    await until_b_knows_both(p)
     first = (await pathways(p.a, p, "probe"))[0]
 
     async def report(r: Replica, session: str, account: str) -> None:
@@ -366,13 +369,8 @@ async def test_a_session_started_on_one_replica_is_steered_by_the_other(
     pair: Pair, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     p = pair
-    for edge_id, port in (("e1", 9001), ("e2", 9002)):
-        await p.a.stub.RegisterEdge(edge_request(edge_id, port), metadata=p.metadata)
-
-    async def b_knows_both() -> bool:
-        return set(await states(p.b, p)) == {"e1", "e2"}
-
-    await until(b_knows_both)
+    await register_both(p)
+    await until_b_knows_both(p)
     started = await pathways(p.a, p, "play-1", "acct-1")  # playback's StartPlayback, through A
     await pathways(p.a, p, "play-2", "acct-2")
     async with aiohttp.ClientSession() as http:
