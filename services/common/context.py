@@ -43,17 +43,6 @@ principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar
 access_token_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("marquee_access_token", default=None)
 
 
-@dataclass
-class CallRecord:
-    """What the interceptors learn about the RPC being served that an outer one reports after it: the access log
-    names the caller, whom the (inner) auth interceptor identifies."""
-
-    principal: Principal | None = None
-
-
-call_record_var: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("marquee_call", default=None)
-
-
 def new_request_id(incoming: str | None = None) -> str:
     """Keep a well-formed incoming id (so one id follows a request across services), else make one."""
     if incoming and _REQUEST_ID_RE.match(incoming):

@@ -3,7 +3,7 @@ services.common.denylist_redis; ``[state] kind`` picks one.
 
 Access tokens are stateless JWTs, valid until they expire (``auth.access_token_ttl``, 15 minutes by default).
 When sessions end before that, the accounts service denies their tokens here, and the auth interceptor of every
-service consults the list on every RPC (services.common.interceptors.AuthInterceptor):
+service consults the list on every RPC (services.common.interceptors.PlatformInterceptor):
 
 - a session, by the token's ``sid`` claim (the refresh-token family it was issued from): SignOut and refresh-token
   reuse detection end one session;

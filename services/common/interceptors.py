@@ -1,17 +1,20 @@
-"""Server interceptors every Marquee service runs, outermost first:
+"""The server interceptor every Marquee service runs: :class:`PlatformInterceptor`, one interceptor for every
+per-RPC concern, in this order (outermost first):
 
-1. :class:`RequestIdInterceptor`: takes ``x-request-id`` from the caller (or makes one), returns it.
-2. :class:`ObservabilityInterceptor`: maps errors to statuses (the one error model), writes one structured
-   access-log line per RPC and records RED metrics.
-3. :class:`DeadlineInterceptor`: refuses RPCs whose deadline has already passed and publishes the deadline
-   so outgoing calls (services.common.client) and long handlers can honour it.
-4. :class:`MalformedRequestInterceptor`: a request message that does not decode is INVALID_ARGUMENT
-   (MALFORMED_REQUEST), before authentication, instead of grpc.aio's UNKNOWN naming the decoder's exception.
-5. :class:`AuthInterceptor`: verifies the bearer access token on every RPC not listed as public, and refuses
-   revoked ones (services.common.denylist).
+1. request id: takes ``x-request-id`` from the caller (or makes one), returns it in the trailers;
+2. observability: maps errors to statuses (the one error model), writes one structured access-log line per RPC
+   and records RED metrics, so every outcome is counted exactly once;
+3. deadline: refuses RPCs whose deadline has already passed and publishes the deadline so outgoing calls
+   (services.common.client) and long handlers can honour it;
+4. malformed requests: a request message that does not decode is INVALID_ARGUMENT (MALFORMED_REQUEST), before
+   authentication, instead of grpc.aio's UNKNOWN naming the decoder's exception;
+5. authentication: verifies the bearer access token on every RPC not listed as public, and refuses revoked ones
+   (services.common.denylist).
 
-Each wraps the method handler's behaviour in an async context manager, for all four RPC shapes (the malformed
-request check wraps the request deserializer as well).
+They are one interceptor, not five, because each grpc.aio interceptor costs a coroutine per call and each
+wrapper an async context manager: five of them cost a trivial RPC a third of its throughput (bench/). A unary
+call (every hot RPC) runs them as plain code in one coroutine; the streaming shapes share the same steps through
+one async context manager.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +33,8 @@ import grpc
 from services.common import metrics
 from services.common.auth import AccessTokens, authenticate, bearer_token
 from services.common.context import (
-    CallRecord,
+    Principal,
     access_token_var,
-    call_record_var,
     deadline_var,
     new_request_id,
     principal_var,
@@ -48,7 +51,7 @@ log = logging.getLogger("marquee.server")
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 STORE_RETRY_AFTER = 1.0  # seconds a caller is told to wait when the store is unavailable (RetryInfo)
 
-Around = Callable[[str, Mapping[str, str], grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -68,164 +71,26 @@ def wrap_stream(inner: Any, enter: Callable[[Any, Any], AbstractAsyncContextMana
     clients' health checking, on every server)."""
     if inspect.isasyncgenfunction(inner):
 
-        async def generator(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
             async with enter(request, context) as checked:
                 async for item in inner(checked, context):
                     yield item
 
         return generator
 
-    async def coroutine(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def coroutine(request: Any, context: Context) -> None:
         async with enter(request, context) as checked:
             await inner(checked, context)
 
     return coroutine
 
 
-def _wrap(handler: grpc.RpcMethodHandler[Any, Any], method: str, md: Mapping[str, str], around: Around) -> Any:
-    """A copy of ``handler`` whose behaviour runs inside ``around(method, metadata, context)``."""
-    h: Any = handler
-    if h.unary_unary is not None:
-        inner_uu = h.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with around(method, md, context):
-                return await inner_uu(request, context)
-
-        return h._replace(unary_unary=unary_unary)
-    if h.stream_unary is not None:
-        inner_su = h.stream_unary
-
-        async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with around(method, md, context):
-                return await inner_su(request_iter, context)
-
-        return h._replace(stream_unary=stream_unary)
-
-    @asynccontextmanager
-    async def enter(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        async with around(method, md, context):
-            yield request
-
-    if h.unary_stream is not None:
-        return h._replace(unary_stream=wrap_stream(h.unary_stream, enter))
-    return h._replace(stream_stream=wrap_stream(h.stream_stream, enter))
-
-
-class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Base: subclasses implement ``around``; ``applies`` can skip methods cheaply."""
-
-    def applies(self, method: str) -> bool:
-        return True
-
-    def around(
-        self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AbstractAsyncContextManager[None]:
-        raise NotImplementedError
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not self.applies(method):
-            return handler
-        return _wrap(handler, method, _metadata(handler_call_details), self.around)  # type: ignore[no-any-return]
-
-
-class RequestIdInterceptor(_AroundInterceptor):
-    @asynccontextmanager
-    async def around(
-        self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        rid = new_request_id(md.get("x-request-id"))
-        token = request_id_var.set(rid)
-        try:
-            context.set_trailing_metadata((("x-request-id", rid),))
-            yield
-        finally:
-            request_id_var.reset(token)
-
-
-class ObservabilityInterceptor(_AroundInterceptor):
-    """Error mapping, access log and RED metrics in one place, so every outcome is counted exactly once."""
-
-    @asynccontextmanager
-    async def around(
-        self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        service, name = metrics.split_method(method)
-        in_flight = metrics.RPC_IN_FLIGHT.labels(service, name)
-        in_flight.inc()
-        start = time.perf_counter()
-        code = grpc.StatusCode.OK
-        message = ""
-        record = CallRecord()
-        record_token = call_record_var.set(record)
-        try:
-            yield
-        except ServiceError as err:
-            code, message = err.code, err.message
-            await context.abort_with_status(err.to_status())  # type: ignore[attr-defined]
-        except grpc.aio.AbortError:
-            code = _code_of(context) or grpc.StatusCode.UNKNOWN
-            raise
-        except StoreUnavailable as exc:  # an unreachable cluster, a replica lost mid-call: the caller may retry
-            unavailable = Unavailable(str(exc), reason="STORE_UNAVAILABLE", retry_after=STORE_RETRY_AFTER)
-            code, message = unavailable.code, unavailable.message
-            await context.abort_with_status(unavailable.to_status())  # type: ignore[attr-defined]
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            message = "internal error"
-            log.exception("unhandled error in %s", method)
-            await context.abort(code, f"internal error (request id {request_id_var.get()})")
-        finally:
-            call_record_var.reset(record_token)
-            elapsed = time.perf_counter() - start
-            in_flight.dec()
-            set_code = _code_of(context)
-            if code is grpc.StatusCode.OK and set_code is not None:
-                code = set_code
-            metrics.RPC_REQUESTS.labels(service, name, code.name).inc()
-            metrics.RPC_LATENCY.labels(service, name).observe(elapsed)
-            principal = record.principal
-            access_log.info(
-                "rpc",
-                extra={
-                    "method": method,
-                    "code": code.name,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "peer": context.peer(),
-                    "account": principal.account_id if principal else None,
-                    "profile": principal.profile_id if principal else None,
-                    "error": message or None,
-                },
-            )
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
+def _code_of(context: Context) -> grpc.StatusCode | None:
     try:
         code = context.code()
     except Exception:  # older grpcio: no code() on the aio context
         return None
     return code if isinstance(code, grpc.StatusCode) else None
-
-
-class DeadlineInterceptor(_AroundInterceptor):
-    @asynccontextmanager
-    async def around(
-        self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded("the call's deadline passed before the server could start it")
-        token = deadline_var.set(None if remaining is None else time.monotonic() + remaining)
-        try:
-            yield
-        finally:
-            deadline_var.reset(token)
 
 
 @dataclass(frozen=True)
@@ -262,11 +127,141 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """grpc.aio decodes a request before any handler code runs and answers UNKNOWN ("Unexpected <class
-    'google.protobuf.message.DecodeError'>") when it cannot. This wraps every handler's request deserializer so a
-    bad message becomes a marker, and the handler's behaviour so the marker becomes INVALID_ARGUMENT (reason
-    MALFORMED_REQUEST) before authentication or the servicer sees it. Streamed requests are checked one by one."""
+class _Method:
+    """What the interceptor keeps per method: its metric series (labelled once, not on every call) and whether it
+    is public."""
+
+    def __init__(self, method: str, public: bool) -> None:
+        self.method = method
+        self.public = public
+        self.service, self.name = metrics.split_method(method)
+        self.in_flight = metrics.RPC_IN_FLIGHT.labels(self.service, self.name)
+        self.latency = metrics.RPC_LATENCY.labels(self.service, self.name)
+        self._requests: dict[grpc.StatusCode, Any] = {}
+
+    def requests(self, code: grpc.StatusCode) -> Any:
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = metrics.RPC_REQUESTS.labels(self.service, self.name, code.name)
+        return counter
+
+
+class _Call:
+    """One RPC going through the interceptor's steps: :meth:`begin` (request id, observability), :meth:`admit`
+    (deadline, malformed request, authentication), :meth:`fail` on an error, :meth:`end` always."""
+
+    __slots__ = ("_tokens", "code", "context", "md", "message", "method", "principal", "start")
+
+    def __init__(self, method: _Method, md: Mapping[str, str], context: Context) -> None:
+        self.method = method
+        self.md = md
+        self.context = context
+        self.code = grpc.StatusCode.OK
+        self.message = ""
+        self.principal: Principal | None = None
+        rid = new_request_id(md.get("x-request-id"))
+        self._tokens: list[tuple[Any, Token[Any]]] = [(request_id_var, request_id_var.set(rid))]
+        context.set_trailing_metadata((("x-request-id", rid),))
+        method.in_flight.inc()
+        self.start = time.perf_counter()
+
+    def _set(self, var: Any, value: Any) -> None:
+        self._tokens.append((var, var.set(value)))
+
+    async def admit(self, interceptor: PlatformInterceptor, request: Any = None) -> None:
+        remaining = self.context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("the call's deadline passed before the server could start it")
+        self._set(deadline_var, None if remaining is None else time.monotonic() + remaining)
+        if isinstance(request, _Undecodable):
+            raise _refuse(request)
+        if interceptor.authenticates:
+            await self._authenticate(interceptor)
+
+    async def _authenticate(self, interceptor: PlatformInterceptor) -> None:
+        principal = token = None
+        try:
+            token = bearer_token(self.md.get("authorization", ""))
+            principal = await authenticate(token, interceptor.tokens, interceptor.denylist)
+        except Unauthenticated:
+            if not self.method.public:
+                raise
+        self.principal = principal
+        self._set(principal_var, principal)
+        self._set(access_token_var, token if principal else None)
+
+    async def fail(self, exc: Exception) -> None:
+        """Answers the error with its status (the one error model) and raises grpc's abort; re-raises an abort."""
+        context = self.context
+        if isinstance(exc, ServiceError):
+            self.code, self.message = exc.code, exc.message
+            await context.abort_with_status(exc.to_status())  # type: ignore[attr-defined]
+        if isinstance(exc, grpc.aio.AbortError):
+            self.code = _code_of(context) or grpc.StatusCode.UNKNOWN
+            raise exc
+        if isinstance(exc, StoreUnavailable):  # an unreachable cluster, a replica lost mid-call: the caller may retry
+            unavailable = Unavailable(str(exc), reason="STORE_UNAVAILABLE", retry_after=STORE_RETRY_AFTER)
+            self.code, self.message = unavailable.code, unavailable.message
+            await context.abort_with_status(unavailable.to_status())  # type: ignore[attr-defined]
+        self.code, self.message = grpc.StatusCode.INTERNAL, "internal error"
+        log.error("unhandled error in %s", self.method.method, exc_info=exc)
+        await context.abort(self.code, f"internal error (request id {request_id_var.get()})")
+
+    def end(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        method, context = self.method, self.context
+        method.in_flight.dec()
+        code = self.code
+        if code is grpc.StatusCode.OK:
+            code = _code_of(context) or code
+        method.requests(code).inc()
+        method.latency.observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            principal = self.principal
+            access_log.info(
+                "rpc",
+                extra={
+                    "method": method.method,
+                    "code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "peer": context.peer(),
+                    "account": principal.account_id if principal else None,
+                    "profile": principal.profile_id if principal else None,
+                    "error": self.message or None,
+                },
+            )
+        for var, token in reversed(self._tokens):
+            var.reset(token)
+
+
+class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Request id, error model, access log and metrics, deadline, malformed requests and authentication for every
+    RPC of a server (module docstring). ``tokens`` None: no authentication (a server whose every RPC is public).
+
+    On a public RPC a valid token still sets the principal (an invalid or revoked one is ignored there)."""
+
+    def __init__(
+        self,
+        tokens: AccessTokens | None = None,
+        denylist: DenyList | None = None,
+        public_methods: frozenset[str] = frozenset(),
+    ) -> None:
+        if tokens is not None and denylist is None:
+            raise ValueError("an authenticating server needs the deny list of revoked access tokens")
+        self.tokens: AccessTokens = tokens  # type: ignore[assignment]
+        self.denylist: DenyList = denylist  # type: ignore[assignment]
+        self.authenticates = tokens is not None
+        self._public = public_methods
+        self._methods: dict[str, _Method] = {}
+
+    def is_public(self, method: str) -> bool:
+        return method in self._public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
+
+    def _method(self, name: str) -> _Method:
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = _Method(name, self.is_public(name))
+        return method
 
     async def intercept_service(
         self,
@@ -274,76 +269,71 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler: Any = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler  # type: ignore[no-any-return]
-        safe = _safe_deserializer(handler.request_deserializer, handler_call_details.method)
+        if handler is None:  # no such method: grpc answers UNIMPLEMENTED
+            return None  # type: ignore[return-value]
+        name = handler_call_details.method
+        method = self._methods.get(name) or self._method(name)
+        md = _metadata(handler_call_details)
+        changes: dict[str, Any] = {}
+        if handler.request_deserializer is not None:
+            changes["request_deserializer"] = _safe_deserializer(handler.request_deserializer, name)
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+            changes["unary_unary"] = self._unary_unary(handler.unary_unary, method, md)
+        elif handler.stream_unary is not None:
+            changes["stream_unary"] = self._stream_unary(handler.stream_unary, method, md)
+        elif handler.unary_stream is not None:
+            changes["unary_stream"] = wrap_stream(handler.unary_stream, self._around(method, md, streamed=False))
+        else:
+            changes["stream_stream"] = wrap_stream(handler.stream_stream, self._around(method, md, streamed=True))
+        return handler._replace(**changes)  # type: ignore[no-any-return]
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                if isinstance(request, _Undecodable):
-                    raise _refuse(request)
-                return await inner_uu(request, context)
+    def _unary_unary(self, inner: Any, method: _Method, md: Mapping[str, str]) -> Any:
+        async def unary_unary(request: Any, context: Context) -> Any:
+            call = _Call(method, md, context)
+            try:
+                await call.admit(self, request)
+                return await inner(request, context)
+            except Exception as exc:
+                await call.fail(exc)
+                raise
+            finally:
+                call.end()
 
-            return handler._replace(request_deserializer=safe, unary_unary=unary_unary)  # type: ignore[no-any-return]
-        if handler.unary_stream is not None:
+        return unary_unary
 
-            @asynccontextmanager
-            async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                if isinstance(request, _Undecodable):
-                    raise _refuse(request)
-                yield request
+    def _stream_unary(self, inner: Any, method: _Method, md: Mapping[str, str]) -> Any:
+        async def stream_unary(requests: Any, context: Context) -> Any:
+            call = _Call(method, md, context)
+            try:
+                await call.admit(self)
+                return await inner(_checked_stream(requests), context)
+            except Exception as exc:
+                await call.fail(exc)
+                raise
+            finally:
+                call.end()
 
-            unary_stream = wrap_stream(handler.unary_stream, checked)
-            return handler._replace(request_deserializer=safe, unary_stream=unary_stream)  # type: ignore[no-any-return]
-        if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
+        return stream_unary
 
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                return await inner_su(_checked_stream(requests), context)
-
-            return handler._replace(request_deserializer=safe, stream_unary=stream_unary)  # type: ignore[no-any-return]
+    def _around(
+        self, method: _Method, md: Mapping[str, str], *, streamed: bool
+    ) -> Callable[[Any, Context], AbstractAsyncContextManager[Any]]:
+        """The steps around a streaming-response handler: yields the request (or the checked request stream)."""
 
         @asynccontextmanager
-        async def checked_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            yield _checked_stream(requests)
-
-        stream_stream = wrap_stream(handler.stream_stream, checked_stream)
-        return handler._replace(request_deserializer=safe, stream_stream=stream_stream)  # type: ignore[no-any-return]
-
-
-class AuthInterceptor(_AroundInterceptor):
-    """Verifies ``authorization: Bearer <jwt>`` on every RPC except the public ones, and refuses tokens the deny
-    list says were revoked (UNAUTHENTICATED, reason TOKEN_REVOKED).
-
-    On a public RPC a valid token still sets the principal (an invalid or revoked one is ignored there)."""
-
-    def __init__(self, tokens: AccessTokens, denylist: DenyList, public_methods: frozenset[str]) -> None:
-        self._tokens = tokens
-        self._denylist = denylist
-        self._public = public_methods
-
-    def is_public(self, method: str) -> bool:
-        return method in self._public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
-
-    @asynccontextmanager
-    async def around(
-        self, method: str, md: Mapping[str, str], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        principal = token = None
-        try:
-            token = bearer_token(md.get("authorization", ""))
-            principal = await authenticate(token, self._tokens, self._denylist)
-        except Unauthenticated:
-            if not self.is_public(method):
+        async def around(request: Any, context: Context) -> AsyncIterator[Any]:
+            call = _Call(method, md, context)
+            try:
+                if streamed:
+                    await call.admit(self)
+                    yield _checked_stream(request)
+                else:
+                    await call.admit(self, request)
+                    yield request
+            except Exception as exc:
+                await call.fail(exc)
                 raise
-        record = call_record_var.get()
-        if record is not None:
-            record.principal = principal
-        p_token = principal_var.set(principal)
-        t_token = access_token_var.set(token if principal else None)
-        try:
-            yield
-        finally:
-            principal_var.reset(p_token)
-            access_token_var.reset(t_token)
+            finally:
+                call.end()
+
+        return around

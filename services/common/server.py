@@ -20,13 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.auth import AccessTokens
 from services.common.config import ServerConfig
 from services.common.denylist import DenyList
-from services.common.interceptors import (
-    AuthInterceptor,
-    DeadlineInterceptor,
-    MalformedRequestInterceptor,
-    ObservabilityInterceptor,
-    RequestIdInterceptor,
-)
+from services.common.interceptors import PlatformInterceptor
 
 log = logging.getLogger("marquee.server")
 
@@ -103,29 +97,20 @@ def build_server(
 
     ``tokens`` None means no authentication at all (only for servers whose every RPC is public); otherwise
     ``denylist`` is the revocation list every authenticated call is checked against."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
-        RequestIdInterceptor(),
-        ObservabilityInterceptor(),
-        DeadlineInterceptor(),
-        MalformedRequestInterceptor(),
-    ]
-    if tokens is not None:
-        if denylist is None:
-            raise ValueError("an authenticating server needs the deny list of revoked access tokens")
-        public = frozenset().union(*(s.public_methods for s in services))
-        interceptors.append(AuthInterceptor(tokens, denylist, public))
-    else:
+    public = frozenset().union(*(s.public_methods for s in services))
+    if tokens is None:
         for s in services:
             prefix = f"/{s.name}/"
             if any(not m.startswith(prefix) for m in s.public_methods):
                 raise ValueError(f"public methods of {s.name} must be under {prefix}")
+    interceptor = PlatformInterceptor(tokens, denylist, public)
     options = [
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ("grpc.max_send_message_length", config.max_send_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=[interceptor],
         options=options,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
