@@ -1,6 +1,11 @@
 """What the benchmarks that put a gRPC service under closed-loop load share: CPU seconds of processes from /proc,
 pinning, the closed loop with its latency quantiles, and the reference every such benchmark measures in the same
-run on the same machine: a trivial grpc.aio service (one unary echo) in its own process on core 0."""
+run on the same machine: a trivial grpc.aio service (one unary echo) in its own process on core 0.
+
+Next to it, :func:`platform_floor` measures the same echo behind the platform's own server
+(services.common.server.build_server: its interceptor, with the access-token check and the deny list): the most
+calls per CPU-second any authenticated RPC of a Marquee service can reach on this machine, since every one pays
+that before its handler runs. It is context for the ratio, not a second target."""
 
 from __future__ import annotations
 
@@ -88,17 +93,35 @@ async def closed_loop(
     return Result(label, len(latencies), elapsed, qs[49], qs[98], cpu, server)
 
 
-def _trivial(ports: Any) -> None:
+TRIVIAL = "bench.Trivial"
+FLOOR_KEY = "bench-floor-key-0123456789abcdef0123456789"
+
+
+def _trivial(ports: Any, platform: bool = False) -> None:
     async def main() -> None:
         async def echo(request: bytes, context: Any) -> bytes:
             return request
 
-        server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(
-            "bench.Trivial", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-        )
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
+        def add(server: grpc.aio.Server) -> None:
+            handler = grpc.method_handlers_generic_handler(TRIVIAL, {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+            server.add_generic_rpc_handlers((handler,))
+
+        if platform:
+            from services.common.config import ServerConfig
+            from services.common.denylist import InMemoryDenyList
+            from services.common.logs import configure_logging
+            from services.common.server import ServiceBinding, build_server
+
+            configure_logging("WARNING", "json")
+            config = ServerConfig(host="127.0.0.1", port=0, reflection=False)
+            built, port = build_server(
+                config, [ServiceBinding(TRIVIAL, add)], tokens=_floor_tokens(), denylist=InMemoryDenyList()
+            )
+            server = built.grpc
+        else:
+            server = grpc.aio.server()
+            add(server)
+            port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         ports.put(port)
         await server.wait_for_termination()
@@ -106,24 +129,46 @@ def _trivial(ports: Any) -> None:
     asyncio.run(main())
 
 
+def _floor_tokens() -> Any:
+    from pydantic import SecretStr
+
+    from services.common.auth import AccessTokens
+    from services.common.config import AuthConfig
+
+    return AccessTokens(AuthConfig(keys={"k1": SecretStr(FLOOR_KEY)}, signing_kid="k1"))
+
+
 async def reference(clients: int, seconds: float) -> Result:
+    """The trivial grpc.aio service: the reference every ratio divides by."""
+    return await _echo_service("reference (trivial grpc.aio)", clients, seconds, platform=False)
+
+
+async def platform_floor(clients: int, seconds: float) -> Result:
+    """The same echo behind the platform's server and its token check, called with a valid access token."""
+    return await _echo_service("the echo behind the platform's server", clients, seconds, platform=True)
+
+
+async def _echo_service(label: str, clients: int, seconds: float, *, platform: bool) -> Result:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     ports: Any = ctx.Queue()
-    proc = ctx.Process(target=_trivial, args=(ports,), daemon=True)
+    proc = ctx.Process(target=_trivial, args=(ports, platform), daemon=True)
     proc.start()
     try:
         address = f"127.0.0.1:{ports.get(timeout=60)}"
         assert proc.pid is not None
         pin(proc.pid, 0)
+        metadata: tuple[tuple[str, str], ...] = ()
+        if platform:
+            metadata = (("authorization", f"Bearer {_floor_tokens().issue('bench-account', profile_id='p').token}"),)
         async with grpc.aio.insecure_channel(address) as channel:
-            echo = channel.unary_unary("/bench.Trivial/Echo", request_serializer=None, response_deserializer=None)
+            echo = channel.unary_unary(f"/{TRIVIAL}/Echo", request_serializer=None, response_deserializer=None)
 
             async def call(k: int, n: int) -> Any:
-                return await echo(b"x" * 32)
+                return await echo(b"x" * 32, metadata=metadata)
 
-            return await closed_loop("reference (trivial grpc.aio)", call, clients, seconds, [proc.pid])
+            return await closed_loop(label, call, clients, seconds, [proc.pid])
     finally:
         proc.terminate()
         proc.join(10)

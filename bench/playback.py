@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
-from _measure import closed_loop, reference  # bench/ is on sys.path when a script here runs
+from _measure import closed_loop, platform_floor, reference  # bench/ is on sys.path when a script here runs
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, playback_pb2, playback_pb2_grpc
@@ -118,12 +118,15 @@ async def run(endpoints: dict[str, Any], data: Path, pid: int, *, clients: int, 
 
         ours = await closed_loop("UpdatePosition", update, clients, seconds, [pid])
     base = await reference(clients, seconds)
-    for r in (ours, base):
+    floor = await platform_floor(clients, seconds)
+    for r in (ours, base, floor):
         print(
             f"{r.label}, server on one core, {clients} clients: {r.rate:,.0f} calls/s, "
             f"{r.per_cpu:,.0f} per server CPU-second, p50 {r.p50 * 1e3:.2f} ms, p99 {r.p99 * 1e3:.2f} ms"
         )
     print(f"UpdatePosition: {ours.per_cpu / base.per_cpu:.2f}x the trivial grpc.aio service's calls per CPU-second")
+    floor_ratio = floor.per_cpu / base.per_cpu
+    print(f"(the echo behind the platform's server, its interceptor and token check: {floor_ratio:.2f}x)")
     sq = statistics.quantiles(start_latency, n=100)
     print(f"StartPlayback ({starts} sessions, one at a time): p50 {sq[49] * 1e3:.2f} ms, p99 {sq[98] * 1e3:.2f} ms")
 
