@@ -20,6 +20,17 @@ the event time as write time. It is idempotent: an event applied twice, or after
 because the store keeps the row with the newest write time whichever order the writes come in. The event's
 ``watch_time`` in the store is the time Redis appended it (its stream id).
 
+The writer works in batches, so that a burst costs a few round trips instead of four (and two store writes) per
+event: it reads up to ``WRITE_BATCH`` events at once (one XAUTOCLAIM of redelivered ones, else one XREADGROUP),
+keeps per (profile, title, session) only the newest event by event time, checks the tombstones of the batch's
+positions in one pipelined round trip, writes what is left concurrently (at most ``WRITE_CONCURRENCY`` at a time)
+and acknowledges the whole batch with one XACK. Coalescing is exact: the position row is keyed by (profile,
+title) and the history entry by (profile, session start, title), and the store keeps per row the write with the
+newest write time, so a session's older events would leave neither row changed whatever order they were written
+in; one write per session (not per title) keeps every session's history entry. The tombstone check loses nothing
+either: a tombstone at or after a session's newest event is after its older ones too. A batch with a failed
+write is not acknowledged: it is redelivered after the visibility timeout and written again (harmless).
+
 Durability: an update is acknowledged once Redis has run the script, so it lasts as long as Redis keeps it: run
 Redis with AOF (``appendfsync always``: nothing acknowledged is lost; ``everysec``: at most the last second of
 acknowledged writes on a crash of the Redis host). See docs/storage.md. When Redis cannot be reached, the calls
@@ -31,7 +42,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import DecodeError
 
@@ -53,6 +67,9 @@ WRITER_GROUP = "positions-writer"
 _FIELDS = ("event_time", "position_ms", "runtime_ms", "finished", "watch_time", "deleted")
 _MISS = -1
 _SESSIONS_KEPT = 10_000  # session start times the writer remembers (one store read per session otherwise)
+WRITE_BATCH = 256  # events the writer reads (and acknowledges) at a time
+WRITE_CONCURRENCY = 64  # store writes of a batch in flight at once
+WRITE_VISIBILITY = 30.0  # seconds before a batch the writer did not acknowledge goes to another writer
 
 PROFILE = NamePattern("accounts/{account}/profiles/{profile}")
 TITLE = NamePattern("titles/{title}")
@@ -117,8 +134,87 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+T = TypeVar("T")
+
+
+async def _bounded(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run ``calls`` concurrently, at most ``WRITE_CONCURRENCY`` at a time, each to its end; then raise the first
+    error if one failed (no call is left running behind it), else their results in order."""
+    limit = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with limit:
+            return await call()
+
+    results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A ``playback.update`` event read from the stream, with its stream id."""
+
+    message_id: str
+    account_id: str
+    profile_id: str
+    title_id: str
+    session_id: str
+    position_ms: int
+    runtime_ms: int
+    event_time: int
+
+    @classmethod
+    def of(cls, event: playback_pb2.PlaybackUpdateEvent, message_id: str) -> _Event:
+        """InvalidArgument when a name is malformed."""
+        ids = PROFILE.parse(event.profile, "profile")
+        return cls(
+            message_id=message_id,
+            account_id=ids["account"],
+            profile_id=ids["profile"],
+            title_id=TITLE.parse(event.title, "title")["title"],
+            session_id=SESSION.parse(event.session, "session")["session"],
+            position_ms=event.position.ToMilliseconds(),
+            runtime_ms=event.runtime.ToMilliseconds(),
+            event_time=event.event_time.ToMicroseconds(),
+        )
+
+    @property
+    def session_key(self) -> tuple[str, str, str, str]:
+        """What a batch is coalesced by: one write per session of a title (its history entry, and the position)."""
+        return self.account_id, self.profile_id, self.title_id, self.session_id
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """Newer is greater: the event time, then the stream id (an id that is not a stream id comes first)."""
+        millis, _, seq = self.message_id.partition("-")
+        if millis.isdigit() and seq.isdigit():
+            return self.event_time, int(millis), int(seq)
+        return self.event_time, -1, -1
+
+    @property
+    def watch_time(self) -> int:
+        """When Redis appended the event (its stream id's milliseconds), in microseconds."""
+        millis = self.message_id.split("-", 1)[0]
+        return int(millis) * 1000 if millis.isdigit() else self.event_time
+
+    def report(self, started: int) -> Report:
+        return Report(
+            account_id=self.account_id,
+            profile_id=self.profile_id,
+            title_id=self.title_id,
+            session_id=self.session_id,
+            started=started,
+            position_ms=self.position_ms,
+            runtime_ms=self.runtime_ms,
+            event_time=self.event_time,
+        )
+
+
 class RedisPositions:
-    """Positions on Redis, persisted to the store by :meth:`persist` (the ``positions-writer`` consumer); the
+    """Positions on Redis, persisted to the store by :meth:`write_behind` (the ``positions-writer`` consumer); the
     watch history and the continue-watching list are read from the store (they trail Redis by the writer's lag)."""
 
     def __init__(self, store: Store, positions: Positions, bus: RedisBus, *, prefix: str, idle_ttl: float) -> None:
@@ -230,58 +326,94 @@ class RedisPositions:
         return started
 
     async def persist(self, event: playback_pb2.PlaybackUpdateEvent, message_id: str) -> bool:
-        """Write one ``playback.update`` event to the store (the position and its session's history entry) with
-        the event time as write time. Idempotent: applying an event twice, or after a newer one, changes nothing
-        (last write wins in the store). An event older than a delete still in Redis (a tombstone) is skipped.
-        False when it was skipped."""
-        ids = PROFILE.parse(event.profile, "profile")
-        title_id = TITLE.parse(event.title, "title")["title"]
-        session_id = SESSION.parse(event.session, "session")["session"]
-        event_time = event.event_time.ToMicroseconds()
-        key = self.key(ids["account"], ids["profile"], title_id)
-        values = await self._redis.hmget(key, "event_time", "deleted")
-        if values[1] is not None and _text(values[1]) == "1" and int(_text(values[0])) >= event_time:
-            return False
-        started = await self._started(session_id)
-        if started is None:
-            log.warning("playback.update %s: session %s is not in the store; skipped", message_id, session_id)
-            return False
-        millis = message_id.split("-", 1)[0]
-        report = Report(
-            account_id=ids["account"],
-            profile_id=ids["profile"],
-            title_id=title_id,
-            session_id=session_id,
-            started=started,
-            position_ms=event.position.ToMilliseconds(),
-            runtime_ms=event.runtime.ToMilliseconds(),
-            event_time=event_time,
-        )
-        await self._positions.write(report, int(millis) * 1000 if millis.isdigit() else event_time)
-        return True
+        """Write one ``playback.update`` event to the store: :meth:`persist_many` of that event alone. False when it
+        was skipped (older than a tombstone, its session unknown, or malformed)."""
+        return await self.persist_many([(event, message_id)]) == 1
 
-    async def write_behind(self, consumer: str) -> None:
-        """The ``positions-writer`` consumer: persists every event of the stream to the store until cancelled,
-        acknowledging each once written (an event not acknowledged is redelivered: writing it again is harmless).
-        The group starts at the beginning of the retained stream when it is first made, so events appended
-        before any writer ran are persisted too. While Redis or the store cannot be reached it retries, every
-        ``RETRY_AFTER`` seconds (what it holds unacknowledged goes to another writer after the visibility timeout)."""
+    async def persist_many(self, events: Iterable[tuple[playback_pb2.PlaybackUpdateEvent, str]]) -> int:
+        """Write ``playback.update`` events (each with its stream id) to the store: per (profile, title, session)
+        only the newest by event time (ties: the later stream id), each as the position and its session's history
+        entry with the event time as write time. Coalescing is exact: the store keeps, per row, the write with the
+        newest write time, so the older events of a session would change neither row, whatever the order. Idempotent:
+        applying an event twice, or after a newer one, changes nothing. An event at or before a delete still in Redis
+        (a tombstone) is skipped, as is one whose session is not in the store or whose names are malformed (logged).
+        The writes run concurrently (at most ``WRITE_CONCURRENCY`` at a time); when one fails, the others are
+        finished, then its error is raised. The number of events written."""
+        newest: dict[tuple[str, str, str, str], _Event] = {}
+        for event, message_id in events:
+            try:
+                decoded = _Event.of(event, message_id)
+            except InvalidArgument as exc:
+                log.warning("dropping malformed playback.update message %s: %s", message_id, exc)
+                continue
+            kept = newest.get(decoded.session_key)
+            if kept is None or decoded.order > kept.order:
+                newest[decoded.session_key] = decoded
+        live = await self._not_deleted(list(newest.values()))
+        sessions = list(dict.fromkeys(e.session_id for e in live))
+        starts = dict(zip(sessions, await _bounded([partial(self._started, s) for s in sessions]), strict=True))
+        reports = []
+        for e in live:
+            started = starts[e.session_id]
+            if started is None:
+                log.warning("playback.update %s: session %s is not in the store; skipped", e.message_id, e.session_id)
+            else:
+                reports.append((e.report(started), e.watch_time))
+        await _bounded([partial(self._positions.write, report, watch_time) for report, watch_time in reports])
+        return len(reports)
+
+    async def _not_deleted(self, events: list[_Event]) -> list[_Event]:
+        """The events not at or before a tombstone of their position: one HMGET per position, in one round trip."""
+        keys = list(dict.fromkeys(self.key(e.account_id, e.profile_id, e.title_id) for e in events))
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, "event_time", "deleted")
+            replies = await pipe.execute()
+        deleted_at = {
+            key: int(_text(event_time))
+            for key, (event_time, deleted) in zip(keys, replies, strict=True)
+            if deleted is not None and _text(deleted) == "1"
+        }
+        live = []
+        for e in events:
+            tombstone = deleted_at.get(self.key(e.account_id, e.profile_id, e.title_id))
+            if tombstone is None or tombstone < e.event_time:
+                live.append(e)
+        return live
+
+    async def write_behind(self, consumer: str, *, visibility_timeout: float = WRITE_VISIBILITY) -> None:
+        """The ``positions-writer`` consumer: persists every event of the stream to the store until cancelled, in
+        batches: it reads up to ``WRITE_BATCH`` events at a time (what has piled up since its last read), writes
+        them with :meth:`persist_many` (coalesced: one write per session's newest event) and acknowledges the batch
+        with one XACK once all are written. A batch not acknowledged (a write failed) is redelivered after
+        ``visibility_timeout`` seconds, to this writer or another: writing it again is harmless. The group starts
+        at the beginning of the retained stream when it is first made, so events appended before any writer ran
+        are persisted too. While Redis or the store cannot be reached it retries, every ``RETRY_AFTER`` seconds."""
         while True:
             try:
-                await self._follow(consumer)
+                await self._follow(consumer, visibility_timeout)
             except (BusUnavailable, *UNREACHABLE, StoreUnavailable) as exc:
                 log.warning("positions-writer: %s; retrying in %.1f s", exc, RETRY_AFTER)
                 await asyncio.sleep(RETRY_AFTER)
 
-    async def _follow(self, consumer: str) -> None:
-        subscription = await self._bus.subscribe(PLAYBACK_UPDATE, WRITER_GROUP, consumer, from_beginning=True)
+    async def _follow(self, consumer: str, visibility_timeout: float = WRITE_VISIBILITY) -> None:
+        """Persist batches until the subscription closes; a failed write's error is raised with its batch not
+        acknowledged."""
+        subscription = await self._bus.subscribe(
+            PLAYBACK_UPDATE, WRITER_GROUP, consumer, from_beginning=True, visibility_timeout=visibility_timeout
+        )
         try:
-            async for message in subscription:
-                try:
-                    await self.persist(playback_pb2.PlaybackUpdateEvent.FromString(message.payload), message.id)
-                except (DecodeError, InvalidArgument) as exc:
-                    log.warning("dropping malformed playback.update message %s: %s", message.id, exc)
-                await subscription.ack(message)
+            while batch := await subscription.next_batch(WRITE_BATCH):
+                events = []
+                for message in batch:
+                    try:
+                        events.append((playback_pb2.PlaybackUpdateEvent.FromString(message.payload), message.id))
+                    except DecodeError as exc:
+                        log.warning("dropping malformed playback.update message %s: %s", message.id, exc)
+                await self.persist_many(events)
+                await subscription.ack_many(batch)
         finally:
             await subscription.close()
 

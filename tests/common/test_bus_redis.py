@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.common.bus.port import Message
 from services.common.bus.redis import RedisBus
 from services.platform.localredis import RedisServer
 from tests.common.bus_conformance import *  # noqa: F403
@@ -59,6 +60,42 @@ async def test_a_dead_consumers_messages_go_to_another_after_the_visibility_time
     assert again is not None and again.id == taken.id and again.attempt == 2
     await alive.ack(again)
     assert await alive.next(timeout=0.6) is None
+
+
+async def test_batches_come_in_order_are_redelivered_whole_and_acknowledged_at_once(bus: RedisBus) -> None:
+    """next_batch gives up to max_count messages in order; what it gave and nobody acknowledged comes back, in order,
+    once the visibility timeout passed; ack_many acknowledges a whole batch with one XACK."""
+    sub = await bus.subscribe("t.batch", "g", "c", visibility_timeout=0.3)
+    ids = [await bus.publish("t.batch", f"m{n}".encode(), key=f"k{n}") for n in range(7)]
+    first = await sub.next_batch(5, timeout=2)
+    rest = await sub.next_batch(5, timeout=2)
+    assert [m.id for m in first] == ids[:5] and [m.id for m in rest] == ids[5:]
+    assert [m.payload for m in first + rest] == [f"m{n}".encode() for n in range(7)]
+    assert {m.attempt for m in first + rest} == {1} and first[0].key == "k0"
+    again: list[Message] = []
+    while len(again) < len(ids):  # nothing was acknowledged: every one is claimed again once it has been idle
+        batch = await sub.next_batch(5, timeout=5)
+        assert batch, "the unacknowledged messages were not redelivered"
+        assert len(batch) <= 5
+        again += batch
+    assert [m.id for m in again] == ids and {m.attempt for m in again} == {2}
+    await sub.ack_many([])
+    await sub.ack_many(again)
+    assert (await bus.redis.xpending(bus.stream("t.batch"), "g"))["pending"] == 0
+    assert await sub.next_batch(5, timeout=0.6) == []  # past another visibility timeout: nothing comes back
+
+
+async def test_a_claimed_batch_carries_each_messages_delivery_count(bus: RedisBus) -> None:
+    """The attempts of a claimed batch are the delivery counts Redis keeps, also when the consumer holds a message
+    between the claimed ones that is not due yet (the one XPENDING of their range does not list them all)."""
+    sub = await bus.subscribe("t.attempts", "g", "c", visibility_timeout=30)
+    ids = [await bus.publish("t.attempts", f"m{n}".encode()) for n in range(3)]
+    taken = await sub.next_batch(3, timeout=2)
+    assert [m.id for m in taken] == ids
+    await sub.nack(taken[0])
+    await sub.nack(taken[2])  # m1 stays with this consumer, due in 30 s
+    again = await sub.next_batch(3, timeout=2)
+    assert [(m.id, m.attempt) for m in again] == [(ids[0], 2), (ids[2], 2)]
 
 
 async def test_the_bus_survives_the_subscriber_reconnecting(bus: RedisBus, redis_server: RedisServer) -> None:

@@ -51,7 +51,7 @@ from services.encoder.config import DemoConfig, EncoderConfig
 from services.encoder.server import create_server as create_encoder
 from services.platform.runtime import local_config
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
-from services.playback.positions_redis import RedisPositions
+from services.playback.positions_redis import WRITE_VISIBILITY, RedisPositions
 from services.playback.server import create_server as create_playback
 from services.steering.config import HttpConfig, SteeringConfig
 from services.steering.server import create_server as create_steering
@@ -293,9 +293,9 @@ async def playback_stack(
         await bus.close()
 
 
-async def drain_writer(positions: RedisPositions) -> None:
+async def drain_writer(positions: RedisPositions, *, visibility_timeout: float = WRITE_VISIBILITY) -> None:
     """Run a positions-writer until it has persisted every event of the stream, then stop it."""
-    writer = asyncio.create_task(positions.write_behind("t-writer"))
+    writer = asyncio.create_task(positions.write_behind("t-writer", visibility_timeout=visibility_timeout))
     try:
         while await positions.lag() > 0:
             assert not writer.done(), writer

@@ -22,16 +22,18 @@ from services.common.bus.redis import RedisBus
 from services.common.config import AuthConfig, ConfigError, RedisConfig, ServerConfig
 from services.common.deps import Dependencies
 from services.common.errors import Unavailable
+from services.common.ids import now_micros
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.redisclient import redis_client
+from services.common.store.port import Row, Store, StoreUnavailable
 from services.common.store.sqlite import SqliteStore
 from services.common.timevalues import timestamp_of
 from services.common.topics import PLAYBACK_UPDATE
 from services.platform.localredis import RedisServer, free_port
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from services.playback.positions import Positions, Report, update_event
-from services.playback.positions_redis import RedisPositions
+from services.playback.positions_redis import WRITER_GROUP, RedisPositions
 from services.playback.schema import POSITIONS, SCHEMA, SESSIONS, WATCH_HISTORY
 from services.playback.server import open_positions
 from tests.edge.conftest import TITLE
@@ -196,6 +198,148 @@ async def test_the_writer_is_idempotent_and_order_free(hot: RedisPositions) -> N
         WATCH_HISTORY, {"account_id": "a", "profile_id": "p", "watched_at": 5, "title_id": "t"}
     )
     assert entry is not None and entry["event_time"] == 3_000
+
+
+class CountedPositions(Positions):
+    """The store path's writes, counted (the reports the writer wrote); the first ``failures`` of them fail as an
+    unreachable store does."""
+
+    def __init__(self, store: Store, failures: int = 0) -> None:
+        super().__init__(store, 0.95)
+        self.written: list[Report] = []
+        self.failures = failures
+
+    async def write(self, report: Report, watch_time: int) -> Row:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("the store is down (test)")
+        self.written.append(report)
+        return await super().write(report, watch_time)
+
+
+@pytest.fixture
+async def batched(
+    any_store: Store, redis_server: RedisServer, redis_prefix: str
+) -> AsyncIterator[tuple[RedisPositions, CountedPositions]]:
+    """Positions on the session's redis-server in front of each store, with the writer's writes counted; sessions
+    s1 and s2 of profile a/p started at 5 and 6."""
+    await any_store.migrate(SCHEMA)
+    for session, started in (("s1", 5), ("s2", 6)):
+        await any_store.insert(
+            SESSIONS, {"session_id": session, "account_id": "a", "profile_id": "p", "start_time": started}
+        )
+    counted = CountedPositions(any_store)
+    bus = RedisBus.from_url(redis_server.url, prefix=f"{redis_prefix}bus:")
+    yield RedisPositions(any_store, counted, bus, prefix=redis_prefix, idle_ttl=600), counted
+    await bus.close()
+
+
+async def publish(positions: RedisPositions, title: str, session: str, event_time: int, position_ms: int) -> str:
+    """A playback.update event on the stream, as UpdatePosition appends it; its stream id."""
+    report = Report("a", "p", title, session, 0, position_ms, 100_000, event_time)
+    return await positions._bus.publish(PLAYBACK_UPDATE, update_event(report, False), key="p")
+
+
+async def position(positions: RedisPositions, title: str) -> tuple[int, int, int] | None:
+    """The store's position of a/p on ``title``: event time, position, watch time."""
+    row = await positions._store.get(POSITIONS, {"account_id": "a", "profile_id": "p", "title_id": title})
+    return None if row is None else (row["event_time"], row["position_ms"], row["watch_time"])
+
+
+async def history(positions: RedisPositions) -> list[tuple[int, str, str, int, int]]:
+    """The store's watch history of a/p, newest first: session start, title, session, event time, position."""
+    page = await positions._store.query(WATCH_HISTORY, {"account_id": "a", "profile_id": "p"}, limit=20)
+    return [(r["watched_at"], r["title_id"], r["session_id"], r["event_time"], r["position_ms"]) for r in page.rows]
+
+
+def appended(message_id: str) -> int:
+    """When Redis appended a message (its stream id's milliseconds), in microseconds: the watch time it writes."""
+    return int(message_id.split("-")[0]) * 1000
+
+
+async def test_a_batch_writes_each_sessions_newest_event_once(
+    batched: tuple[RedisPositions, CountedPositions],
+) -> None:
+    """Fifty events of one session in one batch, newest in the middle of the stream: one write, the newest event
+    (with the time Redis appended that event as watch time). An older one delivered in a later batch changes
+    nothing."""
+    positions, counted = batched
+    order = [(n * 17) % 50 + 1 for n in range(50)]  # 1..50, the newest (50) neither first nor last
+    ids = {n: await publish(positions, "t", "s1", n * 1_000, n * 100) for n in order}
+    await drain_writer(positions)
+    assert [r.event_time for r in counted.written] == [50_000], "one batch, one write: the session's newest"
+    assert await position(positions, "t") == (50_000, 5_000, appended(ids[50]))
+    assert await history(positions) == [(5, "t", "s1", 50_000, 5_000)]
+
+    await publish(positions, "t", "s1", 20_000, 2_000)  # as a redelivery, or a replica's late event, brings it
+    await drain_writer(positions)
+    assert [r.event_time for r in counted.written] == [50_000, 20_000]  # written, and refused by the store
+    assert await position(positions, "t") == (50_000, 5_000, appended(ids[50]))
+    assert await history(positions) == [(5, "t", "s1", 50_000, 5_000)]
+
+
+async def test_two_sessions_of_a_title_in_one_batch_each_get_their_history_entry(
+    batched: tuple[RedisPositions, CountedPositions],
+) -> None:
+    """A rewatch within one batch: each session's newest event is written (its own history entry); the position
+    is the newest of all. Malformed messages in the batch are dropped (and acknowledged: the writer drains)."""
+    positions, counted = batched
+    for session, event_time in (("s1", 1_000), ("s2", 3_000), ("s1", 2_000), ("s2", 4_000), ("s2", 2_500)):
+        await publish(positions, "t", session, event_time, event_time // 10)
+    await positions._bus.publish(PLAYBACK_UPDATE, b"\x0a\xff", key="p")  # not a PlaybackUpdateEvent
+    bad_name = playback_pb2.PlaybackUpdateEvent(profile="nonsense", title="titles/t", session="playbackSessions/s1")
+    await positions._bus.publish(PLAYBACK_UPDATE, bad_name.SerializeToString(), key="p")
+    await drain_writer(positions)
+    assert sorted((r.session_id, r.event_time) for r in counted.written) == [("s1", 2_000), ("s2", 4_000)]
+    got = await position(positions, "t")
+    assert got is not None and got[:2] == (4_000, 400)
+    assert await history(positions) == [(6, "t", "s2", 4_000, 400), (5, "t", "s1", 2_000, 200)]
+
+
+async def test_a_tombstoned_position_is_skipped_and_the_rest_of_its_batch_written(
+    batched: tuple[RedisPositions, CountedPositions],
+) -> None:
+    """A title deleted (a tombstone in Redis): its events from before the delete are skipped, one after it is
+    written, and so is the other title's newest event of the same batch."""
+    positions, counted = batched
+    assert not await positions.delete("a", "p", "t")  # nothing to forget yet: the tombstone is still written
+    later = now_micros() + 60_000_000
+    await publish(positions, "t", "s1", 1_000, 100)  # before the delete
+    await publish(positions, "u", "s1", 1_200, 120)
+    await publish(positions, "u", "s1", 1_500, 150)
+    await publish(positions, "t", "s2", later, 700)  # after it
+    await publish(positions, "t", "s1", 2_000, 200)  # before it
+    await drain_writer(positions)
+    assert sorted((r.title_id, r.session_id) for r in counted.written) == [("t", "s2"), ("u", "s1")]
+    got = await position(positions, "t")
+    assert got is not None and got[:2] == (later, 700)
+    assert await history(positions) == [(6, "t", "s2", later, 700), (5, "u", "s1", 1_500, 150)]
+
+
+async def test_a_batch_whose_write_failed_is_not_acknowledged_and_is_written_when_redelivered(
+    batched: tuple[RedisPositions, CountedPositions],
+) -> None:
+    positions, counted = batched
+    counted.failures = 1
+    for title, session, event_time in (("t", "s1", 1_000), ("t", "s1", 2_000), ("t", "s2", 3_000), ("u", "s1", 1_500)):
+        await publish(positions, title, session, event_time, event_time // 10)
+    with pytest.raises(StoreUnavailable):  # one of the batch's three writes fails
+        await positions._follow("w1", visibility_timeout=0.3)
+    assert len(counted.written) == 2, "the batch's other writes ran to their end before the error"
+    pending = await positions._redis.xpending(positions._stream, WRITER_GROUP)
+    assert pending["pending"] == 4, "nothing of the batch is acknowledged"
+
+    # another writer claims the batch once its visibility timeout has passed, and writes it whole
+    await drain_writer(positions, visibility_timeout=0.3)
+    assert len(counted.written) == 2 + 3
+    t, u = await position(positions, "t"), await position(positions, "u")
+    assert t is not None and t[:2] == (3_000, 300)
+    assert u is not None and u[:2] == (1_500, 150)
+    assert await history(positions) == [
+        (6, "t", "s2", 3_000, 300),
+        (5, "t", "s1", 2_000, 200),
+        (5, "u", "s1", 1_500, 150),
+    ]
 
 
 async def test_redis_unreachable_is_unavailable(tmp_path: Path) -> None:

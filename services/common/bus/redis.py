@@ -8,6 +8,9 @@ One stream per topic (``{prefix}{topic}``), one consumer group per subscriber gr
 - ``next`` first looks for messages a consumer of the group took and did not acknowledge within this
   subscription's visibility timeout (XAUTOCLAIM: the delivery count Redis keeps is the message's ``attempt``),
   then reads new ones (XREADGROUP, blocking in short slices so redeliveries are not held up behind the block).
+  ``next_batch(max_count)`` (this adapter's own, for a consumer that handles many messages at a time: the
+  positions-writer) is the same with up to ``max_count`` messages per XAUTOCLAIM or XREADGROUP, the delivery counts
+  of the claimed ones read with one XPENDING of their range; ``ack_many`` acknowledges them with one XACK.
 - A message delivered more than ``max_attempts`` times goes to the dead-letter stream ``{prefix}{topic}.dead``
   with the group, its id and the reason, and is acknowledged: it never blocks its group for ever.
 - ``nack`` makes the message claimable at once (XCLAIM ... IDLE, JUSTID: the delivery count is unchanged until
@@ -28,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -90,25 +93,34 @@ class _RedisSubscription:
                 yield msg
 
     async def next(self, timeout: float | None = None) -> Message | None:
+        batch = await self.next_batch(1, timeout)
+        return batch[0] if batch else None
+
+    async def next_batch(self, max_count: int, timeout: float | None = None) -> list[Message]:
+        """Up to ``max_count`` messages, in order: those pending past the visibility timeout (or nacked) first,
+        else new ones; [] when ``timeout`` passes first (or the subscription is closed). What ``next`` is for one
+        message, for a consumer that handles many at a time (the positions-writer)."""
+        if max_count < 1:
+            raise ValueError(f"max_count must be at least 1, not {max_count}")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self._closed:
                 await self._still_alive()
-                redelivered = await self._claim()
-                if redelivered is not None:
+                redelivered = await self._claim(max_count)
+                if redelivered:
                     return redelivered
                 left = BLOCK_SLICE if deadline is None else min(BLOCK_SLICE, deadline - time.monotonic())
                 block = min(left, self._visibility_ms / 2000)
                 if block <= 0:
-                    return None
-                fresh = await self._read(max(1, int(block * 1000)))
-                if fresh is not None:
+                    return []
+                fresh = await self._read(max_count, max(1, int(block * 1000)))
+                if fresh:
                     return fresh
                 if deadline is not None and time.monotonic() >= deadline:
-                    return None
+                    return []
         except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
-        return None
+        return []
 
     async def _still_alive(self) -> None:
         """A per-process group's key, refreshed three times per ``process_idle``: the group's process is alive."""
@@ -116,32 +128,55 @@ class _RedisSubscription:
             await self._bus.mark_alive(self._alive_key)
             self._alive_at = time.monotonic()
 
-    async def _read(self, block_ms: int) -> Message | None:
-        reply = await self._redis.xreadgroup(self._group, self._consumer, {self._stream: ">"}, count=1, block=block_ms)
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                return self._message(entry_id, fields, attempt=1)
-        return None
+    async def _read(self, count: int, block_ms: int) -> list[Message]:
+        reply = await self._redis.xreadgroup(
+            self._group, self._consumer, {self._stream: ">"}, count=count, block=block_ms
+        )
+        return [
+            self._message(entry_id, fields, attempt=1)
+            for _stream, entries in reply or ()
+            for entry_id, fields in entries
+        ]
 
-    async def _claim(self) -> Message | None:
-        """One message pending past the visibility timeout (or nacked), claimed for this consumer."""
+    async def _claim(self, count: int) -> list[Message]:
+        """Up to ``count`` messages pending past the visibility timeout (or nacked), claimed for this consumer; one
+        delivered more than ``max_attempts`` times goes to the dead-letter stream instead."""
         while True:
             cursor, claimed, _deleted = await self._redis.xautoclaim(
-                self._stream, self._group, self._consumer, self._visibility_ms, start_id=self._cursor, count=1
+                self._stream, self._group, self._consumer, self._visibility_ms, start_id=self._cursor, count=count
             )
             self._cursor = _text(cursor)
             if not claimed:
-                return None
-            entry_id, fields = claimed[0]
-            if fields is None:  # trimmed away while pending: nothing left to deliver
-                await self._redis.xack(self._stream, self._group, entry_id)
-                continue
-            pending = await self._redis.xpending_range(self._stream, self._group, entry_id, entry_id, 1)
-            attempt = int(pending[0]["times_delivered"]) if pending else 1
-            if attempt > self._max_attempts:
-                await self._dead_letter(entry_id, fields, attempt)
-                continue
-            return self._message(entry_id, fields, attempt)
+                return []
+            trimmed = [entry_id for entry_id, fields in claimed if fields is None]
+            if trimmed:  # trimmed away while pending (before Redis 7): nothing left to deliver
+                await self._redis.xack(self._stream, self._group, *trimmed)
+            entries = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
+            attempts = await self._attempts([entry_id for entry_id, _ in entries])
+            messages = []
+            for entry_id, fields in entries:
+                attempt = attempts.get(_text(entry_id), 1)
+                if attempt > self._max_attempts:
+                    await self._dead_letter(entry_id, fields, attempt)
+                else:
+                    messages.append(self._message(entry_id, fields, attempt))
+            if messages:
+                return messages
+
+    async def _attempts(self, entry_ids: list[Any]) -> dict[str, int]:
+        """The delivery count Redis keeps of each of the messages just claimed (this consumer's now): one XPENDING of
+        their range, then one per message the range's page left out (this consumer holds others in the range)."""
+        if not entry_ids:
+            return {}
+        pending = await self._redis.xpending_range(
+            self._stream, self._group, entry_ids[0], entry_ids[-1], len(entry_ids), consumername=self._consumer
+        )
+        counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        for entry_id in entry_ids:
+            if _text(entry_id) not in counts:
+                one = await self._redis.xpending_range(self._stream, self._group, entry_id, entry_id, 1)
+                counts[_text(entry_id)] = int(one[0]["times_delivered"]) if one else 1
+        return counts
 
     async def _dead_letter(self, entry_id: Any, fields: dict[bytes, bytes], attempt: int) -> None:
         reason = f"not acknowledged after {attempt - 1} deliveries (max_attempts {self._max_attempts})"
@@ -162,8 +197,14 @@ class _RedisSubscription:
         return Message(_text(entry_id), self._topic, None if key is None else key.decode(), fields[b"p"], attempt)
 
     async def ack(self, message: Message) -> None:
+        await self.ack_many([message])
+
+    async def ack_many(self, messages: Sequence[Message]) -> None:
+        """Acknowledge every one of ``messages`` with one XACK."""
+        if not messages:
+            return
         try:
-            await self._redis.xack(self._stream, self._group, message.id)
+            await self._redis.xack(self._stream, self._group, *(m.id for m in messages))
         except UNREACHABLE as exc:
             raise BusUnavailable(f"redis is unreachable: {exc}") from exc
 
