@@ -188,6 +188,7 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         # sessions being played here: their (immutable) rows, and the expiry last written for them
         self._rows: dict[str, Row] = {}
         self._held: dict[str, int] = {}
+        self._signed: dict[str, tuple[int, str]] = {}  # session id -> (expiry, its URL token): one per lease
         self._completed: set[str] = set()  # sessions known to have counted their completion
 
     # --- helpers --------------------------------------------------------------------------------------------
@@ -239,14 +240,24 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
 
     def _url_token(self, session: Row, expire_micros: int) -> str:
         """The session's signed URL token, valid until its lease expires, for clients in the title's licensed
-        regions (when it has any: the edges check the client's address against them)."""
-        acl = urltokens.session_acl(session["session_id"], session["media_id"])
+        regions (when it has any: the edges check the client's address against them). Signed once per lease:
+        every position report until the lease is extended answers the same token."""
+        session_id = session["session_id"]
+        signed = self._signed.get(session_id)
+        if signed is not None and signed[0] == expire_micros:
+            return signed[1]
+        acl = urltokens.session_acl(session_id, session["media_id"])
         regions = session.get("regions") or None
-        return self._keys.sign(acl, seconds_up(expire_micros), session["session_id"], regions)
+        token = self._keys.sign(acl, seconds_up(expire_micros), session_id, regions)
+        if len(self._signed) >= MAX_CACHED_SESSIONS:
+            self._signed.clear()
+        self._signed[session_id] = (expire_micros, token)
+        return token
 
     def _forget(self, session_id: str) -> None:
         self._rows.pop(session_id, None)
         self._held.pop(session_id, None)
+        self._signed.pop(session_id, None)
         self._completed.discard(session_id)
 
     async def _close(self, session_id: str) -> Row | None:
