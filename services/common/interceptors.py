@@ -272,7 +272,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:  # no such method: grpc answers UNIMPLEMENTED
             return None  # type: ignore[return-value]
         name = handler_call_details.method
-        method = self._methods.get(name) or self._method(name)
+        method = self._method(name)
         md = _metadata(handler_call_details)
         changes: dict[str, Any] = {}
         if handler.request_deserializer is not None:

@@ -1,10 +1,13 @@
-"""Background asyncio tasks of a service (bus consumers, loops): stopping them together."""
+"""Asyncio tasks of a service: background ones (bus consumers, loops) stopped together, and bounded fan-outs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar, cast
+
+T = TypeVar("T")
 
 # A task still running this long after its cancel is cancelled again: a cancel that lands while redis-py connects
 # can come out of its connect timeout as a ConnectionError or TimeoutError (asyncio.timeout uncancels the task),
@@ -24,3 +27,19 @@ async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def gather_bounded(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Runs ``calls`` concurrently, at most ``limit`` at a time, each to its end; then raises the first error if
+    one failed (no call is left running behind it), else returns their results in order."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with slots:
+            return await call()
+
+    results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)

@@ -42,10 +42,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -56,6 +56,7 @@ from services.common.ids import now_micros
 from services.common.names import NamePattern
 from services.common.redisclient import UNREACHABLE
 from services.common.store.port import Page, PagingState, Row, Store, StoreUnavailable
+from services.common.tasks import gather_bounded
 from services.common.topics import PLAYBACK_UPDATE
 from services.playback.positions import Positions, Report, Update, update_event
 from services.playback.schema import SESSIONS
@@ -134,83 +135,49 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-T = TypeVar("T")
-
-
-async def _bounded(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    """Run ``calls`` concurrently, at most ``WRITE_CONCURRENCY`` at a time, each to its end; then raise the first
-    error if one failed (no call is left running behind it), else their results in order."""
-    limit = asyncio.Semaphore(WRITE_CONCURRENCY)
-
-    async def one(call: Callable[[], Awaitable[T]]) -> T:
-        async with limit:
-            return await call()
-
-    results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return cast(list[T], results)
-
-
 @dataclass(frozen=True)
 class _Event:
-    """A ``playback.update`` event read from the stream, with its stream id."""
+    """A ``playback.update`` event read from the stream: its stream id and the report it carries (whose session
+    start, ``started``, the writer looks up)."""
 
     message_id: str
-    account_id: str
-    profile_id: str
-    title_id: str
-    session_id: str
-    position_ms: int
-    runtime_ms: int
-    event_time: int
+    report: Report
 
     @classmethod
     def of(cls, event: playback_pb2.PlaybackUpdateEvent, message_id: str) -> _Event:
         """InvalidArgument when a name is malformed."""
         ids = PROFILE.parse(event.profile, "profile")
-        return cls(
-            message_id=message_id,
+        report = Report(
             account_id=ids["account"],
             profile_id=ids["profile"],
             title_id=TITLE.parse(event.title, "title")["title"],
             session_id=SESSION.parse(event.session, "session")["session"],
+            started=0,
             position_ms=event.position.ToMilliseconds(),
             runtime_ms=event.runtime.ToMilliseconds(),
             event_time=event.event_time.ToMicroseconds(),
         )
+        return cls(message_id, report)
 
     @property
     def session_key(self) -> tuple[str, str, str, str]:
         """What a batch is coalesced by: one write per session of a title (its history entry, and the position)."""
-        return self.account_id, self.profile_id, self.title_id, self.session_id
+        r = self.report
+        return r.account_id, r.profile_id, r.title_id, r.session_id
 
     @property
     def order(self) -> tuple[int, int, int]:
         """Newer is greater: the event time, then the stream id (an id that is not a stream id comes first)."""
         millis, _, seq = self.message_id.partition("-")
         if millis.isdigit() and seq.isdigit():
-            return self.event_time, int(millis), int(seq)
-        return self.event_time, -1, -1
+            return self.report.event_time, int(millis), int(seq)
+        return self.report.event_time, -1, -1
 
     @property
     def watch_time(self) -> int:
         """When Redis appended the event (its stream id's milliseconds), in microseconds."""
         millis = self.message_id.split("-", 1)[0]
-        return int(millis) * 1000 if millis.isdigit() else self.event_time
-
-    def report(self, started: int) -> Report:
-        return Report(
-            account_id=self.account_id,
-            profile_id=self.profile_id,
-            title_id=self.title_id,
-            session_id=self.session_id,
-            started=started,
-            position_ms=self.position_ms,
-            runtime_ms=self.runtime_ms,
-            event_time=self.event_time,
-        )
+        return int(millis) * 1000 if millis.isdigit() else self.report.event_time
 
 
 class RedisPositions:
@@ -350,21 +317,26 @@ class RedisPositions:
             if kept is None or decoded.order > kept.order:
                 newest[decoded.session_key] = decoded
         live = await self._not_deleted(list(newest.values()))
-        sessions = list(dict.fromkeys(e.session_id for e in live))
-        starts = dict(zip(sessions, await _bounded([partial(self._started, s) for s in sessions]), strict=True))
+        sessions = list(dict.fromkeys(e.report.session_id for e in live))
+        found = await gather_bounded([partial(self._started, s) for s in sessions], WRITE_CONCURRENCY)
+        starts = dict(zip(sessions, found, strict=True))
         reports = []
         for e in live:
-            started = starts[e.session_id]
+            session_id = e.report.session_id
+            started = starts[session_id]
             if started is None:
-                log.warning("playback.update %s: session %s is not in the store; skipped", e.message_id, e.session_id)
+                log.warning("playback.update %s: session %s is not in the store; skipped", e.message_id, session_id)
             else:
-                reports.append((e.report(started), e.watch_time))
-        await _bounded([partial(self._positions.write, report, watch_time) for report, watch_time in reports])
+                reports.append((replace(e.report, started=started), e.watch_time))
+        await gather_bounded(
+            [partial(self._positions.write, report, watch_time) for report, watch_time in reports], WRITE_CONCURRENCY
+        )
         return len(reports)
 
     async def _not_deleted(self, events: list[_Event]) -> list[_Event]:
         """The events not at or before a tombstone of their position: one HMGET per position, in one round trip."""
-        keys = list(dict.fromkeys(self.key(e.account_id, e.profile_id, e.title_id) for e in events))
+        keyed = [(self.key(e.report.account_id, e.report.profile_id, e.report.title_id), e) for e in events]
+        keys = list(dict.fromkeys(key for key, _ in keyed))
         if not keys:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -376,12 +348,7 @@ class RedisPositions:
             for key, (event_time, deleted) in zip(keys, replies, strict=True)
             if deleted is not None and _text(deleted) == "1"
         }
-        live = []
-        for e in events:
-            tombstone = deleted_at.get(self.key(e.account_id, e.profile_id, e.title_id))
-            if tombstone is None or tombstone < e.event_time:
-                live.append(e)
-        return live
+        return [e for key, e in keyed if deleted_at.get(key, -1) < e.report.event_time]
 
     async def write_behind(self, consumer: str, *, visibility_timeout: float = WRITE_VISIBILITY) -> None:
         """The ``positions-writer`` consumer: persists every event of the stream to the store until cancelled, in

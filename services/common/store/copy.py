@@ -10,18 +10,19 @@ of its rows (the sum of a SHA-256 per canonical row), so a missing or altered ro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from services.common.store.port import MAX_BATCH_ROWS, Row, Scannable, ScannedRow, Store
 from services.common.store.schema import Schema, Table
+from services.common.tasks import gather_bounded
 
 PAGE_ROWS = 1000
 _PARALLEL = 32
@@ -104,13 +105,10 @@ async def _write(target: Store, table: Table, rows: Sequence[ScannedRow]) -> Non
     plain = [r.row for r in rows if r.ttl is None and r.writetime is None]
     for start in range(0, len(plain), MAX_BATCH_ROWS):
         await target.insert_many(table, plain[start : start + MAX_BATCH_ROWS])
-    limit = asyncio.Semaphore(_PARALLEL)
-
-    async def one(r: ScannedRow) -> None:
-        async with limit:
-            await target.insert(table, r.row, ttl=r.ttl, timestamp=r.writetime)
-
-    await asyncio.gather(*(one(r) for r in rows if r.ttl is not None or r.writetime is not None))
+    kept = [r for r in rows if r.ttl is not None or r.writetime is not None]
+    await gather_bounded(
+        [partial(target.insert, table, r.row, ttl=r.ttl, timestamp=r.writetime) for r in kept], _PARALLEL
+    )
 
 
 async def copy_schemas(

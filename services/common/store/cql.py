@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from cassandra import (
@@ -82,6 +83,7 @@ from services.common.store.port import (
     check_value,
 )
 from services.common.store.schema import Column, Migration, Order, Schema, SchemaError, Table
+from services.common.tasks import gather_bounded
 
 log = logging.getLogger("marquee.store.cql")
 # The driver logs every failed (re)connection attempt with a traceback at WARNING and ERROR; what matters reaches
@@ -635,13 +637,7 @@ class CqlStore:
                 for params in params_list[start : start + _BATCH_STATEMENTS]:
                     batch.add(stmt(params) if callable(stmt) else stmt, params)
                 batches.append(batch)
-        limit = asyncio.Semaphore(_PARALLEL)
-
-        async def run(batch: BatchStatement) -> None:
-            async with limit:
-                await self._execute(batch, what=what)
-
-        await asyncio.gather(*(run(b) for b in batches))
+        await gather_bounded([partial(self._execute, b, what=what) for b in batches], _PARALLEL)
 
     @staticmethod
     def _check_values(t: Table, values: Mapping[str, Any]) -> None:
@@ -679,14 +675,8 @@ class CqlStore:
             return
         names = list(values)
         stmt = await self._update_stmt(t, names)
-        limit = asyncio.Semaphore(_PARALLEL)
-
-        async def expiry(key: Mapping[str, Any]) -> int:
-            async with limit:
-                found = await self._read(t, key)
-            return self._remaining(found[1] if found else None)
-
-        ttls = await asyncio.gather(*(expiry(k) for k in keys))
+        found = await gather_bounded([partial(self._read, t, k) for k in keys], _PARALLEL)
+        ttls = [self._remaining(f[1] if f else None) for f in found]
         encoded = [_encode(t.column(n), values[n]) for n in names]
         bound = [
             (key, [ttl, *encoded, *(_encode(t.column(k), key[k]) for k in t.primary_key)])
