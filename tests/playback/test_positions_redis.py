@@ -342,6 +342,32 @@ async def test_a_batch_whose_write_failed_is_not_acknowledged_and_is_written_whe
     ]
 
 
+async def test_the_writers_lag_counts_the_events_it_has_not_read_or_not_acknowledged(
+    batched: tuple[RedisPositions, CountedPositions],
+) -> None:
+    positions, _ = batched
+    assert await positions.lag() == 0, "no stream yet"
+    ids = [await publish(positions, "t", "s1", event_time, 10) for event_time in (1_000, 2_000, 3_000, 4_000)]
+    assert await positions.lag() == 4, "no writer group yet: the whole stream"
+    subscription = await positions._bus.subscribe(
+        PLAYBACK_UPDATE, WRITER_GROUP, "w1", from_beginning=True, visibility_timeout=30
+    )
+    try:
+        batch = await subscription.next_batch(2)
+        assert [m.id for m in batch] == ids[:2]
+        assert await positions.lag() == 4, "two read and pending, two unread"
+        await subscription.ack_many(batch)
+        assert await positions.lag() == 2
+        # an unread entry deleted from the middle of the stream: Redis's lag is no longer exact, so the unread
+        # entries are counted
+        await positions._redis.xdel(positions._stream, ids[2])
+        assert await positions.lag() == 1
+        await subscription.ack_many(await subscription.next_batch(10))
+        assert await positions.lag() == 0
+    finally:
+        await subscription.close()
+
+
 async def test_redis_unreachable_is_unavailable(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "down.db")
     await store.migrate(SCHEMA)
