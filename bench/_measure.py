@@ -5,7 +5,11 @@ run on the same machine: a trivial grpc.aio service (one unary echo) in its own 
 Next to it, :func:`platform_floor` measures the same echo behind the platform's own server
 (services.common.server.build_server: its interceptor, with the access-token check and the deny list): the most
 calls per CPU-second any authenticated RPC of a Marquee service can reach on this machine, since every one pays
-that before its handler runs. It is context for the ratio, not a second target."""
+that before its handler runs. It is context for the ratio, not a second target.
+
+This machine is noisy: the reference's own rate moves by a factor of two between runs. So the benchmarks measure in
+rounds (:class:`Rounds`): each round measures the reference and then every row, and a row's ratio is the median,
+over the rounds, of its calls per CPU-second over the same round's reference, printed with its spread."""
 
 from __future__ import annotations
 
@@ -91,6 +95,62 @@ async def closed_loop(
     cpu, server = cpu_seconds(pids) - cpu0, cpu_seconds(pids[:servers]) - server0
     qs = statistics.quantiles(latencies, n=100)
     return Result(label, len(latencies), elapsed, qs[49], qs[98], cpu, server)
+
+
+@dataclass
+class Row:
+    """One row over every round: the medians of its figures, and of its ratio to each round's reference."""
+
+    label: str
+    rate: float
+    p50: float
+    p99: float
+    per_cpu: float
+    ratio: float  # median over the rounds of per_cpu / that round's reference per_cpu
+    ratio_low: float
+    ratio_high: float
+    server_ratio: float  # the same for the server processes alone (without the databases)
+
+
+class Rounds:
+    """Results measured in rounds: each round starts with :meth:`start` and its reference, then :meth:`add` adds its
+    rows; :meth:`rows` gives each label's medians (the reference's first), in the order the labels were first added."""
+
+    def __init__(self) -> None:
+        self._references: list[Result] = []
+        self._results: dict[str, list[tuple[Result, Result]]] = {}
+
+    def start(self, reference: Result) -> None:
+        self._references.append(reference)
+        self.add(reference)
+
+    def add(self, result: Result) -> None:
+        if not self._references:
+            raise ValueError("a round starts with its reference")
+        self._results.setdefault(result.label, []).append((result, self._references[-1]))
+
+    def rows(self) -> list[Row]:
+        rows = []
+        for label, pairs in self._results.items():
+            ratios = [r.per_cpu / ref.per_cpu for r, ref in pairs]
+            rows.append(
+                Row(
+                    label,
+                    statistics.median(r.rate for r, _ in pairs),
+                    statistics.median(r.p50 for r, _ in pairs),
+                    statistics.median(r.p99 for r, _ in pairs),
+                    statistics.median(r.per_cpu for r, _ in pairs),
+                    statistics.median(ratios),
+                    min(ratios),
+                    max(ratios),
+                    statistics.median(r.per_server_cpu / ref.per_cpu for r, ref in pairs),
+                )
+            )
+        return rows
+
+    @property
+    def count(self) -> int:
+        return len(self._references)
 
 
 TRIVIAL = "bench.Trivial"

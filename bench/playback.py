@@ -4,6 +4,7 @@ same run on the same core (a trivial grpc.aio service, bench/_measure.py); and S
 The all-in-one platform runs catalog, steering, an edge and playback (``marquee up --only ...``) pinned to CPU 0;
 the load comes from this process on the other core. Every UpdatePosition is a real one: token check, session
 and stream-slot renewal, a compare-and-set on the position row committed to SQLite (synchronous=FULL), an event.
+The reference, the platform's floor and UpdatePosition are measured in ``--rounds`` rounds; ratios are the median.
 Run: ./dev bench playback
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
-from _measure import closed_loop, platform_floor, reference  # bench/ is on sys.path when a script here runs
+from _measure import Rounds, closed_loop, platform_floor, reference  # bench/ is on sys.path when a script here runs
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from marquee.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, playback_pb2, playback_pb2_grpc
@@ -76,7 +77,9 @@ def ts(micros: int) -> timestamp_pb2.Timestamp:
     return t
 
 
-async def run(endpoints: dict[str, Any], data: Path, pid: int, *, clients: int, seconds: float, starts: int) -> None:
+async def run(
+    endpoints: dict[str, Any], data: Path, pid: int, *, clients: int, seconds: float, starts: int, rounds_: int
+) -> None:
     from services.common.auth import AccessTokens
     from services.common.config import load_config
     from services.platform.admin import admin_metadata
@@ -116,17 +119,22 @@ async def run(endpoints: dict[str, Any], data: Path, pid: int, *, clients: int, 
             )
             return await stub.UpdatePosition(request, metadata=md)
 
-        ours = await closed_loop("UpdatePosition", update, clients, seconds, [pid])
-    base = await reference(clients, seconds)
-    floor = await platform_floor(clients, seconds)
-    for r in (ours, base, floor):
+        rounds = Rounds()
+        for _ in range(rounds_):
+            rounds.start(await reference(clients, seconds))
+            rounds.add(await platform_floor(clients, seconds))
+            rounds.add(await closed_loop("UpdatePosition", update, clients, seconds, [pid]))
+    print(
+        f"server on one core, {clients} clients; medians of {rounds.count} rounds, each ratio to its round's reference"
+    )
+    for r in rounds.rows():
         print(
-            f"{r.label}, server on one core, {clients} clients: {r.rate:,.0f} calls/s, "
-            f"{r.per_cpu:,.0f} per server CPU-second, p50 {r.p50 * 1e3:.2f} ms, p99 {r.p99 * 1e3:.2f} ms"
+            f"{r.label}: {r.rate:,.0f} calls/s, {r.per_cpu:,.0f} per server CPU-second, p50 {r.p50 * 1e3:.2f} ms,"
+            f" p99 {r.p99 * 1e3:.2f} ms: {r.ratio:.2f}x the reference [{r.ratio_low:.2f}-{r.ratio_high:.2f}]"
         )
-    print(f"UpdatePosition: {ours.per_cpu / base.per_cpu:.2f}x the trivial grpc.aio service's calls per CPU-second")
-    floor_ratio = floor.per_cpu / base.per_cpu
-    print(f"(the echo behind the platform's server, its interceptor and token check: {floor_ratio:.2f}x)")
+    print(
+        "(the echo behind the platform's server, its interceptor and token check, is the most UpdatePosition can reach)"
+    )
     sq = statistics.quantiles(start_latency, n=100)
     print(f"StartPlayback ({starts} sessions, one at a time): p50 {sq[49] * 1e3:.2f} ms, p99 {sq[98] * 1e3:.2f} ms")
 
@@ -136,6 +144,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--starts", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each with its own reference (medians shown)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="marquee-bench-playback-"))
     data = tmp / "data"
@@ -143,7 +152,17 @@ def main() -> int:
         prepare(data)
         proc, endpoints = start_platform(data)
         try:
-            asyncio.run(run(endpoints, data, proc.pid, clients=args.clients, seconds=args.seconds, starts=args.starts))
+            asyncio.run(
+                run(
+                    endpoints,
+                    data,
+                    proc.pid,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                    starts=args.starts,
+                    rounds_=args.rounds,
+                )
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

@@ -16,6 +16,8 @@ each store: an UpdatePosition is the token check, the session lookup and one Lua
 ``playback.update`` event); every replica also runs a positions-writer persisting the events to the store, in the
 same process, so its CPU is counted. The replicas and redis-server all share core 0 (this machine has two cores):
 the rows show the cost per core, not scaling, which needs cores of their own.
+Every row is measured in ``--rounds`` rounds, each with its own reference; the table shows medians, and each ratio
+is the median of the rounds' ratios with their range (bench/_measure.py: this machine is noisy).
 Run: ./dev bench positions_store (``--stores sqlite`` without the Cassandra node)
 """
 
@@ -33,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
-from _measure import Result, closed_loop, pin, platform_floor, reference  # bench/ is on sys.path
+from _measure import Result, Rounds, closed_loop, pin, platform_floor, reference  # bench/ is on sys.path
 from _service_process import open_store, service_process
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -201,12 +203,14 @@ def main() -> int:
         default="1,2,4",
         help="playback replicas (processes) on Redis write-behind + each store, comma-separated ('' for none)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each with its own reference (medians shown)")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec", help="the Redis AOF's")
     args = parser.parse_args()
     from services.common.store.cassandra_node import CassandraNode
     from services.platform.localredis import RedisServer
 
     stores = [s for s in args.stores.split(",") if s]
+    rounds = Rounds()
     replica_counts = [int(n) for n in args.redis_replicas.split(",") if n]
     os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory(prefix="marquee-bench-positions-") as tmp_dir:
@@ -221,41 +225,49 @@ def main() -> int:
             assert redis.pid is not None
             pin(redis.pid, 0)  # on the server core, counted with the servers
         try:
-            ref = asyncio.run(reference(args.clients, args.seconds))
-            results = [ref, asyncio.run(platform_floor(args.clients, args.seconds))]
-            for kind in stores:
-                if kind == "cql":
-                    assert node.process is not None
-                    spec, label, extra = f"cql:{node.contact_point}/bench_", "CQL", [node.process.pid]
-                else:
-                    spec, label, extra = f"sqlite:{tmp / 'bench.db'}", "SQLite", []
-                results += asyncio.run(measure_store(label, spec, extra, args.clients, args.seconds, args.history, tmp))
-                for n in replica_counts:
-                    assert redis.pid is not None
-                    results += asyncio.run(
-                        measure_store(
-                            f"Redis+{label} x{n}",
-                            spec,
-                            [*extra, redis.pid],
-                            args.clients,
-                            args.seconds,
-                            args.history,
-                            tmp,
-                            redis_url=redis.url,
-                            replicas=n,
-                        )
+            for _ in range(args.rounds):
+                rounds.start(asyncio.run(reference(args.clients, args.seconds)))
+                rounds.add(asyncio.run(platform_floor(args.clients, args.seconds)))
+                for kind in stores:
+                    if kind == "cql":
+                        assert node.process is not None
+                        spec, label, extra = f"cql:{node.contact_point}/bench_", "CQL", [node.process.pid]
+                    else:
+                        spec, label, extra = f"sqlite:{tmp / 'bench.db'}", "SQLite", []
+                    measured = asyncio.run(
+                        measure_store(label, spec, extra, args.clients, args.seconds, args.history, tmp)
                     )
+                    for n in replica_counts:
+                        assert redis.pid is not None
+                        measured += asyncio.run(
+                            measure_store(
+                                f"Redis+{label} x{n}",
+                                spec,
+                                [*extra, redis.pid],
+                                args.clients,
+                                args.seconds,
+                                args.history,
+                                tmp,
+                                redis_url=redis.url,
+                                replicas=n,
+                            )
+                        )
+                    for result in measured:
+                        rounds.add(result)
         finally:
             redis.stop()
             if "cql" in stores:
                 node.stop()
-    print(f"\n{args.clients} closed-loop clients on core 1, each server process pinned to core 0, {args.seconds:.0f} s")
-    header = ("calls/s", "p50 ms", "p99 ms", "calls/CPU-s", "vs ref", "server only", "vs ref")
+    print(
+        f"\n{args.clients} closed-loop clients on core 1, each server process pinned to core 0, {args.seconds:.0f} s"
+        f" a row; medians of {rounds.count} rounds, each ratio to its own round's reference (its range in brackets)"
+    )
+    header = ("calls/s", "p50 ms", "p99 ms", "calls/CPU-s", "vs ref", "range", "server only")
     print(f"{'':<40}" + "".join(f"{h:>12}" for h in header))
-    for r in results:
+    for r in rounds.rows():
         print(
             f"{r.label:<40}{r.rate:>12,.0f}{r.p50 * 1e3:>12.2f}{r.p99 * 1e3:>12.2f}{r.per_cpu:>12,.0f}"
-            f"{r.per_cpu / ref.per_cpu:>11.2f}x{r.per_server_cpu:>12,.0f}{r.per_server_cpu / ref.per_cpu:>11.2f}x"
+            f"{r.ratio:>11.2f}x{f'[{r.ratio_low:.2f}-{r.ratio_high:.2f}]':>12}{r.server_ratio:>11.2f}x"
         )
     print("calls/CPU-s: per CPU-second of the server processes plus, on CQL, the Cassandra node and, on Redis, the")
     print("redis-server; 'server only' leaves the databases out (on a cluster they have cores of their own). The")

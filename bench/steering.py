@@ -10,6 +10,7 @@ a local redis-server (``[state] kind = "redis"``, issue 17), the clients spread 
 session stays on one). The replicas and redis-server share core 0 (this machine has two cores), so the two-replica
 row shows the cost per core of sharing state, not scaling; "per core" divides by the CPU the servers and
 redis-server spent.
+Every row is measured in ``--rounds`` rounds, each with its own reference; ratios are the rounds' median.
 Run: ./dev bench steering
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
-from _measure import Result, closed_loop, pin, platform_floor, reference  # bench/ is on sys.path
+from _measure import Result, Rounds, closed_loop, pin, platform_floor, reference  # bench/ is on sys.path
 
 from marquee.v1 import steering_pb2 as pb
 from marquee.v1 import steering_pb2_grpc
@@ -167,12 +168,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, nargs="*", default=[16, 64])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each with its own reference (medians shown)")
     args = parser.parse_args()
     from services.platform.localredis import RedisServer
 
     os.sched_setaffinity(0, {1})
     print(f"GetSteering over gRPC: {ZONES * EDGES_PER_ZONE} edges in {ZONES} zones + 2 shields; servers on core 0")
-    print(f"{'server':<42} {'clients':>7} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'calls/CPU-s':>11} {'vs ref':>7}")
+    print(f"medians of {args.rounds} rounds, each ratio to its own round's reference (its range in brackets)")
+    header = f"{'server':<42} {'clients':>7} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'calls/CPU-s':>11}"
+    print(f"{header} {'vs ref':>7} {'range':>11}")
     with tempfile.TemporaryDirectory(prefix="marquee-bench-steering-") as data_dir:
         redis = RedisServer(Path(data_dir) / "redis")
         redis.start()
@@ -180,26 +184,28 @@ def main() -> int:
             assert redis.pid is not None
             pin(redis.pid, 0)
             for clients in args.clients:
-                ref = asyncio.run(reference(clients, args.seconds))
-                rows = [ref, asyncio.run(platform_floor(clients, args.seconds))]
-                for label, url, n in (
-                    ("1 replica, state in memory", "", 1),
-                    ("1 replica, state on Redis", redis.url, 1),
-                    ("2 replicas, state on Redis", redis.url, 2),
-                ):
-                    asyncio.run(_flush(redis.url))
-                    procs, addresses = start_replicas(data_dir, url, n)
-                    pids = [p.pid for p in procs] + ([redis.pid] if url else [])
-                    try:
-                        rows.append(asyncio.run(measure(data_dir, label, addresses, pids, n, clients, args.seconds)))
-                    finally:
-                        for p in procs:
-                            p.terminate()
-                            p.join(10)
-                for r in rows:
+                rounds = Rounds()
+                for _ in range(args.rounds):
+                    rounds.start(asyncio.run(reference(clients, args.seconds)))
+                    rounds.add(asyncio.run(platform_floor(clients, args.seconds)))
+                    for label, url, n in (
+                        ("1 replica, state in memory", "", 1),
+                        ("1 replica, state on Redis", redis.url, 1),
+                        ("2 replicas, state on Redis", redis.url, 2),
+                    ):
+                        asyncio.run(_flush(redis.url))
+                        procs, addresses = start_replicas(data_dir, url, n)
+                        pids = [p.pid for p in procs] + ([redis.pid] if url else [])
+                        try:
+                            rounds.add(asyncio.run(measure(data_dir, label, addresses, pids, n, clients, args.seconds)))
+                        finally:
+                            for p in procs:
+                                p.terminate()
+                                p.join(10)
+                for r in rounds.rows():
                     print(
                         f"{r.label:<42} {clients:>7} {r.rate:>8.0f} {r.p50 * 1e3:>7.2f} {r.p99 * 1e3:>7.2f}"
-                        f" {r.per_cpu:>11.0f} {r.per_cpu / ref.per_cpu:>6.2f}x"
+                        f" {r.per_cpu:>11.0f} {r.ratio:>6.2f}x {f'[{r.ratio_low:.2f}-{r.ratio_high:.2f}]':>11}"
                     )
         finally:
             redis.stop()
