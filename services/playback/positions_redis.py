@@ -104,6 +104,15 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', 'p', ARGV[7], 'k', ARGV
 return {1}
 """
 
+# KEYS[1]: the position hash; ARGV[1]: idle (ms). The hash's fields in _FIELDS order (all nil when it is missing),
+# its idle expiry slid forward: a read in one call, not a pipeline of two.
+_GET = """
+local values = redis.call('HMGET', KEYS[1], 'event_time', 'position_ms', 'runtime_ms', 'finished', 'watch_time',
+  'deleted')
+if values[1] then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return values
+"""
+
 # KEYS[1]: the position hash; ARGV: 1 event_time, 2 position_ms, 3 runtime_ms, 4 finished, 5 watch_time, 6 idle.
 # Seeds a missing hash from the store's row (a read's fill); an existing hash is newer or equal and is kept.
 _FILL = """
@@ -193,6 +202,7 @@ class RedisPositions:
         self._stream = bus.stream(PLAYBACK_UPDATE)
         self._prefix = prefix
         self._idle_ms = max(1, int(idle_ttl * 1000))
+        self._get = self._redis.register_script(_GET)
         self._update = self._redis.register_script(_UPDATE)
         self._fill = self._redis.register_script(_FILL)
         self._delete = self._redis.register_script(_DELETE)
@@ -223,10 +233,7 @@ class RedisPositions:
     async def get(self, account_id: str, profile_id: str, title_id: str) -> Row | None:
         key = self.key(account_id, profile_id, title_id)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(key, *_FIELDS)
-                pipe.pexpire(key, self._idle_ms)
-                values, _ = await pipe.execute()
+            values = await self._get(keys=[key], args=[self._idle_ms])
             if values[0] is not None:
                 row, deleted = self._row(account_id, profile_id, title_id, values)
                 return None if deleted else row

@@ -182,6 +182,17 @@ async def test_a_position_gone_from_redis_is_seeded_from_the_store(hot: RedisPos
     assert (await hot.update(_report(3_000, 30))).applied
 
 
+async def test_a_read_slides_the_positions_idle_expiry_and_a_missing_one_stays_missing(hot: RedisPositions) -> None:
+    key = hot.key("a", "p", "t")
+    assert await hot.get("a", "p", "t") is None
+    assert not await hot._redis.exists(key), "a read of nothing leaves nothing behind"
+    assert (await hot.update(_report(2_000, 20))).applied
+    await hot._redis.pexpire(key, 1_000)  # nearly idled out
+    got = await hot.get("a", "p", "t")
+    assert got is not None and (got["event_time"], got["position_ms"]) == (2_000, 20)
+    assert await hot._redis.pttl(key) > 500_000, "the read moved the expiry to the idle TTL (600 s) again"
+
+
 async def test_the_writer_is_idempotent_and_order_free(hot: RedisPositions) -> None:
     """Events persisted twice and newest first leave the store on the newest one."""
     events = [
