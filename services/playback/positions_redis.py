@@ -106,9 +106,8 @@ return {1}
 
 # KEYS[1]: the position hash; ARGV[1]: idle (ms). The hash's fields in _FIELDS order (all nil when it is missing),
 # its idle expiry slid forward: a read in one call, not a pipeline of two.
-_GET = """
-local values = redis.call('HMGET', KEYS[1], 'event_time', 'position_ms', 'runtime_ms', 'finished', 'watch_time',
-  'deleted')
+_GET = f"""
+local values = redis.call('HMGET', KEYS[1], {", ".join(f"'{field}'" for field in _FIELDS)})
 if values[1] then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return values
 """
