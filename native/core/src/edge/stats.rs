@@ -3,10 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the time-to-first-byte histogram buckets; a last bucket takes the rest.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+use crate::latency::Latency;
+pub use crate::latency::LATENCY_BUCKETS;
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -36,28 +34,17 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Requests refused because their playback session was revoked.
     pub revoked_refusals: AtomicU64,
-    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_ns: AtomicU64,
+    latency: Latency,
 }
 
 impl Stats {
     pub fn observe_latency(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency[i].fetch_add(1, Relaxed);
-        self.latency_sum_ns
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.latency.observe(d);
     }
 
     /// Non-cumulative bucket counts (the last is +Inf) and the sum in seconds.
     pub fn latency(&self) -> (Vec<u64>, f64) {
-        (
-            self.latency.iter().map(|c| c.load(Relaxed)).collect(),
-            self.latency_sum_ns.load(Relaxed) as f64 / 1e9,
-        )
+        self.latency.snapshot()
     }
 
     pub fn count_status(&self, status: u16) {
