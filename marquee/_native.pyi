@@ -11,6 +11,7 @@ __all__ = [
     "CencEncryptor",
     "CencTrack",
     "EdgeServer",
+    "IngestFront",
     "InvalidArgumentError",
     "MalformedMediaError",
     "NotFoundError",
@@ -200,6 +201,44 @@ class EdgeServer:
     def set_rate_limit(self, bytes_per_sec: int) -> None: ...
     def revoke_sessions(self, sessions: Sequence[tuple[str, int]]) -> int: ...
     def stop(self) -> None: ...
+
+# --- ingest ---
+
+@final
+class IngestFront:
+    def __new__(cls, config_json: str) -> IngestFront: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def serve(self) -> None: ...
+    def admit_token(
+        self,
+        token: str,
+        account_id: str,
+        profile_id: str,
+        session_id: str | None,
+        issued_at: float,
+        valid_until: float,
+    ) -> None: ...
+    def admit_session(
+        self,
+        session_id: str,
+        account_id: str,
+        profile_id: str,
+        title_id: str,
+        runtime_ms: int,
+        region: str,
+        expire_micros: int,
+        renew_micros: int,
+        url_token: str,
+    ) -> None: ...
+    def forget_session(self, session_id: str) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+    def latency(self) -> tuple[list[float], list[int], float]: ...
+    def stop(self, grace: float) -> None: ...
 
 def replay_policy(
     policy: str, capacity: int, ids: Sequence[int], sizes: Sequence[int]

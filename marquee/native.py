@@ -53,6 +53,14 @@ of ended playback sessions are refused with 410 until they expire), ``stop()``. 
 failures.
 ``replay_policy(policy, capacity, ids, sizes)`` replays a request trace through an eviction policy.
 
+Ingest front
+------------
+``IngestFront(config_json)`` binds playback's public gRPC address and connects to Redis (``OSError`` when either
+fails; ``InvalidArgumentError`` for a bad configuration); ``serve()`` starts answering UpdatePosition calls the
+servicer admitted (``admit_token``, ``admit_session``, ``forget_session``) on a tokio runtime of its own and
+forwarding every other call to the grpc.aio server (``services.playback.ingest`` writes the JSON and explains
+what is answered). ``stats()``, ``latency()``, ``stop(grace)``.
+
 Search
 ------
 ``TitleIndex()`` is the catalog's in-memory tantivy index: ``upsert(docs_json)`` (a JSON array of title
@@ -79,6 +87,7 @@ from marquee._native import (
     CencEncryptor,
     CencTrack,
     EdgeServer,
+    IngestFront,
     InvalidArgumentError,
     MalformedMediaError,
     NotFoundError,
@@ -105,6 +114,7 @@ __all__ = [
     "CencEncryptor",
     "CencTrack",
     "EdgeServer",
+    "IngestFront",
     "InvalidArgumentError",
     "MalformedMediaError",
     "NotFoundError",

@@ -5,6 +5,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod ingest;
 pub mod latency;
 pub mod manifest;
 pub mod protect;

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod edge;
 mod errors;
+mod ingest;
 mod manifest;
 mod protect;
 mod search;
@@ -20,6 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     manifest::register(m)?;
     protect::register(m)?;
     edge::register(m)?;
+    ingest::register(m)?;
     search::register(m)?;
     similarity::register(m)?;
     Ok(())

@@ -27,7 +27,7 @@ pub enum Upstream {
         root: PathBuf,
     },
     Http {
-        client: Client<HttpConnector, Empty<Bytes>>,
+        client: Box<Client<HttpConnector, Empty<Bytes>>>, // boxed: the other variant is a path
         base_url: String,
         timeout: Duration,
         retries: u32,
@@ -48,9 +48,11 @@ impl Upstream {
                 connector
                     .set_connect_timeout(Some(Duration::from_millis(config.upstream_timeout_ms)));
                 Self::Http {
-                    client: Client::builder(TokioExecutor::new())
-                        .pool_idle_timeout(Duration::from_secs(30))
-                        .build(connector),
+                    client: Box::new(
+                        Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(Duration::from_secs(30))
+                            .build(connector),
+                    ),
                     base_url: base_url.clone(),
                     timeout: Duration::from_millis(config.upstream_timeout_ms),
                     retries: config.upstream_retries,
