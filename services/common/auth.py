@@ -118,6 +118,12 @@ class AccessTokens:
             self._verified.popitem(last=False)
         return principal
 
+    def valid_until(self, token: str) -> float | None:
+        """Until when (unix seconds, with the leeway) a token this process verified stays valid; None when it has
+        not verified it (or forgot it)."""
+        cached = self._verified.get(token)
+        return None if cached is None else cached[1] + self._config.leeway
+
     def _verify(self, token: str) -> tuple[Principal, int]:
         if not token or len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("access token is missing or too long", reason="INVALID_TOKEN")

@@ -63,6 +63,10 @@ class RedisDenyList:
         self._deny_session = client.register_script(_DENY_SESSION)
         self._deny_account = client.register_script(_DENY_ACCOUNT)
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def _session_key(self, session_id: str) -> str:
         return f"{self._prefix}s:{session_id}"
 

@@ -16,7 +16,14 @@ import redis.asyncio as aioredis
 
 from services.common.auth import AccessTokens
 from services.common.bus.port import EventBus
-from services.common.config import AuthConfig, ConfigError, ContentKeysConfig, GeoConfig, UrlSigningConfig
+from services.common.config import (
+    AuthConfig,
+    ConfigError,
+    ContentKeysConfig,
+    GeoConfig,
+    RedisConfig,
+    UrlSigningConfig,
+)
 from services.common.denylist import DenyList, InMemoryDenyList
 from services.common.geo import Geo
 from services.common.paging import PageTokens
@@ -47,6 +54,8 @@ class Dependencies:
     redis_prefix: str = "marquee:"  # [redis] key_prefix: where state a service keeps in Redis goes
     # with [state] kind = "redis": the client for state every replica shares (under redis_prefix)
     state_redis: aioredis.Redis | None = None
+    # the [redis] server itself, when one is configured: for clients that are not redis-py's (the native front)
+    redis_server: RedisConfig | None = None
 
     def address(self, service: str) -> str:
         """The gRPC address of ``service`` (host:port), which this process was told of."""

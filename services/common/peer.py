@@ -8,9 +8,28 @@ import grpc
 
 from services.common.geo import Geo
 
+# The secrets of this process's native fronts (services.playback.ingest): a call they forward carries the
+# client's address in PEER_HEADER beside one of them in SECRET_HEADER, and only then is the address believed.
+PEER_HEADER = "x-marquee-peer"
+SECRET_HEADER = "x-marquee-front"
+_fronts: set[str] = set()
+
+
+def trust_front(secret: str) -> None:
+    _fronts.add(secret)
+
+
+def distrust_front(secret: str) -> None:
+    _fronts.discard(secret)
+
 
 def transport_peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The IP of the connection's other end (the gateway, for a browser's call)."""
+    """The IP of the connection's other end (the gateway, for a browser's call), as the native front saw it
+    when it forwarded the call."""
+    if _fronts:
+        forwarded = dict(context.invocation_metadata() or ())
+        if forwarded.get(SECRET_HEADER) in _fronts and isinstance(address := forwarded.get(PEER_HEADER), str):
+            return address[:64]
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind == "ipv6" and rest.startswith("["):

@@ -174,5 +174,6 @@ def open_runtime(config: PlatformConfig, *, ephemeral_ports: bool = False) -> Ru
         addresses=addresses,
         redis_prefix=config.redis.key_prefix,
         state_redis=redis if config.state.kind == "redis" else None,
+        redis_server=config.redis if redis is not None else None,
     )
     return Runtime(config=config, deps=deps, ephemeral_ports=ephemeral_ports, addresses=addresses, redis=redis)

@@ -63,6 +63,12 @@ class PlaybackConfig(Section):
         description="where UpdatePosition writes: the store (each call commits there), or Redis with write-behind"
         ' to the store through playback.update (needs [bus] kind = "redis")',
     )
+    ingest: Literal["native", "grpc"] = Field(
+        "native",
+        description="who listens on the gRPC address when positions and the deny list are on Redis: the native"
+        " front, answering valid UpdatePosition calls itself and forwarding every other call to the grpc.aio"
+        " server on a private port (services/playback/ingest.py), or the grpc.aio server alone",
+    )
     positions_idle_ttl: float = Field(
         7 * 86400.0, gt=0, description="seconds a resume position stays in Redis after its last read or write"
     )

@@ -207,8 +207,28 @@ class RedisPositions:
         self._delete = self._redis.register_script(_DELETE)
         self._starts: OrderedDict[str, int] = OrderedDict()
 
+    @property
+    def key_prefix(self) -> str:
+        """What every position hash's key starts with: ``key_prefix + f"{account}:{profile}:{title}"``."""
+        return f"{self._prefix}pos:"
+
+    @property
+    def stream(self) -> str:
+        """The ``playback.update`` stream the update script appends to."""
+        return self._stream
+
+    @property
+    def stream_max_len(self) -> int:
+        return self._bus.max_len
+
+    @property
+    def idle_ms(self) -> int:
+        return self._idle_ms
+
+    update_script = _UPDATE  # for the native front, which runs the same script
+
     def key(self, account_id: str, profile_id: str, title_id: str) -> str:
-        return f"{self._prefix}pos:{account_id}:{profile_id}:{title_id}"
+        return f"{self.key_prefix}{account_id}:{profile_id}:{title_id}"
 
     def finished(self, position_ms: int, runtime_ms: int) -> bool:
         return self._positions.finished(position_ms, runtime_ms)

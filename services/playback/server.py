@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -37,6 +39,7 @@ from services.common.topics import ACCOUNTS_REVOKED
 from services.playback.config import PlaybackConfig
 from services.playback.downloads import SERVICE_NAME as DOWNLOAD_SERVICE_NAME
 from services.playback.downloads import DownloadServicer
+from services.playback.ingest import IngestFront, native_front_possible, open_front
 from services.playback.license import SERVICE_NAME as LICENSE_SERVICE_NAME
 from services.playback.license import ClearKeyEndpoint, Licenser, LicenseServicer
 from services.playback.manifests import bind_manifests
@@ -183,19 +186,32 @@ async def create_server(config: PlaybackConfig, deps: Dependencies) -> Service:
     if isinstance(positions, RedisPositions):
         writer = positions
         background.append(("positions-writer", lambda: writer.write_behind(f"playback-{new_id()}")))
+    native = config.ingest == "native" and native_front_possible(positions, deps)
+    # behind the native front, the grpc.aio server listens on a private loopback port
+    server_config = config.server.model_copy(update={"host": "127.0.0.1", "port": 0}) if native else config.server
+    front: IngestFront | None = None
     try:
         server, port = build_server(
-            config.server, [binding, license_binding, download_binding], tokens=deps.tokens, denylist=deps.denylist
+            server_config, [binding, license_binding, download_binding], tokens=deps.tokens, denylist=deps.denylist
         )
+        if native:
+            front = open_front(config, deps, positions, port)
     except Exception:
         await manifests.stop()
         await close_channels()
         raise
+    on_start: list[Callable[[], Awaitable[None]]] = []
+    cleanups: list[Callable[[], Any]] = [close_channels]
+    if front is not None:
+        servicer.use_fast_path(front)
+        on_start.append(front.serve)
+        cleanups.append(front.stop)  # cleanups run after the grpc.aio server stopped, newest first
     return Service(
         "playback",
         grpc=server,
-        grpc_port=port,
+        grpc_port=front.port if front is not None else port,
         sites=[("http", manifests)],
         background=background,
-        cleanups=[close_channels],
+        on_start=on_start,
+        cleanups=cleanups,
     )

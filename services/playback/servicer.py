@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -35,7 +35,7 @@ from marquee.v1 import (
 from services.common import urltokens
 from services.common.auth import current_principal
 from services.common.bus.port import EventBus
-from services.common.context import Principal
+from services.common.context import Principal, access_token_var
 from services.common.errors import (
     Aborted,
     FailedPrecondition,
@@ -153,6 +153,17 @@ def check_entitlement(title: catalog_pb2.Title, title_id: str, region: str, prin
         )
 
 
+class FastPath(Protocol):
+    """Where the servicer admits what it decided, for a native front to serve the same calls without it
+    (services.playback.ingest)."""
+
+    def admit(self, principal: Principal, token: str | None, session: Row, expire: int, renew: int, url: str) -> None:
+        """``token``'s next reports for ``session`` may be answered without the servicer until ``renew``."""
+
+    def forget(self, session_id: str) -> None:
+        """The session ended: no more reports for it without the servicer."""
+
+
 class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
     def __init__(
         self,
@@ -190,6 +201,11 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         self._held: dict[str, int] = {}
         self._signed: dict[str, tuple[int, str]] = {}  # session id -> (expiry, its URL token): one per lease
         self._completed: set[str] = set()  # sessions known to have counted their completion
+        self._fast: FastPath | None = None
+
+    def use_fast_path(self, fast: FastPath) -> None:
+        """Admit every position report this servicer answers to ``fast``."""
+        self._fast = fast
 
     # --- helpers --------------------------------------------------------------------------------------------
 
@@ -255,6 +271,8 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         return token
 
     def _forget(self, session_id: str) -> None:
+        if self._fast is not None:
+            self._fast.forget(session_id)
         self._rows.pop(session_id, None)
         self._held.pop(session_id, None)
         self._signed.pop(session_id, None)
@@ -544,12 +562,16 @@ class PlaybackServicer(playback_pb2_grpc.PlaybackServiceServicer):
         event_time = self._event_time(request)
         expire = await self._keep_alive(session)
         applied, row = await self._record(session, position, event_time)
+        url_token = self._url_token(session, expire)
+        if self._fast is not None:
+            renew = expire - self._timeout_micros // 2  # when _keep_alive extends the lease
+            self._fast.admit(principal, access_token_var.get(), session, expire, renew, url_token)
         return playback_pb2.UpdatePositionResponse(
             applied=applied,
             position=_ms(row["position_ms"]),
             finished=row["finished"],
             expire_time=timestamp_of(expire),
-            url_token=self._url_token(session, expire),
+            url_token=url_token,
         )
 
     async def _keep_alive(self, session: Row) -> int:
