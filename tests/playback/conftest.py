@@ -37,7 +37,8 @@ from services.catalog.server import create_server as create_catalog
 from services.common.auth import AccessTokens
 from services.common.bus.memory import InMemoryBus
 from services.common.bus.port import EventBus
-from services.common.config import ContentKeysConfig, GeoConfig, ServerConfig, load_config
+from services.common.config import ContentKeysConfig, GeoConfig, RedisConfig, ServerConfig, load_config
+from services.common.denylist import DenyList
 from services.common.deps import Dependencies
 from services.common.geo import Geo
 from services.common.paging import PageTokens
@@ -105,6 +106,7 @@ class Playback:
     encoder: str = ""  # the encoder's address, when the stack runs one (playback_stack(content_keys=...))
     download: Any = None  # DownloadServiceStub on playback's server
     accounts: Any = None  # AccountServiceStub, when the stack runs the accounts service (playback_stack(accounts=True))
+    service: Service | None = None  # the playback service
 
     def caller(
         self, account: str, profile: str, plan: str = "premium", maturity: int = common_pb2.MATURITY_RATING_ADULT
@@ -190,11 +192,15 @@ async def playback_stack(
     bus: EventBus | None = None,
     content_keys: ContentKeysConfig | None = None,
     accounts: bool = False,
+    denylist: DenyList | None = None,
+    redis_server: RedisConfig | None = None,
+    redis_prefix: str = "marquee:",
 ) -> AsyncIterator[Playback]:
     """Catalog, steering, playback and an edge on ``store``, with the encoded title playable; on ``bus`` when
     given (the caller closes it), else an in-process one of its own. With ``content_keys`` (master keys) the
     encoder runs too, holding them: the key service playback's licences read from. With ``accounts`` the accounts
-    service runs too (sign-up, devices: what downloads check)."""
+    service runs too (sign-up, devices: what downloads check). With ``denylist`` on Redis, ``redis_server`` and
+    positions on Redis, playback's native ingest front listens on its gRPC address."""
     geo_config = geo_config or GeoConfig()
     platform = local_config(load_config(data_dir=tmp_path / "data"))
     tokens = AccessTokens(platform.auth)
@@ -213,7 +219,11 @@ async def playback_stack(
         geo=Geo(geo_config),
         plans=PLANS,
         addresses=addresses,
+        redis_prefix=redis_prefix,
+        redis_server=redis_server,
     )
+    if denylist is not None:
+        deps = dataclasses.replace(deps, denylist=denylist)
     quick = ServerConfig(port=0, drain_delay=0, grace_period=1)
     catalog = await create_catalog(CatalogConfig(server=quick, demo=DemoCatalogConfig(enabled=False)), deps)
     steering = await create_steering(SteeringConfig(server=quick, http=HttpConfig(port=0)), deps)
@@ -269,6 +279,7 @@ async def playback_stack(
             license_pb2_grpc.LicenseServiceStub(pc),
             addresses.get("encoder", ""),
             download_pb2_grpc.DownloadServiceStub(pc),
+            service=playback,
         )
         if accounts:
             p.accounts = accounts_pb2_grpc.AccountServiceStub(accounts_channel)
