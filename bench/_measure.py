@@ -72,9 +72,11 @@ async def closed_loop(
     pids: list[int],
     *,
     servers: int = 1,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> Result:
     """``clients`` callers for ``seconds``; CPU of every process in ``pids``, of which the first ``servers`` are the
-    servers under test."""
+    servers under test. ``settle``, awaited after the load and before the CPU is read, waits for work the calls left
+    behind (a write-behind's backlog): its CPU is the calls' too."""
     latencies: list[float] = []
     for k in range(clients):  # warm up: connections, prepared statements, caches
         await call(k, 0)
@@ -92,6 +94,8 @@ async def closed_loop(
 
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - start
+    if settle is not None:
+        await settle()
     cpu, server = cpu_seconds(pids) - cpu0, cpu_seconds(pids[:servers]) - server0
     qs = statistics.quantiles(latencies, n=100)
     return Result(label, len(latencies), elapsed, qs[49], qs[98], cpu, server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import multiprocessing
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ def _serve(
         configure_logging("WARNING", "json")
         auth = AuthConfig(keys={"k1": SecretStr(key)}, signing_kid="k1")
         from services.common.bus.redis import RedisBus
+        from services.common.config import RedisConfig
+        from services.common.denylist_redis import RedisDenyList
 
         deps = Dependencies(
             open_store(store),
@@ -62,6 +65,9 @@ def _serve(
             PageTokens(b"k"),
             **kwargs,
         )
+        if isinstance(deps.bus, RedisBus):  # the distributed topology: the deny list on Redis too
+            denylist = RedisDenyList(deps.bus.redis, prefix="marquee:deny:")
+            deps = dataclasses.replace(deps, denylist=denylist, redis_server=RedisConfig(url=bus_url))
         service = await create_server(config, deps)
         await service.start()
         ports.put(service.grpc_port)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -96,6 +97,25 @@ async def seed(spec: str, history: int) -> None:
     await store.close()
 
 
+async def written_behind(redis_url: str) -> None:
+    """Until the positions-writer has persisted every ``playback.update`` event: an update's cost includes its
+    write to the store, so a row's CPU is read only once the writer caught up."""
+    import redis.asyncio as aioredis
+
+    from services.playback.positions_redis import WRITER_GROUP
+
+    stream = "marquee:bus:playback.update"
+    async with aioredis.Redis.from_url(redis_url, decode_responses=True) as client:
+        while True:
+            groups = await client.xinfo_groups(stream)
+            group = next((g for g in groups if g["name"] == WRITER_GROUP), None)
+            if group is not None and group["pending"] == 0:
+                last = group["last-delivered-id"]
+                if not await client.xrange(stream, min=f"({last}", count=1):
+                    return
+            await asyncio.sleep(0.05)
+
+
 def ts(micros: int) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
     t.FromMicroseconds(micros)
@@ -113,6 +133,7 @@ async def measure_store(
     *,
     redis_url: str = "",
     replicas: int = 1,
+    ingest: str = "native",
 ) -> list[Result]:
     """UpdatePosition, GetPosition and ListWatchHistory on ``replicas`` playback processes (spread over the clients);
     with ``redis_url``, positions on Redis with write-behind to the store (each replica runs a positions-writer)."""
@@ -132,6 +153,7 @@ async def measure_store(
         http=ManifestHttpConfig(port=0),
         origin=tmp / "origin",
         positions="redis" if redis_url else "store",
+        ingest=ingest,
     )
     kwargs = {
         "addresses": {"catalog": "127.0.0.1:9", "steering": "127.0.0.1:9"},
@@ -182,8 +204,11 @@ async def measure_store(
             )
 
         pids = [pid for _, pid in servers] + extra_pids
+        settle = (lambda: written_behind(redis_url)) if redis_url else None
         for name, call in (("UpdatePosition", update), ("GetPosition", get), ("ListWatchHistory", history_page)):
-            results.append(await closed_loop(f"{name} on {label}", call, clients, seconds, pids, servers=replicas))
+            results.append(
+                await closed_loop(f"{name} on {label}", call, clients, seconds, pids, servers=replicas, settle=settle)
+            )
         for channel in channels:
             await channel.close(None)
     return results
@@ -202,6 +227,11 @@ def main() -> int:
         "--redis-replicas",
         default="1,2,4",
         help="playback replicas (processes) on Redis write-behind + each store, comma-separated ('' for none)",
+    )
+    parser.add_argument(
+        "--ingest",
+        default="native",
+        help="who answers on the Redis rows, comma-separated: native (the front), grpc (the grpc.aio server alone)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each with its own reference (medians shown)")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec", help="the Redis AOF's")
@@ -237,11 +267,11 @@ def main() -> int:
                     measured = asyncio.run(
                         measure_store(label, spec, extra, args.clients, args.seconds, args.history, tmp)
                     )
-                    for n in replica_counts:
+                    for n, ingest in itertools.product(replica_counts, [i for i in args.ingest.split(",") if i]):
                         assert redis.pid is not None
                         measured += asyncio.run(
                             measure_store(
-                                f"Redis+{label} x{n}",
+                                f"Redis+{label} x{n} {ingest}",
                                 spec,
                                 [*extra, redis.pid],
                                 args.clients,
@@ -250,6 +280,7 @@ def main() -> int:
                                 tmp,
                                 redis_url=redis.url,
                                 replicas=n,
+                                ingest=ingest,
                             )
                         )
                     for result in measured:
