@@ -16,7 +16,7 @@ pub mod server;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
@@ -74,8 +74,26 @@ fn redis_client(config: &IngestConfig) -> crate::Result<redis::Client> {
     redis::Client::open(info).map_err(|e| Error::InvalidArgument(format!("redis: {e}")))
 }
 
+/// Connects to Redis, again every second until it answers; from then on the manager reconnects by itself. Until
+/// then the fast path declines every call (the servicer answers them), so Redis away at start delays nothing.
+async fn connect(client: redis::Client, cell: Arc<OnceLock<redis::aio::ConnectionManager>>) {
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(REDIS_CONNECT_TIMEOUT)
+        .set_response_timeout(REDIS_RESPONSE_TIMEOUT);
+    loop {
+        match redis::aio::ConnectionManager::new_with_config(client.clone(), settings.clone()).await
+        {
+            Ok(manager) => {
+                let _ = cell.set(manager);
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
 impl IngestServer {
-    /// Binds the listener and connects to Redis (so both errors surface here); serves nothing yet.
+    /// Binds the listener (so a bind error surfaces here) and starts connecting to Redis; serves nothing yet.
     pub fn bind(config: IngestConfig) -> crate::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -84,13 +102,6 @@ impl IngestServer {
             .build()
             .map_err(|e| Error::Io(format!("runtime: {e}")))?;
         let client = redis_client(&config)?;
-        let redis = runtime.block_on(async {
-            let settings = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(REDIS_CONNECT_TIMEOUT)
-                .set_response_timeout(REDIS_RESPONSE_TIMEOUT);
-            redis::aio::ConnectionManager::new_with_config(client, settings).await
-        });
-        let redis = redis.map_err(|e| Error::Io(format!("redis at {}: {e}", config.redis_url)))?;
         let listener = {
             let _guard = runtime.enter();
             listen(&config.host, config.port)?
@@ -107,11 +118,12 @@ impl IngestServer {
             admitted: Arc::new(Admitted::new(config.capacity)),
             stats: Arc::new(IngestStats::default()),
             script: redis::Script::new(&config.update_script),
-            redis,
+            redis: Arc::new(OnceLock::new()),
             client: http,
             secret,
             config,
         });
+        runtime.spawn(connect(client, Arc::clone(&shared.redis)));
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             shared,

@@ -69,7 +69,8 @@ pub struct Shared {
     pub config: IngestConfig,
     pub admitted: Arc<Admitted>,
     pub stats: Arc<IngestStats>,
-    pub redis: redis::aio::ConnectionManager,
+    /// Set once the first connection succeeded (see `connect`).
+    pub redis: Arc<std::sync::OnceLock<redis::aio::ConnectionManager>>,
     pub script: redis::Script,
     pub client: Client<HttpConnector, Body>,
     pub secret: HeaderValue,
@@ -183,16 +184,21 @@ async fn handle(
         }
         Err(_) => return Ok(status(1, "the client cancelled the request")),
     };
-    let mut redis = shared.redis.clone();
-    let outcome = fast::update(
-        &shared.config,
-        &shared.admitted,
-        &mut redis,
-        &shared.script,
-        &parts.headers,
-        &body,
-    )
-    .await;
+    let outcome = match shared.redis.get() {
+        Some(redis) => {
+            let mut redis = redis.clone();
+            fast::update(
+                &shared.config,
+                &shared.admitted,
+                &mut redis,
+                &shared.script,
+                &parts.headers,
+                &body,
+            )
+            .await
+        }
+        None => Err(Decline::Redis),
+    };
     match outcome {
         Ok(message) => {
             shared.stats.served.fetch_add(1, Relaxed);
