@@ -12,10 +12,13 @@ Sessions are made directly in the store (StartPlayback is not what this measures
 
 The Redis write-behind rows (``positions = "redis"``, issue 17) run 1, 2 and 4 playback replicas (processes, the
 clients spread over them) on a local redis-server with AOF (``--appendfsync``, everysec by default) in front of
-each store: an UpdatePosition is the token check, the session lookup and one Lua script (the position and its
-``playback.update`` event); every replica also runs a positions-writer persisting the events to the store, in the
-same process, so its CPU is counted. The replicas and redis-server all share core 0 (this machine has two cores):
-the rows show the cost per core, not scaling, which needs cores of their own.
+each store, with the deny list on Redis too (the distributed topology): an UpdatePosition is the token check, the
+deny list's MGET, the session lookup and one Lua script (the position and its ``playback.update`` event),
+answered by playback's native ingest front (``--ingest native``, the default) or by its grpc.aio server
+(``--ingest grpc``); every replica also runs a positions-writer persisting the events to the store, in the same
+process, and a row's CPU is read once the writer has persisted every update of the row, so writing behind is
+counted. The replicas and redis-server all share core 0 (this machine has two cores): the rows show the cost per
+core, not scaling, which needs cores of their own.
 Every row is measured in ``--rounds`` rounds, each with its own reference; the table shows medians, and each ratio
 is the median of the rounds' ratios with their range (bench/_measure.py: this machine is noisy).
 Run: ./dev bench positions_store (``--stores sqlite`` without the Cassandra node)
@@ -104,13 +107,16 @@ async def written_behind(redis_url: str) -> None:
 
     from services.playback.positions_redis import WRITER_GROUP
 
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     stream = "marquee:bus:playback.update"
-    async with aioredis.Redis.from_url(redis_url, decode_responses=True) as client:
+    async with aioredis.Redis.from_url(redis_url) as client:
         while True:
             groups = await client.xinfo_groups(stream)
-            group = next((g for g in groups if g["name"] == WRITER_GROUP), None)
+            group = next((g for g in groups if text(g["name"]) == WRITER_GROUP), None)
             if group is not None and group["pending"] == 0:
-                last = group["last-delivered-id"]
+                last = text(group["last-delivered-id"])
                 if not await client.xrange(stream, min=f"({last}", count=1):
                     return
             await asyncio.sleep(0.05)
