@@ -52,7 +52,7 @@ from services.playback.servicer import POSITION_SLACK_MS
 log = logging.getLogger("marquee.playback.ingest")
 
 METHOD = "/marquee.v1.PlaybackService/UpdatePosition"
-CAPACITY = 100_000  # admitted tokens and sessions kept, each
+CAPACITY = 50_000  # admitted tokens and sessions kept, each (about 1 KB an entry with its token: 50 MB at most)
 DECLINES = ("request", "token", "session", "report", "revoked", "seed", "redis")
 
 
