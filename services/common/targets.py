@@ -43,7 +43,9 @@ def channel_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
     hosts = [p.rpartition(":")[0] for p in parts]
     if all(_is_ip(h) for h in hosts):
         scheme = "ipv6" if all(":" in h.strip("[]") for h in hosts) else "ipv4"
-        return f"{scheme}:{','.join(parts)}", balanced
+        # gRPC would send the whole list as the calls' :authority, which is no valid authority: servers that check
+        # it (playback's native front, any HTTP/2 proxy) refuse such calls; the first replica's address is one
+        return f"{scheme}:{','.join(parts)}", [*balanced, ("grpc.default_authority", parts[0])]
     raise ValueError(f"{address!r}: several replicas are given as IP:port,IP:port or one dns:///name:port")
 
 

@@ -47,6 +47,8 @@ def test_targets(address: str, target: str) -> None:
     assert is_address(address)
     # a replica (or the one replica) that restarted is tried again within 2 s, not gRPC's default 2 minutes
     assert dict(options)["grpc.max_reconnect_backoff_ms"] == MAX_RECONNECT_BACKOFF_MS == 2_000
+    if "," in address:  # the calls' :authority is one valid host:port, not the list (tests/playback/test_ingest.py)
+        assert dict(options)["grpc.default_authority"] == address.split(",")[0]
 
 
 @pytest.mark.parametrize("address", ["a:1,b:2", "nohost", "127.0.0.1:x", ":50052"])

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from marquee.v1 import catalog_pb2, playback_pb2
 from services.common.bus.redis import RedisBus
@@ -23,6 +24,7 @@ from services.common.denylist_redis import RedisDenyList
 from services.common.peer import PEER_HEADER, SECRET_HEADER
 from services.common.redisclient import redis_client
 from services.common.store.sqlite import SqliteStore
+from services.common.targets import channel_target
 from services.common.timevalues import timestamp_of
 from services.common.topics import PLAYBACK_UPDATE
 from services.platform.localredis import RedisServer
@@ -232,3 +234,18 @@ async def test_the_backend_believes_the_clients_address_from_the_front_only(
         forged = (*md, (PEER_HEADER, japan), (SECRET_HEADER, "0" * 32))
         await fails(p.stub.StartPlayback(request, metadata=forged), grpc.StatusCode.FAILED_PRECONDITION, "GEO_BLOCKED")
         assert _front(p).stats()["forwarded"] == 3  # every call went through the front
+
+
+async def test_replicas_behind_fronts_are_reached_round_robin_with_health_checks(
+    native: tuple[Playback, RedisDenyList],
+) -> None:
+    """What the gateway and every service do with [addresses] of several replicas (services.common.targets): the
+    health-checked round-robin channel's calls pass the front's HTTP/2 checks (their :authority is one address)."""
+    p, _ = native
+    assert p.service is not None
+    port = p.service.grpc_port
+    target, options = channel_target(f"127.0.0.1:{port},127.0.0.1:{port}")
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), wait_for_ready=True, timeout=30)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
