@@ -17,7 +17,7 @@ import numpy as np
 
 from ml import models
 from ml.data import Dataset, Matrix, Split, temporal_split
-from ml.metrics import ndcg_at_k
+from ml.metrics import ndcg_at_k, top_k
 from ml.models import Linear, Queries
 
 GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -55,18 +55,23 @@ class Fitted:
 
 
 def fit_parts(data: Dataset, split: Split, epochs: int, seed: int, stop: threading.Event | None = None) -> Fitted:
-    train = split.train
-    regions = user_regions(split)
-    factors = models.lightfm(data, train, models.LightFMParams(epochs=epochs), seed, stop)
+    factors = models.lightfm(data, split.train, models.LightFMParams(epochs=epochs), seed, stop)
     models.check(stop)
+    others = fit_others(data, split)
+    q = queries_of(split.train, user_regions(split))
+    return Fitted((factors, *others.parts), (scale_of(factors, q), *others.scales))
+
+
+def fit_others(data: Dataset, split: Split) -> Fitted:
+    """Every part but LightFM (none of them depends on LightFM's epochs), with their scales."""
+    train = split.train
     parts: tuple[Linear, ...] = (
-        factors,
         models.ease(train),
         models.itemknn(train),
         models.popularity(train),
         models.trending(data, split.train_events),
     )
-    q = queries_of(train, regions)
+    q = queries_of(train, user_regions(split))
     return Fitted(parts, tuple(scale_of(p, q) for p in parts))
 
 
@@ -97,7 +102,7 @@ def fit_weights(scores: Sequence[np.ndarray], split: Split, passes: int = 2) -> 
 
     def value(ws: Sequence[float]) -> float:
         total = sum((w * p for w, p in zip(ws, parts, strict=True) if w), np.zeros_like(parts[0]))
-        top = np.argsort(-total, axis=1, kind="stable")[:, :10]
+        top = top_k(total, 10)
         return ndcg_at_k(top, [split.test[u] for u in users], 10)
 
     best = value(weights)
@@ -134,14 +139,21 @@ def train_hybrid(
     """Validate on the latest fifth of the training data, then refit everything on all of it."""
     inner_data = data.with_events(split.train_events)
     inner = temporal_split(inner_data)
+    # LightFM after each validated epoch count comes from one run of the largest; the other parts do not depend
+    # on it, so they are fitted and scored once
+    snapshots = models.lightfm_snapshots(inner_data, inner.train, models.LightFMParams(), seed, epochs_grid, stop)
+    models.check(stop)
+    others = fit_others(inner_data, inner)
+    other_scores = [masked_scores(p, inner) / s for p, s in zip(others.parts, others.scales, strict=True)]
+    q = queries_of(inner.train, user_regions(inner))
+    users = [u for u, t in enumerate(inner.test) if t]
     best: tuple[float, int, tuple[float, ...]] | None = None
     for epochs in epochs_grid:
-        fitted = fit_parts(inner_data, inner, epochs, seed, stop)
-        scores = [masked_scores(p, inner) / s for p, s in zip(fitted.parts, fitted.scales, strict=True)]
+        factors = snapshots[epochs]
+        scores = [masked_scores(factors, inner) / scale_of(factors, q), *other_scores]
         weights = fit_weights(scores, inner)
-        users = [u for u, t in enumerate(inner.test) if t]
         total = sum(w * s for w, s in zip(weights, scores, strict=True) if w)
-        top = np.argsort(-np.asarray(total)[users], axis=1, kind="stable")[:, :10]
+        top = top_k(np.asarray(total)[users], 10)
         value = ndcg_at_k(top, [inner.test[u] for u in users], 10)
         if best is None or value > best[0]:
             best = (value, epochs, weights)

@@ -19,6 +19,24 @@ def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2))
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` highest scores' columns, best first, ties to the lower column: exactly
+    ``np.argsort(-scores, axis=1, kind="stable")[:, :k]``, without sorting whole rows. A partial partition finds each
+    row's ``k`` best, which are then sorted; a row with more than ``k`` scores at or above its ``k``-th (a tie across
+    the cut, where the partition's pick is arbitrary) or with a NaN among them is fully sorted instead."""
+    neg = -np.asarray(scores)
+    if k >= neg.shape[1]:
+        return np.argsort(neg, axis=1, kind="stable")[:, :k]
+    picked = np.sort(np.argpartition(neg, k - 1, axis=1)[:, :k], axis=1)
+    values = np.take_along_axis(neg, picked, axis=1)
+    top = np.take_along_axis(picked, np.argsort(values, axis=1, kind="stable"), axis=1)
+    kth = values.max(axis=1)
+    whole = np.isnan(kth) | ((neg <= kth[:, None]).sum(axis=1) > k)
+    if whole.any():
+        top[whole] = np.argsort(neg[whole], axis=1, kind="stable")[:, :k]
+    return top
+
+
 def scores_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> Scores:
     """``top``: item indices per user, best first; ``relevant``: each user's held-out items (non-empty)."""
     discounts = _discounts(k)

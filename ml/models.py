@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -204,6 +205,20 @@ def lightfm(
 ) -> Factors:
     """WARP on the positives with item features; one thread, so the same seed gives the same model. Trains one
     epoch at a time so that ``stop`` ends it between epochs."""
+    return lightfm_snapshots(data, train, params, seed, (params.epochs,), stop)[params.epochs]
+
+
+def lightfm_snapshots(
+    data: Dataset,
+    train: Matrix,
+    params: LightFMParams,
+    seed: int,
+    epochs: Sequence[int],
+    stop: threading.Event | None = None,
+) -> dict[int, Factors]:
+    """:func:`lightfm` after each of ``epochs`` epochs (``params.epochs`` is not used), from one run of the largest:
+    training goes one epoch at a time drawing from one seeded random state, so the model after n epochs of a
+    longer run is the very model a run of n epochs ends with."""
     from lightfm import LightFM  # imported here: the extension is only needed for training
 
     model = LightFM(
@@ -218,13 +233,24 @@ def lightfm(
     features, names = feature_matrix([item.features() for item in data.items])
     user_features, _ = feature_matrix([data.profiles.get(u, ()) for u in train.users], USER_IDENTITY)
     interactions = sp.coo_matrix(train.positives)
-    for _ in range(params.epochs):
+    wanted = set(epochs)
+    out: dict[int, Factors] = {}
+    for done in range(1, max(wanted, default=0) + 1):
         check(stop)
         model.fit_partial(interactions, user_features=user_features, item_features=features, epochs=1, num_threads=1)
+        if done in wanted:
+            out[done] = _factors(model, data, features, user_features, names)
+    return out
+
+
+def _factors(
+    model: Any, data: Dataset, features: sp.csr_matrix, user_features: sp.csr_matrix, names: tuple[str, ...]
+) -> Factors:
     biases, embeddings = model.get_item_representations(features)
     _, users = model.get_user_representations(user_features)
     rows = np.hstack([embeddings, biases.reshape(-1, 1)]).astype(np.float32)
-    content = np.asarray(model.item_embeddings[len(data.items) :], dtype=np.float32)
+    # a copy: the model goes on training in place after a snapshot
+    content = np.array(model.item_embeddings[len(data.items) :], dtype=np.float32)
     return Factors(
         "LightFM",
         np.ascontiguousarray(rows),

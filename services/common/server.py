@@ -51,6 +51,7 @@ class Server:
         self.config = config
         self._on_stop = list(on_stop)
         self._stopping: asyncio.Task[None] | None = None
+        self._drain_ends: float | None = None  # loop time the drain delay begun by begin_drain ends
 
     def add_on_stop(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` (sync or async) after the server stopped: close stores, buses, workers."""
@@ -62,17 +63,28 @@ class Server:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float | None = None, *, drain: float | None = None) -> None:
-        """Graceful stop: health says NOT_SERVING, wait ``drain`` for load balancers to notice, then stop
-        accepting RPCs and give in-flight ones ``grace`` seconds. Idempotent and safe to call concurrently."""
+        """Graceful stop: health says NOT_SERVING, wait ``drain`` for load balancers to notice (what is left of it
+        when :meth:`begin_drain` began it earlier), then stop accepting RPCs and give in-flight ones ``grace``
+        seconds. Idempotent and safe to call concurrently."""
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop(grace, drain))
         await asyncio.shield(self._stopping)
 
+    async def begin_drain(self, drain: float | None = None) -> None:
+        """The first step of :meth:`stop` on its own: health says NOT_SERVING from now on, and the listener closes
+        no sooner than ``drain`` (default: the configured delay) after the first call. A platform stopping several
+        servers begins every drain first, so their delays run together instead of one after another."""
+        if self._drain_ends is None:
+            await self.health.enter_graceful_shutdown()
+            delay = self.config.drain_delay if drain is None else drain
+            self._drain_ends = asyncio.get_running_loop().time() + delay
+
     async def _stop(self, grace: float | None, drain: float | None) -> None:
-        await self.health.enter_graceful_shutdown()
-        delay = self.config.drain_delay if drain is None else drain
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await self.begin_drain(drain)
+        assert self._drain_ends is not None
+        remaining = self._drain_ends - asyncio.get_running_loop().time()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
         await self.grpc.stop(self.config.grace_period if grace is None else grace)
         for callback in self._on_stop:
             try:

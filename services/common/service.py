@@ -83,6 +83,12 @@ class Service:
             await self.stop()
             raise
 
+    async def begin_drain(self) -> None:
+        """Health says NOT_SERVING from now on; :meth:`stop` closes the listener once the drain delay has passed
+        (see :meth:`Server.begin_drain`)."""
+        if self.grpc is not None:
+            await self.grpc.begin_drain()
+
     async def stop(self, grace: float | None = None, *, drain: float | None = None) -> None:
         """``grace`` and ``drain`` default to the server's configuration (see :meth:`Server.stop`)."""
         if self._stopping is None:

@@ -41,6 +41,7 @@ class RunningService:
     stop: Callable[[], Awaitable[None]]
     grpc_address: str | None = None
     health_services: tuple[str, ...] = ()
+    drain: Callable[[], Awaitable[None]] | None = None  # begins the graceful stop (health NOT_SERVING) early
 
 
 def running(service: Service, host: str, endpoints: list[Endpoint]) -> RunningService:
@@ -52,6 +53,7 @@ def running(service: Service, host: str, endpoints: list[Endpoint]) -> RunningSe
         stop=service.stop,
         grpc_address=grpc_address,
         health_services=service.health_services,
+        drain=service.begin_drain,
     )
 
 

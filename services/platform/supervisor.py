@@ -100,6 +100,14 @@ class Platform:
             raise
 
     async def stop(self) -> None:
+        """Every service says NOT_SERVING at once, so that their drain delays run together, then each stops (the
+        newest first) once its delay has passed."""
+        for svc in self.running:
+            if svc.drain is not None:
+                try:
+                    await svc.drain()
+                except Exception:
+                    log.exception("error draining %s", svc.name)
         while self.running:
             svc = self.running.pop()
             try:

@@ -250,6 +250,28 @@ async def test_graceful_shutdown_health_first_inflight_finishes(auth_config: Aut
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_a_drain_begun_early_says_not_serving_and_is_not_waited_again(auth_config: AuthConfig) -> None:
+    """What a platform stopping several servers does: it begins every drain first (their delays run together)."""
+    probe = _Probe()
+    server, port = build_server(
+        ServerConfig(port=0, drain_delay=3600),
+        [_binding(probe)],
+        tokens=AccessTokens(auth_config),
+        denylist=InMemoryDenyList(),
+    )
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await server.begin_drain(0)
+        for name in ("", SERVICE):
+            resp = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))
+            assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await _call(channel, "Public")(b"x") == b"public:x", "still serving while it drains"
+        await server.stop(0)  # the drain begun above is over: not the configured hour again
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _call(channel, "Public")(b"", timeout=1)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 async def test_metrics_count_each_rpc_and_are_served(
     running: tuple[Server, grpc.aio.Channel, _Probe],
 ) -> None:

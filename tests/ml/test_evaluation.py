@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ml.data import movielens_dataset, temporal_split
-from ml.metrics import scores_at_k
+from ml.metrics import scores_at_k, top_k
 from services.common.movielens import MovieLens, load
 
 
@@ -55,3 +55,17 @@ def test_the_hybrid_leads_every_baseline_in_the_printed_table() -> None:
     assert set(ndcg) == {"popularity", "ItemKNN", "EASE", "LightFM", "hybrid"}, out.stdout
     assert ndcg["hybrid"] > max(v for k, v in ndcg.items() if k != "hybrid"), out.stdout
     assert ndcg["EASE"] > ndcg["ItemKNN"] > ndcg["popularity"] > 0.05
+
+
+def test_top_k_is_the_stable_sorts_first_k_ties_and_all() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        rows, columns, k = int(rng.integers(1, 30)), int(rng.integers(1, 50)), int(rng.integers(1, 12))
+        # small integers tie often, also across the k-th place; -inf as masked scores; NaNs sort last
+        scores = rng.integers(0, 4, (rows, columns)).astype(np.float32)
+        if trial % 2:
+            scores = rng.standard_normal((rows, columns)).astype(np.float32)
+        scores[rng.random((rows, columns)) < 0.1] = -np.inf
+        if trial % 5 == 0:
+            scores[rng.random((rows, columns)) < 0.1] = np.nan
+        assert np.array_equal(top_k(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k]), trial

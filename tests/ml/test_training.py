@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from ml.data import Dataset, movielens_dataset
-from ml.models import Cancelled
+from ml.data import Dataset, matrix, movielens_dataset
+from ml.models import Cancelled, LightFMParams, lightfm, lightfm_snapshots
 from ml.train import fit
 from services.common.movielens import load
 
@@ -39,3 +39,13 @@ def test_a_stop_request_cancels_training(small: Dataset) -> None:
     stop.set()
     with pytest.raises(Cancelled):
         fit(small, [], seed=1, list_size=10, epochs=(5,), stop=stop)
+
+
+def test_a_snapshot_of_a_longer_run_is_the_shorter_runs_model(small: Dataset) -> None:
+    train = matrix(small)
+    snapshots = lightfm_snapshots(small, train, LightFMParams(), 5, (1, 2))
+    alone = lightfm(small, train, LightFMParams(epochs=1), 5)
+    assert np.array_equal(snapshots[1].rows, alone.rows)
+    assert np.array_equal(snapshots[1].user_embeddings, alone.user_embeddings)
+    assert np.array_equal(snapshots[1].feature_vectors, alone.feature_vectors)
+    assert not np.array_equal(snapshots[2].rows, alone.rows), "the second epoch trained on"

@@ -1,14 +1,15 @@
 """RecommendationService on loopback over a trained model: the MovieLens demo catalog, the demo audience, and a
 profile ("p-fan") that finished four family animations. Recommendations reads the titles from a CatalogService
 running on loopback beside it (on the same store, as in ``marquee up``). Training runs once per session into a
-template database that every test copies (a file copy for SQLite; ``marquee copy``'s code into the session's
-Cassandra)."""
+template database that every test copies (a file copy for SQLite). On Cassandra it is copied once per session
+(``marquee copy``'s code), and each test's store puts back, when the test ends, what the test changed."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from services.common.ids import now_micros
 from services.common.movielens import load
 from services.common.paging import PageTokens
 from services.common.ratelimit import InMemoryRateLimiter
-from services.common.store.copy import Checkpoint, copy_schemas
+from services.common.store.cassandra_node import CassandraNode
 from services.common.store.port import Store
 from services.common.store.sqlite import SqliteStore
 from services.recommendations.config import RecommendationsConfig, TrainingConfig
@@ -41,7 +42,7 @@ from services.recommendations.signals import Signals
 from services.recommendations.titles import CatalogTitles
 from services.recommendations.training import catalog_items, train
 from tests.catalog.conftest import ADMIN, AUTH, MEDIA_IDS, TOKENS, bearer
-from tests.cql import open_test_store
+from tests.cql import Template, copy_template
 
 FAN = "p-fan"
 WATCHED = ("Toy Story", "Aladdin", "The Lion King", "Beauty and the Beast")
@@ -134,6 +135,16 @@ class Recs:
         return (await self.get(title_id)).maturity_rating
 
 
+@pytest.fixture(scope="session")
+def cql_template(trained_db: Path, cassandra: CassandraNode, tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The trained template in the session's Cassandra, copied once: each test's store puts back what it changed."""
+    workdir = tmp_path_factory.mktemp("recs-cql")
+    copying = copy_template(cassandra, trained_db, [CATALOG_SCHEMA, SCHEMA], workdir)
+    # a loop of its own, in a thread: the first test asks for this from inside its fixture's running loop
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, copying).result()
+
+
 @pytest.fixture
 async def recs(
     tmp_path: Path, trained_db: Path, store_kind: str, request: pytest.FixtureRequest
@@ -143,10 +154,8 @@ async def recs(
         shutil.copy(trained_db, db)
         store: Store = SqliteStore(db)
     else:
-        store = await open_test_store(store_kind, tmp_path, request)
-        template = SqliteStore(trained_db)
-        await copy_schemas(template, store, [CATALOG_SCHEMA, SCHEMA], Checkpoint(tmp_path / "copy.json"))
-        await template.close()
+        template: Template = request.getfixturevalue("cql_template")
+        store = template.open()
     bus = InMemoryBus()
     catalog = await start_catalog(store, bus)
     address = f"127.0.0.1:{catalog.grpc_port}"
