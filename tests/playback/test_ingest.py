@@ -249,3 +249,17 @@ async def test_replicas_behind_fronts_are_reached_round_robin_with_health_checks
         stub = health_pb2_grpc.HealthStub(channel)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), wait_for_ready=True, timeout=30)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_request_above_the_message_limit_is_refused_before_anything_reads_it(
+    native: tuple[Playback, RedisDenyList],
+) -> None:
+    p, _ = native
+    front = _front(p)
+    session, md = await _start(p)
+    oversized = _report(session, 1_000, BASE + 1_000)
+    oversized.session = "playbackSessions/" + "x" * (ServerConfig().max_receive_message_bytes + 1)
+    before = front.stats()
+    await fails(p.stub.UpdatePosition(oversized, metadata=md), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    after = front.stats()  # refused by the front itself: neither answered nor forwarded
+    assert (after["served"], after["forwarded"]) == (before["served"], before["forwarded"])
