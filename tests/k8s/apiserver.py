@@ -14,6 +14,7 @@ reconciler (no nodes to point the kubernetes Service at), no ServiceAccount admi
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import shutil
 import socket
@@ -38,10 +39,22 @@ class ClusterError(RuntimeError):
     """The servers did not start, or kubectl failed where it must not; the message carries their output."""
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out for bind(0) can be taken by any outgoing
+# connection between the check and etcd's own bind (it was, once: "bind: address already in use"); one from here
+# can only be taken by a process that asks for it by number.
+_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, outside the ephemeral range."""
+    for port in random.sample(_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError("no free port on 127.0.0.1 between 20000 and 32767")
 
 
 def _tail(path: Path, lines: int = 30) -> str:
