@@ -7,6 +7,7 @@ pub mod edge;
 pub mod error;
 pub mod ingest;
 pub mod latency;
+pub mod listen;
 pub mod manifest;
 pub mod protect;
 pub mod search;

@@ -29,7 +29,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::cache::{Cache, Lookup};
@@ -40,6 +40,7 @@ use super::path::{cache_key, PathError};
 use super::range::{parse_range, RangeOutcome};
 use super::revoked::RevokedSessions;
 use super::stats::Stats;
+use crate::listen::listen;
 use crate::manifest::{Presentation, RenderOptions, AES128_DIR};
 use crate::token::{self, Keyring};
 use crate::Error;
@@ -48,7 +49,6 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A client slower than this to send its request head is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const LISTEN_BACKLOG: u32 = 4096;
 /// Rate-limited bodies are released in pieces of this size.
 const SHAPING_CHUNK: usize = 16 << 10;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -88,23 +88,6 @@ pub struct EdgeServer {
 }
 
 /// A listener with a deep accept queue (a burst of players connecting at once must not wait on SYN retries).
-fn listen(host: &str, port: u16) -> crate::Result<TcpListener> {
-    let fail = |e: std::io::Error| Error::Io(format!("bind {host}:{port}: {e}"));
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| Error::Io(format!("bind {host}:{port}: no address")))?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(fail)?;
-    socket.set_reuseaddr(true).map_err(fail)?;
-    socket.bind(addr).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)
-}
-
 impl EdgeServer {
     /// Binds the listener (so the port is known and bind errors surface here) and starts serving.
     pub fn start(config: EdgeConfig) -> crate::Result<Self> {

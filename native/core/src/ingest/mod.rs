@@ -21,16 +21,16 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use admitted::{Admitted, SessionGrant, TokenGrant};
 pub use config::IngestConfig;
 pub use server::IngestStats;
 
+use crate::listen::listen;
 use crate::Error;
 
-const LISTEN_BACKLOG: u32 = 4096;
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -41,23 +41,6 @@ pub struct IngestServer {
     listener: Option<TcpListener>,
     shutdown: watch::Sender<bool>,
     addr: SocketAddr,
-}
-
-fn listen(host: &str, port: u16) -> crate::Result<TcpListener> {
-    let fail = |e: std::io::Error| Error::Io(format!("bind {host}:{port}: {e}"));
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| Error::Io(format!("bind {host}:{port}: no address")))?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(fail)?;
-    socket.set_reuseaddr(true).map_err(fail)?;
-    socket.bind(addr).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
 fn redis_client(config: &IngestConfig) -> crate::Result<redis::Client> {
