@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pydantic import SecretStr
 from edge.config import DataPlaneConfig, DirUpstream, EdgeNodeConfig
 from edge.node import EdgeNode
 from marquee.native import TokenKeyring
+from services.common.ports import free_port
 from services.encoder.media.pipeline import encode_title
 from services.encoder.media.samples import sample_clip
 
@@ -43,12 +43,6 @@ class Result:
     bytes_per_sec: float
     p50_ms: float
     p99_ms: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def origin_with_content(work: Path) -> Path:

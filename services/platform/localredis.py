@@ -13,17 +13,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from services.common.ports import free_port
+
 READY_TIMEOUT = 30.0  # seconds for the server to answer PING (it takes about 0.1 s)
 
 
 class RedisServerError(RuntimeError):
     """redis-server is missing, or exited or never answered while starting."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -21,8 +21,8 @@ from services.common.config import ServerConfig
 from services.common.denylist_redis import RedisDenyList
 from services.common.deps import Dependencies
 from services.common.errors import error_info
+from services.common.ports import free_port
 from services.common.ratelimit import RedisRateLimiter
-from services.platform.localredis import free_port
 from tests.accounts.conftest import PASSWORD, Client, accounts_config, bearer
 
 Metadata = tuple[tuple[str, str], ...]

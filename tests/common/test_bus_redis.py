@@ -114,7 +114,7 @@ async def test_the_bus_survives_the_subscriber_reconnecting(bus: RedisBus, redis
 
 async def test_redis_down_is_bus_unavailable(tmp_path: object) -> None:
     from services.common.bus.redis import BusUnavailable
-    from services.platform.localredis import free_port
+    from services.common.ports import free_port
 
     b = RedisBus.from_url(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(BusUnavailable, match="unreachable"):

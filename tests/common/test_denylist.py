@@ -22,8 +22,9 @@ from services.common.config import AuthConfig
 from services.common.denylist import DenyList, InMemoryDenyList, follow_revocations
 from services.common.denylist_redis import RedisDenyList
 from services.common.errors import Unavailable
+from services.common.ports import free_port
 from services.common.tasks import cancel_all
-from services.platform.localredis import RedisServer, free_port
+from services.platform.localredis import RedisServer
 
 AUTH = AuthConfig(keys={"k1": SecretStr("d" * 40)}, signing_kid="k1", access_token_ttl=900, leeway=5)
 

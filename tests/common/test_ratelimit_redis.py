@@ -8,8 +8,9 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
+from services.common.ports import free_port
 from services.common.ratelimit import Rate, RateLimiterUnavailable, RedisRateLimiter
-from services.platform.localredis import RedisServer, free_port
+from services.platform.localredis import RedisServer
 
 
 async def test_burst_then_refuse_with_an_exact_retry_after(redis_client: aioredis.Redis, redis_prefix: str) -> None:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.config import CqlConfig
-from services.common.store.cassandra_node import CassandraNode, free_port
+from services.common.ports import free_port
+from services.common.store.cassandra_node import CassandraNode
 from services.common.store.cql import CqlStore
 from services.common.store.port import InvalidKeyError, SchemaTooNewError, StoreUnavailable
 from tests.common.store_conformance import *  # noqa: F403

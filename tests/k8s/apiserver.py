@@ -14,10 +14,8 @@ reconciler (no nodes to point the kubernetes Service at), no ServiceAccount admi
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -26,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common.ports import free_port
 from tests.k8s.tools import K8sTools
 
 # Generous upper bounds on start-up (ready in seconds on an idle machine); the waits end as soon as the servers
@@ -37,24 +36,6 @@ KUBECTL_TIMEOUT = 120.0
 
 class ClusterError(RuntimeError):
     """The servers did not start, or kubectl failed where it must not; the message carries their output."""
-
-
-# Below Linux's ephemeral range (32768-60999): a port the kernel hands out for bind(0) can be taken by any outgoing
-# connection between the check and etcd's own bind (it was, once: "bind: address already in use"); one from here
-# can only be taken by a process that asks for it by number.
-_PORTS = range(20000, 32768)
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, outside the ephemeral range."""
-    for port in random.sample(_PORTS, 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise ClusterError("no free port on 127.0.0.1 between 20000 and 32767")
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -34,8 +34,9 @@ from marquee.v1 import catalog_pb2, common_pb2
 from marquee.v1.catalog_pb2_grpc import CatalogServiceStub
 from services.common.auth import AccessTokens
 from services.common.config import AuthConfig
+from services.common.ports import free_port
 from services.common.store.cassandra_node import CassandraNode
-from services.platform.localredis import RedisServer, free_port
+from services.platform.localredis import RedisServer
 from tests.k8s.chart import find, of_kind, render
 from tests.k8s.tools import ROOT, K8sTools
 

@@ -20,7 +20,8 @@ import pytest
 
 from marquee.v1 import accounts_pb2, accounts_pb2_grpc, playback_pb2, playback_pb2_grpc
 from services.common.errors import error_info
-from services.platform.localredis import RedisServer, free_port
+from services.common.ports import free_port
+from services.platform.localredis import RedisServer
 from tests.platform.test_up import wait_progressing
 
 PASSWORD = "a long enough passphrase"

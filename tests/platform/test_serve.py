@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from marquee.v1 import accounts_pb2, accounts_pb2_grpc, catalog_pb2, catalog_pb2_grpc
-from services.platform.localredis import free_port
+from services.common.ports import free_port
 from tests.platform.test_up import wait_progressing
 
 

@@ -14,7 +14,8 @@ import grpc
 from marquee.v1 import accounts_pb2, accounts_pb2_grpc, playback_pb2, playback_pb2_grpc
 from services.common.config import load_config
 from services.common.ids import now_micros
-from services.common.store.cassandra_node import CassandraNode, free_port
+from services.common.ports import free_port
+from services.common.store.cassandra_node import CassandraNode
 from services.platform.runtime import platform_store
 from services.playback.schema import POSITIONS, SCHEMA, WATCH_HISTORY
 from services.playback.schema import SCHEMA as PLAYBACK_SCHEMA

@@ -24,13 +24,14 @@ from services.common.deps import Dependencies
 from services.common.errors import Unavailable
 from services.common.ids import now_micros
 from services.common.paging import PageTokens
+from services.common.ports import free_port
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.redisclient import redis_client
 from services.common.store.port import Row, Store, StoreUnavailable
 from services.common.store.sqlite import SqliteStore
 from services.common.timevalues import timestamp_of
 from services.common.topics import PLAYBACK_UPDATE
-from services.platform.localredis import RedisServer, free_port
+from services.platform.localredis import RedisServer
 from services.playback.config import ManifestHttpConfig, PlaybackConfig
 from services.playback.positions import Positions, Report, update_event
 from services.playback.positions_redis import WRITER_GROUP, RedisPositions

@@ -17,7 +17,7 @@ from services.catalog.schema import SCHEMA as CATALOG_SCHEMA
 from services.catalog.server import create_server as create_catalog
 from services.common.config import ServerConfig, load_config
 from services.common.movielens import load
-from services.common.store.cassandra_node import free_port
+from services.common.ports import free_port
 from services.platform.runtime import open_runtime
 from services.recommendations.schema import CURRENT, MODELS, SCHEMA
 from tests.catalog.conftest import MEDIA_IDS

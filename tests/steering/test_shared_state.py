@@ -32,12 +32,13 @@ from services.common.config import ServerConfig, load_config
 from services.common.deps import Dependencies
 from services.common.errors import error_info
 from services.common.paging import PageTokens
+from services.common.ports import free_port
 from services.common.ratelimit import InMemoryRateLimiter
 from services.common.store.sqlite import SqliteStore
 from services.common.tasks import cancel_all
 from services.common.topics import PLAYBACK_SESSION_ENDED
 from services.platform.admin import admin_metadata
-from services.platform.localredis import RedisServer, free_port
+from services.platform.localredis import RedisServer
 from services.platform.runtime import local_config
 from services.steering.config import HttpConfig, SteeringConfig
 from services.steering.server import create_server

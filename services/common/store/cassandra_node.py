@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.config import PlatformConfig
+from services.common.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 FETCH_SCRIPT = ROOT / "scripts" / "cassandra.sh"
@@ -72,13 +73,6 @@ def cassandra_home() -> Path:
     except subprocess.CalledProcessError as exc:
         raise CassandraError(f"scripts/cassandra.sh failed: {exc.stderr.strip()[-2000:]}") from exc
     return Path(out.strip().splitlines()[-1])
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _yaml(node: CassandraNode) -> str:
