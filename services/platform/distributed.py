@@ -19,9 +19,7 @@ import ctypes
 import json
 import logging
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -32,6 +30,7 @@ from typing import Any, TextIO
 
 from services.common.config import PlatformConfig
 from services.common.logs import CONSOLE
+from services.common.ports import free_port
 from services.platform.localredis import RedisServer
 from services.platform.plugins import ServicePlugin, discover
 from services.platform.supervisor import StartupError, print_table
@@ -140,40 +139,6 @@ def write_config(config: PlatformConfig, config_file: Path | None, addresses: di
     return path
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-class PortPlan:
-    """Ports for the children, chosen before they start (their addresses go into every child's config), outside
-    the kernel's ephemeral range: a port picked there can be taken by any outgoing connection before the child
-    binds it (which once made a replica fail to start). Each is free when chosen, and none is handed out twice."""
-
-    def __init__(self, host: str) -> None:
-        self._host = host
-        low, high = _ephemeral_range()
-        self._candidates = [p for p in range(20_000, 65_536) if not low <= p <= high]
-        self._given: set[int] = set()
-
-    def take(self) -> int:
-        for _ in range(1000):
-            port = random.choice(self._candidates)
-            if port in self._given:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind((self._host, port))
-                except OSError:
-                    continue
-            self._given.add(port)
-            return port
-        raise OSError("no free port outside the ephemeral range")
-
-
 def plan_children(
     plugins: list[ServicePlugin], counts: dict[str, int], config_path: Path, data_dir: Path, ephemeral: bool
 ) -> tuple[list[list[Child]], dict[str, str]]:
@@ -184,26 +149,25 @@ def plan_children(
     waves: list[list[Child]] = []
     addresses: dict[str, str] = {}
     sites: dict[str, str] = {}  # the first replica's HTTP site per service (playback's: where edges name keys)
-    ports = PortPlan(HOST)
     for plugin in plugins:
         wave: list[Child] = []
         prefix = f"MARQUEE_SERVICES__{plugin.name.upper()}__"
         for index in range(1, counts[plugin.name] + 1):
-            env = {"MARQUEE_METRICS__PORT": str(ports.take())}
+            env = {"MARQUEE_METRICS__PORT": str(free_port(HOST))}
             port = None
             if plugin.name == "gateway":
                 if ephemeral:
-                    env[f"{prefix}HTTP__PORT"] = str(ports.take())
+                    env[f"{prefix}HTTP__PORT"] = str(free_port(HOST))
             elif plugin.name == "edge":
                 if ephemeral:
                     env.update({f"{prefix}SHIELD_PORT": "0", f"{prefix}FIRST_EDGE_PORT": "0"})
                 if "playback" in sites:  # protected titles' keys: any playback replica serves any session's
                     env[f"{prefix}KEY_URI_BASE"] = sites["playback"]
             else:
-                port = ports.take()
+                port = free_port(HOST)
                 env[f"{prefix}SERVER__PORT"] = str(port)
                 if plugin.name in ("playback", "steering"):  # their HTTP sites (manifests), one per replica
-                    http_port = ports.take()
+                    http_port = free_port(HOST)
                     env[f"{prefix}HTTP__PORT"] = str(http_port)
                     sites.setdefault(plugin.name, f"http://{HOST}:{http_port}")
                 if index > 1 and plugin.name in DEMO_SEEDERS:  # the first replica seeds the demo content
