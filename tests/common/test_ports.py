@@ -15,4 +15,3 @@ def test_ports_are_free_outside_the_ephemeral_range_and_never_repeated() -> None
     assert all(not low <= p <= high and p >= 20_000 for p in ports)
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports[-1]))  # free when handed out
-
