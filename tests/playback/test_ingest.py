@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from marquee.v1 import catalog_pb2, playback_pb2
 from services.common.bus.redis import RedisBus
@@ -263,3 +264,32 @@ async def test_a_request_above_the_message_limit_is_refused_before_anything_read
     await fails(p.stub.UpdatePosition(oversized, metadata=md), grpc.StatusCode.RESOURCE_EXHAUSTED)
     after = front.stats()  # refused by the front itself: neither answered nor forwarded
     assert (after["served"], after["forwarded"]) == (before["served"], before["forwarded"])
+
+
+def _update_position_metric(name: str, **labels: str) -> float:
+    own = {"grpc_service": "marquee.v1.PlaybackService", "grpc_method": "UpdatePosition", **labels}
+    return REGISTRY.get_sample_value(name, own) or 0.0
+
+
+async def test_calls_answered_natively_count_in_the_rpc_metrics_beside_the_servicers(
+    tmp_path: Path, origin: Path, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """The error-budget alerts divide server errors by marquee_grpc_server_handled_total: were the front's answers
+    missing there, a service answering most reports natively would page on a handful of errors."""
+    handled, timed = "marquee_grpc_server_handled_total", "marquee_grpc_server_handling_seconds_count"
+    ok_before = _update_position_metric(handled, grpc_code="OK")
+    timed_before = _update_position_metric(timed)
+    async with _native_stack(tmp_path, origin, redis_server, redis_prefix) as (p, _):
+        front = _front(p)
+        session, md = await _start(p)
+        for second in range(1, 6):
+            await p.stub.UpdatePosition(_report(session, second * 1_000, BASE + second * 1_000), metadata=md)
+        assert front.stats()["served"] == 4  # the first by the servicer, the rest by the front
+        assert _update_position_metric(handled, grpc_code="OK") == ok_before + 5
+        assert _update_position_metric(timed) == timed_before + 5
+        within = _update_position_metric("marquee_grpc_server_handling_seconds_bucket", le="10.0")
+        assert within == timed_before + 5  # the native histogram's buckets merge into the service's exactly
+        assert _update_position_metric("marquee_grpc_server_handling_seconds_sum") > 0
+    # the front stopped with the service: the totals keep its calls (a counter never goes down)
+    assert _update_position_metric(handled, grpc_code="OK") == ok_before + 5
+    assert _update_position_metric(timed) == timed_before + 5

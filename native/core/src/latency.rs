@@ -4,8 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the histogram's buckets; a last bucket takes the rest.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+/// They include every bound of the Python servers' RPC histogram (`services.common.metrics.LATENCY_BUCKETS`), so a
+/// native server's calls merge exactly into it.
+pub const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 #[derive(Debug, Default)]
@@ -43,10 +46,10 @@ mod tests {
     fn an_observation_lands_in_the_first_bucket_that_holds_it() {
         let latency = Latency::default();
         latency.observe(Duration::from_micros(300));
-        latency.observe(Duration::from_secs(10));
+        latency.observe(Duration::from_secs(11));
         let (counts, sum) = latency.snapshot();
         assert_eq!(counts[2], 1);
         assert_eq!(counts[LATENCY_BUCKETS.len()], 1);
-        assert!((sum - 10.0003).abs() < 1e-9);
+        assert!((sum - 11.0003).abs() < 1e-9);
     }
 }

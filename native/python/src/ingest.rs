@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use marquee_core::ingest::{IngestConfig, IngestServer, SessionGrant, TokenGrant};
+use std::sync::Arc;
+
+use marquee_core::ingest::{IngestConfig, IngestServer, IngestStats, SessionGrant, TokenGrant};
 use marquee_core::latency::LATENCY_BUCKETS;
 use marquee_core::Error;
 use pyo3::prelude::*;
@@ -16,6 +18,8 @@ use crate::errors::to_py;
 #[pyclass(module = "marquee._native", frozen)]
 pub struct IngestFront {
     inner: Mutex<Option<IngestServer>>,
+    /// Kept past a stop, so that the final counts can still be read.
+    stats: Arc<IngestStats>,
     host: String,
     port: u16,
 }
@@ -40,6 +44,7 @@ impl IngestFront {
         let front = py.detach(|| IngestServer::bind(config)).map_err(to_py)?;
         let addr = front.addr();
         Ok(Self {
+            stats: front.stats(),
             host: addr.ip().to_string(),
             port: addr.port(),
             inner: Mutex::new(Some(front)),
@@ -114,25 +119,22 @@ impl IngestFront {
         self.with(|f| f.admitted().forget_session(session_id))
     }
 
-    /// Counters: `served`, `forwarded`, `forward_errors`, `declined_<reason>`, `admitted_tokens`,
-    /// `admitted_sessions`.
-    fn stats(&self) -> PyResult<BTreeMap<String, u64>> {
-        self.with(|f| {
-            let mut out: BTreeMap<String, u64> = f.stats().counters().into_iter().collect();
-            let (tokens, sessions) = f.admitted().len();
+    /// Counters: `served`, `forwarded`, `forward_errors`, `declined_<reason>`, and while running
+    /// `admitted_tokens`, `admitted_sessions`. They stay readable after `stop()`.
+    fn stats(&self) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = self.stats.counters().into_iter().collect();
+        if let Ok((tokens, sessions)) = self.with(|f| f.admitted().len()) {
             out.insert("admitted_tokens".into(), tokens as u64);
             out.insert("admitted_sessions".into(), sessions as u64);
-            out
-        })
+        }
+        out
     }
 
     /// The latency of calls served on the fast path: (bucket upper bounds in seconds, non-cumulative counts with a
     /// last +Inf bucket, sum of seconds).
-    fn latency(&self) -> PyResult<(Vec<f64>, Vec<u64>, f64)> {
-        self.with(|f| {
-            let (counts, sum) = f.stats().latency.snapshot();
-            (LATENCY_BUCKETS.to_vec(), counts, sum)
-        })
+    fn latency(&self) -> (Vec<f64>, Vec<u64>, f64) {
+        let (counts, sum) = self.stats.latency.snapshot();
+        (LATENCY_BUCKETS.to_vec(), counts, sum)
     }
 
     /// Stops accepting and ends the front's runtime, giving calls in flight up to `grace` seconds; idempotent.

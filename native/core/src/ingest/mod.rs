@@ -125,8 +125,9 @@ impl IngestServer {
         &self.shared.admitted
     }
 
-    pub fn stats(&self) -> &IngestStats {
-        &self.shared.stats
+    /// The front's counters, readable for as long as the handle is kept (after a stop too).
+    pub fn stats(&self) -> Arc<IngestStats> {
+        Arc::clone(&self.shared.stats)
     }
 
     /// Starts answering (once; later calls do nothing).
