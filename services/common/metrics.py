@@ -72,13 +72,13 @@ class RpcMetrics(Collector):
         with self._lock:
             self._sources.append(source)
 
-    def retire(self, source: Callable[[], Iterable[NativeRpcs]], final: Iterable[NativeRpcs]) -> None:
-        """Stops reading ``source``; its ``final`` counts stay in the totals."""
+    def retire(self, source: Callable[[], Iterable[NativeRpcs]]) -> None:
+        """Stops reading ``source`` (a stopped server); its final counts stay in the totals."""
         with self._lock:
             if source in self._sources:
                 self._sources.remove(source)
-            for rpcs in final:
-                _merge(self._retired, rpcs)
+                for rpcs in source():
+                    _merge(self._retired, rpcs)
 
     def native(self) -> dict[tuple[str, str], NativeRpcs]:
         with self._lock:
@@ -137,10 +137,7 @@ def _samples(metric: Counter | Histogram, name: str) -> Iterator[Sample]:
 
 
 def _merge(into: dict[tuple[str, str], NativeRpcs], rpcs: NativeRpcs) -> None:
-    key = (rpcs.service, rpcs.method)
-    if key not in into:
-        into[key] = NativeRpcs(rpcs.service, rpcs.method)
-    into[key].add(rpcs)
+    into.setdefault((rpcs.service, rpcs.method), NativeRpcs(rpcs.service, rpcs.method)).add(rpcs)
 
 
 RPC_METRICS = RpcMetrics()

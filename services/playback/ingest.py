@@ -119,7 +119,7 @@ class IngestFront:
         peer.distrust_front(self._secret)
         if self in COLLECTOR.fronts:
             COLLECTOR.fronts.remove(self)
-            RPC_METRICS.retire(self.rpcs, self.rpcs())
+        RPC_METRICS.retire(self.rpcs)
 
     def rpcs(self) -> list[NativeRpcs]:
         """The UpdatePosition calls answered here (which the interceptor never sees), for the RPC metrics."""

@@ -1,5 +1,6 @@
 //! The native servers' listening socket: bound with `SO_REUSEADDR` and a deep backlog, so a restarted server
-//! takes its port back at once and a burst of connections is queued rather than refused.
+//! takes its port back at once and a burst of connections (players starting at once) is queued rather than left to
+//! SYN retries.
 
 use tokio::net::{TcpListener, TcpSocket};
 

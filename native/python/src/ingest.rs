@@ -3,10 +3,8 @@
 //! path, reads its counters, and starts and stops it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use marquee_core::ingest::{IngestConfig, IngestServer, IngestStats, SessionGrant, TokenGrant};
 use marquee_core::latency::LATENCY_BUCKETS;

@@ -87,7 +87,6 @@ pub struct EdgeServer {
     addr: SocketAddr,
 }
 
-/// A listener with a deep accept queue (a burst of players connecting at once must not wait on SYN retries).
 impl EdgeServer {
     /// Binds the listener (so the port is known and bind errors surface here) and starts serving.
     pub fn start(config: EdgeConfig) -> crate::Result<Self> {
